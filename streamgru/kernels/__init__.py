@@ -1,0 +1,1 @@
+"""Numba kernels. Private: the public API is in streamgru/__init__.py."""

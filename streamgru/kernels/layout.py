@@ -1,0 +1,67 @@
+"""Layout of the packed plan the kernels run on.
+
+A plan is two arrays: ``w`` (float, the model's dtype) holds every layer's
+packed weights and parameters back to back; ``meta`` (int64) holds a header
+and one fixed-size row per layer with its sizes, flags, activation codes and
+the offsets of its arrays inside ``w``. Kernels take these two arrays instead
+of one argument per tensor, which keeps the Python-to-numba call short.
+"""
+
+# header fields
+H_NLAYERS = 0
+H_INPUT = 1
+H_OUTPUT = 2
+H_STATE = 3
+H_TILE = 4
+H_SC_GX = 5     # scratch: input projections of a tile, TILE * max gate width
+H_SC_GH = 6     # scratch: recurrent pre-activations of one step, max gate width
+H_SC_TMP = 7    # scratch: per-step temporaries, 2 * max hidden width
+H_SC_SEQA = 8   # scratch: a tile of one layer's outputs, TILE * max width
+H_SC_SEQB = 9   # scratch: the next layer's outputs, TILE * max width
+H_SCRATCH = 10  # total scratch length
+HEADER = 16
+
+# per-layer row fields
+M_KIND = 0
+M_IN = 1
+M_OUT = 2
+M_HID = 3
+M_STATE = 4   # offset of the layer's state inside the stream's state
+M_FLAGS = 5
+M_ACT0 = 6    # activation codes (meaning per layer kind)
+M_ACT1 = 7
+M_ACT2 = 8
+M_P = 9       # offset in w of the float parameters (clip, alphas, betas)
+M_W0 = 10     # offsets in w of up to six packed arrays
+M_W1 = 11
+M_W2 = 12
+M_W3 = 13
+M_W4 = 14
+M_W5 = 15
+ROW = 16
+
+# layer kinds
+KIND_GRU = 1
+KIND_LSTM = 2
+KIND_RNN = 3
+KIND_DENSE = 4
+
+# float parameters block (at M_P): clip, then (alpha, beta) per activation slot
+P_CLIP = 0
+P_ALPHA0 = 1
+P_BETA0 = 2
+P_ALPHA1 = 3
+P_BETA1 = 4
+P_ALPHA2 = 5
+P_BETA2 = 6
+P_SIZE = 8
+
+# flags
+F_RESET_AFTER = 1
+F_CLIP = 2
+F_PROJ = 4
+F_PEEPHOLE = 8
+F_INPUT_FORGET = 16
+
+# rows per tile in process(): bounds the scratch a stream owns
+TILE = 16

@@ -1,0 +1,169 @@
+"""Model: an ordered stack of canonical layers with checked shapes."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .errors import WeightsError
+from .layers import Layer
+
+__all__ = ["Model"]
+
+
+def _model_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise WeightsError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise WeightsError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+class Model:
+    """An ordered stack of layers (GRU, LSTM, RNN, Dense) applied in order.
+
+    Parameters
+    ----------
+    layers : list of layers
+        Applied first to last; each layer's ``input_size`` must equal the
+        previous layer's ``output_size``.
+    dtype : float32 (default) or float64
+        The float type the model computes in; the layers' arrays are
+        converted to it.
+    initial_state : array (state_size,), optional
+        The state a stream starts from and ``reset()`` returns to; zeros by
+        default.
+    metadata : dict, optional
+        Where the model came from (format, file, conventions), for ``info``.
+
+    Examples
+    --------
+    >>> import numpy as np, streamgru as sg
+    >>> rng = np.random.default_rng(0)
+    >>> gru = sg.GRU.from_torch(rng.normal(size=(24, 3)), rng.normal(size=(24, 8)))
+    >>> m = sg.Model([gru, sg.Dense(rng.normal(size=(2, 8)))])
+    >>> (m.input_size, m.output_size, m.state_size, m.dtype)
+    (3, 2, 8, dtype('float32'))
+    """
+
+    def __init__(
+        self,
+        layers: Iterable[Layer],
+        dtype: Any = np.float32,
+        initial_state: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        layers = list(layers) if not isinstance(layers, Layer) else [layers]
+        if not layers:
+            raise WeightsError("a model needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise WeightsError(
+                    f"layer {i} is a {type(layer).__name__}, not a streamgru layer "
+                    f"(GRU, LSTM, RNN or Dense)"
+                )
+        for i in range(1, len(layers)):
+            prev, cur = layers[i - 1], layers[i]
+            if prev.output_size != cur.input_size:
+                raise WeightsError(
+                    f"layer {i - 1} ({type(prev).__name__}) outputs {prev.output_size} values "
+                    f"but layer {i} ({type(cur).__name__}) takes {cur.input_size}"
+                )
+        self._dtype = _model_dtype(dtype)
+        self._layers = tuple(layer.astype(self._dtype) for layer in layers)
+        self._state_size = sum(layer.state_size for layer in self._layers)
+        init = np.zeros(self._state_size, self._dtype)
+        if initial_state is not None:
+            given = np.asarray(initial_state)
+            if given.dtype.kind not in "fiu" or given.shape != (self._state_size,):
+                raise WeightsError(
+                    f"initial_state: expected {self._state_size} real numbers, got "
+                    f"shape {given.shape} of {given.dtype}"
+                )
+            if not np.all(np.isfinite(given)):
+                raise WeightsError("initial_state: contains NaN or inf")
+            init[:] = given
+        init.setflags(write=False)
+        self._initial_state = init
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self._plan_cache = None
+
+    # -- shape ----------------------------------------------------------------
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        """The layers, in order, with arrays in the model's dtype."""
+        return self._layers
+
+    @property
+    def input_size(self) -> int:
+        return self._layers[0].input_size
+
+    @property
+    def output_size(self) -> int:
+        return self._layers[-1].output_size
+
+    @property
+    def state_size(self) -> int:
+        """Length of ``get_state()``: each recurrent layer's state, in order
+        (GRU, RNN: h; LSTM: h then c)."""
+        return self._state_size
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._dtype
+
+    @property
+    def initial_state(self) -> np.ndarray:
+        """The (read-only) state a new or reset stream starts from."""
+        return self._initial_state
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of weights and biases."""
+        return int(sum(a.size for layer in self._layers for a in layer.arrays().values()))
+
+    # -- conversion -----------------------------------------------------------
+    def astype(self, dtype: Any) -> "Model":
+        """A new Model computing in ``dtype`` (float32 or float64)."""
+        return Model(self._layers, _model_dtype(dtype), self._initial_state, self.metadata)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Model):
+            return NotImplemented
+        return (
+            self._dtype == other._dtype
+            and self._layers == other._layers
+            and np.array_equal(self._initial_state, other._initial_state)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(
+            f"{type(l).__name__}({l.input_size}->{l.output_size})" for l in self._layers
+        )
+        return f"Model([{inner}], dtype={self._dtype.name})"
+
+    # -- streams --------------------------------------------------------------
+    def _plan(self):
+        """The packed weights the kernels run on, built once per model."""
+        if self._plan_cache is None:
+            from .kernels.plan import build_plan
+
+            self._plan_cache = build_plan(self._layers, self._dtype)
+        return self._plan_cache
+
+    def stream(self) -> "Stream":
+        """One stream at the model's initial state."""
+        from .stream import Stream
+
+        return Stream(self)
+
+    def streams(self, n: int) -> "StreamBatch":
+        """``n`` independent streams sharing this model's weights."""
+        from .stream import StreamBatch
+
+        return StreamBatch(self, n)

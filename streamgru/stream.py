@@ -1,0 +1,335 @@
+"""Stream and StreamBatch: a model's state and scratch, allocated once.
+
+The Python methods validate and convert once, then call one compiled kernel.
+The kernels check the input for NaN and inf before they touch the state, so a
+bad sample raises ``InputError`` and leaves the state exactly as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .kernels import network
+
+__all__ = ["Stream", "StreamBatch"]
+
+_ndarray = np.ndarray
+
+
+def _as_input(value: Any, shape: tuple, dtype: np.dtype, what: str, expected: str) -> np.ndarray:
+    """``value`` as a writable C-contiguous array of ``dtype`` and ``shape``
+    (converting other real dtypes), or InputError saying what was expected."""
+    if isinstance(value, _ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except Exception:
+            raise InputError(f"{what}: expected {expected}, got {type(value).__name__}") from None
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"{what}: expected {expected} of real numbers, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise InputError(f"{what}: expected {expected}, got shape {arr.shape}")
+    return np.array(arr, dtype=dtype, order="C", copy=True)
+
+
+def _check_out(out: Any, shape: tuple, dtype: np.dtype, what: str) -> None:
+    if not (
+        type(out) is _ndarray
+        and out.dtype == dtype
+        and out.shape == shape
+        and out.flags.c_contiguous
+        and out.flags.writeable
+    ):
+        got = (
+            f"shape {out.shape}, dtype {out.dtype}, C-contiguous={out.flags.c_contiguous}, "
+            f"writeable={out.flags.writeable}"
+            if isinstance(out, _ndarray)
+            else type(out).__name__
+        )
+        raise InputError(
+            f"{what}: out must be a writeable C-contiguous {np.dtype(dtype).name} array of "
+            f"shape {shape}; got {got}"
+        )
+
+
+def _nonfinite(arr: np.ndarray) -> str:
+    """Where the first NaN or inf in ``arr`` is, as text."""
+    idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+    return f"{arr[idx]} at index {idx if len(idx) > 1 else idx[0]}"
+
+
+class Stream:
+    """One stream: the state of every recurrent layer of a model, updated in place.
+
+    Made by ``Model.stream()``. ``step`` and ``process`` advance the state;
+    ``get_state``/``set_state`` snapshot and restore it; ``reset`` returns to
+    the model's initial state.
+    """
+
+    __slots__ = ("_model", "_w", "_meta", "_buf", "_state", "_dtype", "_xshape", "_oshape", "_I", "_O")
+
+    def __init__(self, model) -> None:
+        plan = model._plan()
+        self._model = model
+        self._w = plan.w
+        self._meta = plan.meta
+        self._dtype = model.dtype
+        self._buf = np.zeros(plan.state_size + plan.scratch_size, self._dtype)
+        self._state = self._buf[: plan.state_size]
+        self._I = plan.input_size
+        self._O = plan.output_size
+        self._xshape = (plan.input_size,)
+        self._oshape = (plan.output_size,)
+        self._state[:] = model.initial_state
+
+    @property
+    def model(self):
+        """The Model this stream runs."""
+        return self._model
+
+    def step(self, x: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Advance the stream by one sample.
+
+        Parameters
+        ----------
+        x : array (input_size,)
+            One sample; other real dtypes and non-contiguous arrays are converted.
+        out : array (output_size,), optional
+            Where to write the output (C-contiguous, the model's dtype). With
+            ``out`` given and ``x`` already in the model's dtype, nothing is
+            allocated. ``out`` must not overlap ``x``.
+
+        Returns
+        -------
+        array (output_size,)
+            ``out`` itself if given, else a new array.
+
+        Raises
+        ------
+        InputError
+            Wrong shape or type, or NaN/inf in ``x``; the state is unchanged.
+        """
+        if not (
+            type(x) is _ndarray
+            and x.dtype is self._dtype
+            and x.shape == self._xshape
+            and x.flags.c_contiguous
+            and x.flags.writeable
+        ):
+            x = _as_input(x, self._xshape, self._dtype, "step", f"x of shape {self._xshape}")
+        if out is None:
+            out = np.empty(self._oshape, self._dtype)
+        elif not (
+            type(out) is _ndarray
+            and out.dtype is self._dtype
+            and out.shape == self._oshape
+            and out.flags.c_contiguous
+            and out.flags.writeable
+        ):
+            _check_out(out, self._oshape, self._dtype, "step")
+        if network.step(x, out, self._w, self._meta, self._buf):
+            raise InputError(
+                f"step: x contains {_nonfinite(x)}; expected finite values. "
+                f"The stream's state is unchanged."
+            )
+        return out
+
+    def process(self, X: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Advance the stream by T samples at once.
+
+        Equivalent to calling ``step`` on each row in order, but faster: the
+        input projection of a whole tile of rows is computed first.
+
+        Parameters
+        ----------
+        X : array (T, input_size)
+        out : array (T, output_size), optional
+
+        Returns
+        -------
+        array (T, output_size)
+
+        Raises
+        ------
+        InputError
+            Wrong shape or type, or NaN/inf anywhere in ``X``: nothing is
+            applied, not even the rows before the bad one.
+        """
+        if not (
+            type(X) is _ndarray
+            and X.dtype is self._dtype
+            and X.ndim == 2
+            and X.shape[1] == self._I
+            and X.flags.c_contiguous
+            and X.flags.writeable
+        ):
+            shape = np.shape(X) if not isinstance(X, _ndarray) else X.shape
+            T = shape[0] if len(shape) == 2 else -1
+            X = _as_input(
+                X, (T, self._I), self._dtype, "process", f"X of shape (T, {self._I})"
+            )
+        oshape = (X.shape[0], self._O)
+        if out is None:
+            out = np.empty(oshape, self._dtype)
+        else:
+            _check_out(out, oshape, self._dtype, "process")
+        bad = network.process(X, out, self._w, self._meta, self._buf)
+        if bad:
+            raise InputError(
+                f"process: X row {bad - 1} contains {_nonfinite(X[bad - 1])}; expected finite "
+                f"values. Nothing was applied; the stream's state is unchanged."
+            )
+        return out
+
+    def reset(self) -> None:
+        """Return to the model's initial state."""
+        self._state[:] = self._model.initial_state
+
+    def get_state(self) -> np.ndarray:
+        """A copy of the state: each recurrent layer's state in order
+        (GRU, RNN: h; LSTM: h then c), length ``model.state_size``."""
+        return self._state.copy()
+
+    def set_state(self, state: Any) -> None:
+        """Replace the state with ``state`` (length ``model.state_size``, finite)."""
+        st = _as_input(
+            state, self._state.shape, self._dtype, "set_state",
+            f"a state of shape {self._state.shape}",
+        )
+        if not np.all(np.isfinite(st)):
+            raise InputError(
+                f"set_state: state contains {_nonfinite(st)}; expected finite values. "
+                f"The stream's state is unchanged."
+            )
+        self._state[:] = st
+
+    def __repr__(self) -> str:
+        return f"<Stream of {self._model!r}>"
+
+
+class StreamBatch:
+    """``n`` independent streams of one model, sharing its weights and scratch.
+
+    Made by ``Model.streams(n)``. Row ``i`` of every input and output belongs
+    to stream ``i``; a batch of n gives the same numbers as n ``Stream``s.
+    """
+
+    __slots__ = ("_model", "_w", "_meta", "_states", "_scratch", "_dtype", "_n", "_I", "_O")
+
+    def __init__(self, model, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise InputError(f"streams: n must be a positive integer, got {n!r}")
+        plan = model._plan()
+        self._model = model
+        self._w = plan.w
+        self._meta = plan.meta
+        self._dtype = model.dtype
+        self._n = int(n)
+        self._I = plan.input_size
+        self._O = plan.output_size
+        self._states = np.empty((self._n, plan.state_size), self._dtype)
+        self._states[:] = model.initial_state
+        self._scratch = np.zeros(plan.scratch_size, self._dtype)
+
+    @property
+    def model(self):
+        """The Model these streams run."""
+        return self._model
+
+    def __len__(self) -> int:
+        return self._n
+
+    def step(self, X: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Advance every stream by one sample: X (n, input_size) -> (n, output_size).
+
+        NaN or inf in any stream's sample raises ``InputError`` and no stream
+        advances.
+        """
+        shape = (self._n, self._I)
+        if not (
+            type(X) is _ndarray
+            and X.dtype is self._dtype
+            and X.shape == shape
+            and X.flags.c_contiguous
+            and X.flags.writeable
+        ):
+            X = _as_input(X, shape, self._dtype, "step", f"X of shape {shape}")
+        oshape = (self._n, self._O)
+        if out is None:
+            out = np.empty(oshape, self._dtype)
+        else:
+            _check_out(out, oshape, self._dtype, "step")
+        bad = network.batch_step(X, out, self._w, self._meta, self._states, self._scratch)
+        if bad:
+            raise InputError(
+                f"step: X row {bad - 1} (stream {bad - 1}) contains {_nonfinite(X[bad - 1])}; "
+                f"expected finite values. No stream was advanced."
+            )
+        return out
+
+    def process(self, X: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Advance every stream by T samples: X (n, T, input_size) -> (n, T, output_size).
+
+        NaN or inf anywhere raises ``InputError`` and no stream advances.
+        """
+        if not (
+            type(X) is _ndarray
+            and X.dtype is self._dtype
+            and X.ndim == 3
+            and X.shape[0] == self._n
+            and X.shape[2] == self._I
+            and X.flags.c_contiguous
+            and X.flags.writeable
+        ):
+            shape = np.shape(X) if not isinstance(X, _ndarray) else X.shape
+            T = shape[1] if len(shape) == 3 else -1
+            X = _as_input(
+                X, (self._n, T, self._I), self._dtype, "process",
+                f"X of shape ({self._n}, T, {self._I})",
+            )
+        oshape = (self._n, X.shape[1], self._O)
+        if out is None:
+            out = np.empty(oshape, self._dtype)
+        else:
+            _check_out(out, oshape, self._dtype, "process")
+        bad = network.batch_process(X, out, self._w, self._meta, self._states, self._scratch)
+        if bad:
+            raise InputError(
+                f"process: X[{bad - 1}] (stream {bad - 1}) contains {_nonfinite(X[bad - 1])}; "
+                f"expected finite values. No stream was advanced."
+            )
+        return out
+
+    def reset(self, i: int | None = None) -> None:
+        """Return all streams, or stream ``i``, to the model's initial state."""
+        if i is None:
+            self._states[:] = self._model.initial_state
+        else:
+            self._states[self._index(i)] = self._model.initial_state
+
+    def _index(self, i: Any) -> int:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not -self._n <= i < self._n:
+            raise InputError(f"stream index must be an integer in [0, {self._n}), got {i!r}")
+        return int(i)
+
+    def get_state(self) -> np.ndarray:
+        """A copy of all states, shape (n, state_size)."""
+        return self._states.copy()
+
+    def set_state(self, states: Any) -> None:
+        """Replace all states with ``states`` of shape (n, state_size), finite."""
+        shape = self._states.shape
+        st = _as_input(states, shape, self._dtype, "set_state", f"states of shape {shape}")
+        if not np.all(np.isfinite(st)):
+            raise InputError(
+                f"set_state: states contain {_nonfinite(st)}; expected finite values. "
+                f"No stream's state was changed."
+            )
+        self._states[:] = st
+
+    def __repr__(self) -> str:
+        return f"<StreamBatch of {self._n} streams of {self._model!r}>"
