@@ -71,6 +71,46 @@ def gru_step(layer, x, h):
     return (1.0 - z) * n + z * h
 
 
+def lstm_step(layer, x, state):
+    """One LSTM step, gate rows i, f, g, o; state = concat(h (P), c (H)).
+    Returns (h', concat(h', c'))."""
+    H, P = layer.hidden_size, layer.output_size
+    h, c = state[:P], state[P:]
+    W, R = f64(layer, "weight_ih"), f64(layer, "weight_hh")
+    b = f64(layer, "bias_ih") + f64(layer, "bias_hh")
+    W_i, W_f, W_g, W_o = W[:H], W[H : 2 * H], W[2 * H : 3 * H], W[3 * H :]
+    R_i, R_f, R_g, R_o = R[:H], R[H : 2 * H], R[2 * H : 3 * H], R[3 * H :]
+    b_i, b_f, b_g, b_o = b[:H], b[H : 2 * H], b[2 * H : 3 * H], b[3 * H :]
+    if layer.peepholes is None:
+        p_i = p_f = p_o = np.zeros(H)
+    else:
+        p_i, p_f, p_o = f64(layer, "peepholes")
+    gate, cell, hid, k = (
+        layer.gate_activation, layer.cell_activation, layer.hidden_activation, layer.clip
+    )
+
+    i = activate(gate, clip(W_i @ x + b_i + R_i @ h + p_i * c, k))
+    if layer.input_forget:
+        f = 1.0 - i
+    else:
+        f = activate(gate, clip(W_f @ x + b_f + R_f @ h + p_f * c, k))
+    g = activate(cell, clip(W_g @ x + b_g + R_g @ h, k))
+    c_new = f * c + i * g
+    o = activate(gate, clip(W_o @ x + b_o + R_o @ h + p_o * c_new, k))
+    h_new = o * activate(hid, c_new)
+    if layer.weight_hr is not None:
+        h_new = f64(layer, "weight_hr") @ h_new
+    return h_new, np.concatenate([h_new, c_new])
+
+
+def rnn_step(layer, x, h):
+    """One Elman RNN step; returns (h', h')."""
+    W, R = f64(layer, "weight_ih"), f64(layer, "weight_hh")
+    b_i, b_h = f64(layer, "bias_ih"), f64(layer, "bias_hh")
+    h_new = activate(layer.activation, clip(W @ x + b_i + R @ h + b_h, layer.clip))
+    return h_new, h_new
+
+
 def dense(layer, x):
     """y = act(W x + b)."""
     return activate(layer.activation, f64(layer, "weight") @ x + f64(layer, "bias"))

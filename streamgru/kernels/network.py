@@ -11,11 +11,11 @@ scratch, ``states`` (n, state_size) a batch's states and ``sc`` its scratch.
 
 import numpy as np
 
-from . import dense, gru
+from . import dense, gru, lstm, rnn
 from .config import jit
 from .layout import (
     H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SC_SEQB, H_STATE, H_TILE, HEADER,
-    KIND_DENSE, KIND_GRU, M_KIND, M_OUT, ROW,
+    KIND_DENSE, KIND_GRU, KIND_LSTM, KIND_RNN, M_KIND, M_OUT, ROW,
 )
 
 
@@ -45,6 +45,10 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc):
             out, o0, os = sc, meta[H_SC_SEQA + (l & 1)], meta[r + M_OUT]
         if kind == KIND_GRU:
             gru.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
+        elif kind == KIND_LSTM:
+            lstm.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
+        elif kind == KIND_RNN:
+            rnn.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
         elif kind == KIND_DENSE:
             dense.seq(cur, c0, cs, out, o0, os, T, w, meta, r)
         cur, c0, cs = out, o0, os

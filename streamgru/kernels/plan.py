@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import dense, gru
+from . import dense, gru, lstm, rnn
 from .layout import (
     H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB, H_SC_TMP,
     H_SCRATCH, H_STATE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
@@ -14,7 +14,7 @@ from .layout import (
 )
 
 # layer kind name -> module with pack(layer, packer)
-PACKERS = {"gru": gru, "dense": dense}
+PACKERS = {"gru": gru, "lstm": lstm, "rnn": rnn, "dense": dense}
 
 
 class Packer:

@@ -1,0 +1,79 @@
+"""Elman RNN kernel: one tile of T steps of ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``.
+
+Packed block: ``W_ih^T`` (I, H) and ``W_hh^T`` (H, H) row-major, then
+``b_ih + b_hh`` (H,). The layer's state is h (H).
+"""
+
+import numpy as np
+
+from . import activations as act
+from .config import jit
+from .gru import input_projection
+from .layout import (
+    F_CLIP, H_SC_GH, H_SC_GX, KIND_RNN, M_ACT0, M_FLAGS, M_HID, M_IN, M_P, M_STATE,
+    M_W0, M_W1, M_W2, P_ALPHA0, P_BETA0, P_CLIP,
+)
+
+
+def pack(layer, packer):
+    """Append an RNN layer's packed arrays to ``packer``; return its meta row."""
+    params = packer.params(
+        {P_CLIP: layer.clip or 0.0,
+         P_ALPHA0: layer.activation.alpha, P_BETA0: layer.activation.beta}
+    )
+    # the two biases are always added together: fold them once, in float64
+    bias = np.asarray(layer.bias_ih, np.float64) + np.asarray(layer.bias_hh, np.float64)
+    return {
+        "kind": KIND_RNN,
+        "gates": layer.hidden_size,
+        "tmp": 0,
+        M_FLAGS: F_CLIP if layer.clip else 0,
+        M_ACT0: act.CODES[layer.activation.name],
+        M_P: params,
+        M_W0: packer.add(layer.weight_ih.T),
+        M_W1: packer.add(layer.weight_hh.T),
+        M_W2: packer.add(bias),
+    }
+
+
+@jit
+def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+    """Run T steps of the RNN layer at meta row ``r``.
+
+    Reads inputs ``src[s0 + t*ss : ... + I]``, updates the hidden state
+    ``st[sb + state offset : ... + H]`` in place and writes each step's h to
+    ``dst[d0 + t*ds : ... + H]``.
+    """
+    I = meta[r + M_IN]
+    H = meta[r + M_HID]
+    code = meta[r + M_ACT0]
+    p = meta[r + M_P]
+    wx = meta[r + M_W0]
+    wh = meta[r + M_W1]
+    b = meta[r + M_W2]
+    h0 = sb + meta[r + M_STATE]
+    gx = meta[H_SC_GX]
+    gh = meta[H_SC_GH]
+    has_clip = (meta[r + M_FLAGS] & F_CLIP) != 0
+    clip = w[p + P_CLIP]
+    alpha, beta = w[p + P_ALPHA0], w[p + P_BETA0]
+
+    input_projection(src, s0, ss, T, I, H, w, wx, b, sc, gx)
+
+    for t in range(T):
+        g = gx + t * H
+        # the new h is built in scratch: every element needs the whole old h
+        for k in range(H):
+            sc[gh + k] = sc[g + k]
+        for j in range(H):
+            hj = st[h0 + j]
+            row = wh + j * H
+            for k in range(H):
+                sc[gh + k] += hj * w[row + k]
+        if has_clip:
+            act.clip(sc, gh, gh + H, clip)
+        act.apply(sc, gh, gh + H, code, alpha, beta)
+        o = d0 + t * ds
+        for k in range(H):
+            st[h0 + k] = sc[gh + k]
+            dst[o + k] = sc[gh + k]
