@@ -36,6 +36,19 @@ def _as_input(value: Any, shape: tuple, dtype: np.dtype, what: str, expected: st
     return np.array(arr, dtype=dtype, order="C", copy=True)
 
 
+def _shape(value: Any, what: str, expected: str) -> tuple:
+    """The shape of an array or nested sequence, or InputError for a ragged one."""
+    if isinstance(value, _ndarray):
+        return value.shape
+    try:
+        return np.shape(value)
+    except Exception:  # numpy refuses ragged nested lists
+        raise InputError(
+            f"{what}: expected {expected}, got a {type(value).__name__} that is not a "
+            f"rectangular array"
+        ) from None
+
+
 def _check_out(out: Any, shape: tuple, dtype: np.dtype, what: str) -> None:
     if not (
         type(out) is _ndarray
@@ -167,11 +180,10 @@ class Stream:
             and X.flags.c_contiguous
             and X.flags.writeable
         ):
-            shape = np.shape(X) if not isinstance(X, _ndarray) else X.shape
+            expected = f"X of shape (T, {self._I})"
+            shape = _shape(X, "process", expected)
             T = shape[0] if len(shape) == 2 else -1
-            X = _as_input(
-                X, (T, self._I), self._dtype, "process", f"X of shape (T, {self._I})"
-            )
+            X = _as_input(X, (T, self._I), self._dtype, "process", expected)
         oshape = (X.shape[0], self._O)
         if out is None:
             out = np.empty(oshape, self._dtype)
@@ -285,12 +297,10 @@ class StreamBatch:
             and X.flags.c_contiguous
             and X.flags.writeable
         ):
-            shape = np.shape(X) if not isinstance(X, _ndarray) else X.shape
+            expected = f"X of shape ({self._n}, T, {self._I})"
+            shape = _shape(X, "process", expected)
             T = shape[1] if len(shape) == 3 else -1
-            X = _as_input(
-                X, (self._n, T, self._I), self._dtype, "process",
-                f"X of shape ({self._n}, T, {self._I})",
-            )
+            X = _as_input(X, (self._n, T, self._I), self._dtype, "process", expected)
         oshape = (self._n, X.shape[1], self._O)
         if out is None:
             out = np.empty(oshape, self._dtype)
