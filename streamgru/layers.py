@@ -241,6 +241,12 @@ def _clip(clip: Any) -> float | None:
     return c
 
 
+def _source(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Validate an importer's tensor under its source name (``W``, ``kernel``),
+    before any reordering, so an error names the tensor the user passed."""
+    return _array(value, name, shape, _float_dtype(value))
+
+
 def _drop_direction(value: Any, name: str, ndim: int) -> np.ndarray:
     """ONNX arrays may keep their leading num_directions axis of 1."""
     if value is None:
@@ -440,12 +446,11 @@ class GRU(Layer):
         R = _drop_direction(R, "R", 2)
         B = _drop_direction(B, "B", 1)
         H = _gate_rows("R", _shape_of(R, "R", 2), 3)
-        _shape_of(W, "W", 2)
+        R = _source(R, "R", (3 * H, H))
+        W = _source(W, "W", (3 * H, _shape_of(W, "W", 2)[1]))
         bias_ih = bias_hh = None
         if B is not None:
-            _shape_of(B, "B", 1)
-            if np.shape(B) != (6 * H,):
-                raise WeightsError(f"tensor B: expected shape {(6 * H,)}, got {tuple(np.shape(B))}")
+            B = _source(B, "B", (6 * H,))
             bias_ih, bias_hh = B[: 3 * H], B[3 * H :]
         zrh_to_rzn = (1, 0, 2)  # ONNX rows are z, r, h; canonical r, z, n
         gate, cand = onnx_activations(activations, activation_alpha, activation_beta, ("Sigmoid", "Tanh"))
@@ -475,26 +480,17 @@ class GRU(Layer):
         bias is (2, 3H) (input bias, recurrent bias); otherwise it is (3H,) and
         there is no recurrent bias.
         """
-        k = np.asarray(kernel)
-        rk = np.asarray(recurrent_kernel)
-        _shape_of(k, "kernel", 2)
-        H = _gate_rows("recurrent_kernel.T", _shape_of(rk, "recurrent_kernel", 2)[::-1], 3)
+        H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
+        rk = _source(recurrent_kernel, "recurrent_kernel", (H, 3 * H))
+        k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], 3 * H))
         zrh_to_rzn = (1, 0, 2)
         bias_ih = bias_hh = None
         if bias is not None:
-            b = np.asarray(bias)
             if reset_after:
-                if b.shape != (2, 3 * H):
-                    raise WeightsError(
-                        f"tensor bias: expected shape {(2, 3 * H)} (reset_after=True), got {b.shape}"
-                    )
+                b = _source(bias, "bias (reset_after=True)", (2, 3 * H))
                 bias_ih, bias_hh = b[0], b[1]
             else:
-                if b.shape != (3 * H,):
-                    raise WeightsError(
-                        f"tensor bias: expected shape {(3 * H,)} (reset_after=False), got {b.shape}"
-                    )
-                bias_ih = b
+                bias_ih = _source(bias, "bias (reset_after=False)", (3 * H,))
         return cls(
             _reorder(k.T, zrh_to_rzn, 3),
             _reorder(rk.T, zrh_to_rzn, 3),
@@ -636,7 +632,8 @@ class LSTM(Layer):
         B = _drop_direction(B, "B", 1)
         P = _drop_direction(P, "P", 1)
         H = _gate_rows("R", _shape_of(R, "R", 2), 4)
-        _shape_of(W, "W", 2)
+        R = _source(R, "R", (4 * H, H))
+        W = _source(W, "W", (4 * H, _shape_of(W, "W", 2)[1]))
         iofc_to_ifgo = (0, 2, 3, 1)  # ONNX rows i, o, f, c; canonical i, f, g, o
         bias_ih = bias_hh = None
         if B is not None:
@@ -671,10 +668,9 @@ class LSTM(Layer):
         """From a Keras ``LSTM`` layer's weights: ``kernel`` (I, 4H) and
         ``recurrent_kernel`` (H, 4H) transposed, gate columns i, f, c, o (the
         canonical order), one bias (4H,)."""
-        k = np.asarray(kernel)
-        rk = np.asarray(recurrent_kernel)
-        _shape_of(k, "kernel", 2)
-        _shape_of(rk, "recurrent_kernel", 2)
+        H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
+        rk = _source(recurrent_kernel, "recurrent_kernel", (H, 4 * H))
+        k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], 4 * H))
         return cls(k.T, rk.T, bias, None)
 
 
