@@ -33,7 +33,10 @@ def _as_input(value: Any, shape: tuple, dtype: np.dtype, what: str, expected: st
         raise InputError(f"{what}: expected {expected} of real numbers, got dtype {arr.dtype}")
     if arr.shape != shape:
         raise InputError(f"{what}: expected {expected}, got shape {arr.shape}")
-    return np.array(arr, dtype=dtype, order="C", copy=True)
+    # a float64 value beyond float32's range becomes inf here and is then
+    # refused as non-finite, so numpy's overflow warning would only be noise
+    with np.errstate(over="ignore"):
+        return np.array(arr, dtype=dtype, order="C", copy=True)
 
 
 def _shape(value: Any, what: str, expected: str) -> tuple:
