@@ -33,6 +33,7 @@ import importlib.util
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -168,7 +169,10 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--csv-lines", type=int, default=400)
+    ap.add_argument("--weights-dir", default=WEIGHTS, help="where the .pt/.onnx/.csv go")
+    ap.add_argument("--data-dir", default=DATA, help="where the demo's .npz files go")
     args = ap.parse_args(argv)
+    weights_dir, data_dir = args.weights_dir, args.data_dir
 
     import torch
 
@@ -218,21 +222,24 @@ def main(argv=None) -> int:
         logits = net(torch.from_numpy(samples)[None])[0].numpy()
     torch_step, torch_rec = accuracies(logits.argmax(axis=1), labels, rec_ids)
 
-    os.makedirs(WEIGHTS, exist_ok=True)
-    os.makedirs(DATA, exist_ok=True)
+    os.makedirs(weights_dir, exist_ok=True)
+    os.makedirs(data_dir, exist_ok=True)
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    torch.save(state, os.path.join(WEIGHTS, "watch_gru.pt"))
-    torch.onnx.export(
-        net,
-        (torch.from_numpy(samples[None, :100]),),
-        os.path.join(WEIGHTS, "watch_gru.onnx"),
-        dynamo=False,
-        input_names=["imu"],
-        output_names=["logits"],
-        # batch fixed at 1 (a stream), time free
-        dynamic_axes={"imu": {1: "time"}, "logits": {1: "time"}},
-        opset_version=17,
-    )
+    torch.save(state, os.path.join(weights_dir, "watch_gru.pt"))
+    with warnings.catch_warnings():
+        # the TorchScript exporter is the one that writes a plain ONNX GRU node
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (torch.from_numpy(samples[None, :100]),),
+            os.path.join(weights_dir, "watch_gru.onnx"),
+            dynamo=False,
+            input_names=["imu"],
+            output_names=["logits"],
+            # batch fixed at 1 (a stream), time free
+            dynamic_axes={"imu": {1: "time"}, "logits": {1: "time"}},
+            opset_version=17,
+        )
 
     import streamgru as sg
 
@@ -249,10 +256,10 @@ def main(argv=None) -> int:
             "inputs": [str(c) for c in data["X_labels"]],
         },
     )
-    sg.save(model, os.path.join(DATA, "watch_gru.npz"))
-    os.chmod(os.path.join(DATA, "watch_gru.npz"), 0o644)  # shipped: readable by all users
+    sg.save(model, os.path.join(data_dir, "watch_gru.npz"))
+    os.chmod(os.path.join(data_dir, "watch_gru.npz"), 0o644)  # shipped: readable by all users
     np.savez_compressed(
-        os.path.join(DATA, "watch_test.npz"),
+        os.path.join(data_dir, "watch_test.npz"),
         samples=samples,
         labels=labels,
         recording_ids=rec_ids,
@@ -260,7 +267,7 @@ def main(argv=None) -> int:
         channels=np.array([str(c) for c in data["X_labels"]]),
     )
     # the first recording's opening lines, raw, with a header
-    with open(os.path.join(WEIGHTS, "watch_sample.csv"), "w") as f:
+    with open(os.path.join(weights_dir, "watch_sample.csv"), "w") as f:
         f.write(",".join(str(c) for c in data["X_labels"]) + "\n")
         for row in samples[: args.csv_lines]:
             f.write(",".join(repr(float(v)) for v in row) + "\n")
