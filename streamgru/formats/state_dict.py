@@ -155,12 +155,12 @@ def _kind(path: str, found: dict[str, tuple[str, np.ndarray]], prefix: str, suff
 
 def _linear(path: str, module: str, params: dict[str, np.ndarray]) -> Dense:
     prefix = module + "." if module else ""
-    extra = sorted(set(params) - set(_LINEAR))
+    extra = [p for p in params if p not in _LINEAR]  # in the file's order
     if extra or "weight" not in params:
         key = prefix + (extra[0] if extra else "bias")
         raise WeightsError(
             f"{path}: tensor {key}: module {_module_label(module)} is not a GRU, LSTM, RNN or "
-            f"Linear layer (keys: {', '.join(sorted(params))}); streamgru cannot run it"
+            f"Linear layer (keys: {', '.join(params)}); streamgru cannot run it"
         )
     weight = _float_array(path, prefix + "weight", params["weight"])
     if weight.ndim != 2:

@@ -22,6 +22,7 @@ materialised after unpickling, so an error can name the state-dict key.
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import os
@@ -172,8 +173,6 @@ _UNSUPPORTED = {
     "_rebuild_device_tensor_from_cpu_tensor": "a device tensor",
 }
 
-# protocol 2 pickles written by Python 3 carry Python 2 module names
-_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -185,7 +184,13 @@ class _SafeUnpickler(pickle.Unpickler):
         self.storages: dict[str, _Storage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
-        module = _PY2_MODULES.get(module, module)
+        # protocol 2 pickles written by Python 3 carry Python 2 names
+        # ("__builtin__", "commands.call" for subprocess.call): translate them
+        # with the standard table so messages name the real global
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         found = _ALLOWED.get((module, name))
         if found is not None:
             return found
@@ -242,12 +247,13 @@ def _open_archive(raw: bytes, path: str) -> tuple[zipfile.ZipFile, str]:
             f"{path}: not a torch.save archive, or truncated ({exc})"
         ) from None
     prefix = names[0].split("/", 1)[0] + "/" if names and "/" in names[0] else ""
+    if prefix + "constants.pkl" in names or any(n.startswith(prefix + "code/") for n in names):
+        raise WeightsError(
+            f"{path}: a TorchScript archive (torch.jit.save), whose code streamgru does not "
+            f"run; save its weights instead: "
+            f"torch.save(torch.jit.load(path).state_dict(), 'weights.pt')"
+        )
     if prefix + "data.pkl" not in names:
-        if prefix + "constants.pkl" in names or any(n.startswith(prefix + "code/") for n in names):
-            raise WeightsError(
-                f"{path}: a TorchScript archive (torch.jit.save); save its weights instead: "
-                f"torch.save(torch.jit.load(path).state_dict(), 'weights.pt')"
-            )
         raise WeightsError(f"{path}: a zip archive without data.pkl; not written by torch.save")
     return archive, prefix
 
