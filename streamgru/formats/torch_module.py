@@ -209,7 +209,10 @@ class _Chain:
 
 
 def _sequential(torch: Any, chain: _Chain, prefix: str, seq: Any) -> None:
-    for child_name, child in seq.named_children():
+    # not named_children(): it skips a module that appears twice, forward does not
+    for child_name, child in seq._modules.items():
+        if child is None:
+            continue
         name = f"{prefix}.{child_name}" if prefix else child_name
         if isinstance(child, torch.nn.Sequential):
             _sequential(torch, chain, name, child)
@@ -275,8 +278,19 @@ def _trace(torch: Any, module: Any, chain: _Chain) -> None:
     functions = _function_table(torch)
     current = None  # the node holding the value the next step must consume
     rnn_outputs: set = set()
+    unused: set = set()  # unpacked final states that forward never uses
+
+    def is_unused(n: Any) -> bool:
+        return all(
+            u.op == "call_function" and u.target is operator.getitem and is_unused(u)
+            for u in n.users
+        )
+
     for node in graph.nodes:
-        what = f"{type(module).__name__}.forward: {node.format_node()}"
+        target = getattr(node.target, "__name__", node.target)
+        what = f"{type(module).__name__}.forward: {node.op} {target!r} ({node.name})"
+        if node in unused:
+            continue
         if node.op == "placeholder":
             if current is None:
                 current = node
@@ -295,12 +309,25 @@ def _trace(torch: Any, module: Any, chain: _Chain) -> None:
         if node.op == "call_function" and node.target is operator.getitem and node.args[0] in rnn_outputs:
             if node.args[1] == 0:
                 current = node
-            elif node.users:
+            elif is_unused(node):
+                unused.add(node)
+                unused.update(_descendants(node))
+            else:
                 raise WeightsError(
                     f"{what}: forward uses the final hidden state of a recurrent layer; "
                     f"streamgru streams its output sequence (element 0)"
                 )
             continue
+        supported = (
+            node.op == "call_module"
+            or (node.op == "call_function" and node.target in functions)
+            or (node.op == "call_method" and node.target in _METHODS)
+        )
+        if not supported:
+            raise WeightsError(
+                f"{what}: operation {node.op} {target!r} is not supported; streamgru converts "
+                f"chains of GRU, LSTM, RNN, Linear and activations"
+            )
         extra = node.op == "call_module" and (
             any(a is not None for a in node.args[1:]) or any(v is not None for v in node.kwargs.values())
         )
@@ -317,21 +344,19 @@ def _trace(torch: Any, module: Any, chain: _Chain) -> None:
                 current = None  # only getitem(node, 0) continues the chain
                 continue
             chain.module(torch, node.target, mod)
-        elif node.op == "call_function" and node.target in functions:
-            kind = functions[node.target]
-            if kind != _SKIP:
-                chain.activation(node.name, _function_activation(what, kind, node))
-        elif node.op == "call_method" and node.target in _METHODS:
-            kind = _METHODS[node.target]
-            if kind != _SKIP:
-                chain.activation(node.name, _function_activation(what, kind, node))
         else:
-            op = getattr(node.target, "__name__", node.target)
-            raise WeightsError(
-                f"{what}: operation {node.op} {op!r} is not supported; streamgru converts "
-                f"chains of GRU, LSTM, RNN, Linear and activations"
-            )
+            kind = functions[node.target] if node.op == "call_function" else _METHODS[node.target]
+            if kind != _SKIP:
+                chain.activation(node.name, _function_activation(what, kind, node))
         current = node
+
+
+def _descendants(node: Any) -> set:
+    out = set()
+    for u in node.users:
+        out.add(u)
+        out |= _descendants(u)
+    return out
 
 
 def from_module(module: Any, dtype: Any = np.float32) -> Model:
