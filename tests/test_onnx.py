@@ -1,0 +1,487 @@
+"""ONNX import: streamed outputs against ONNX Runtime's full-sequence outputs,
+hand-built single-node graphs for every RNN attribute, the ops around them,
+and broken or unsupported files.
+
+Every model here is float32 (one kernel compilation per entry point)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import streamgru as sg  # noqa: E402
+from onnx_models import H, I, O, T, Export, dense_graph, export, ort_run, rnn_node_model  # noqa: E402
+from reference import run_model  # noqa: E402
+
+TOL = 2e-5
+
+
+def close(a, b, tol=TOL):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=0, atol=tol)
+
+
+def save(model, path):
+    onnx.save(model, str(path))
+    return path
+
+
+# ----------------------------------------------------------------------------
+# torch exports
+
+EXPORTS = [
+    Export("GRU", 2, True, "tanh", dynamic=True),
+    Export("GRU", 1, False, "relu"),
+    Export("GRU", 3, False, "", last=True, dynamic=True),
+    Export("LSTM", 3, True, "sigmoid"),
+    Export("LSTM", 1, False, "softmax", dynamic=True),
+    Export("LSTM", 2, True, "", state_input=True),
+    Export("RNN", 2, True, "leaky_relu", relu=True),
+    Export("RNN", 1, False, "tanh", state_input=True, dynamic=True),
+    Export("GRU", 2, True, "tanh", dynamo=True),
+    Export("LSTM", 1, False, "sigmoid", dynamo=True),
+    # (the dynamo exporter unrolls torch.nn.RNN into per-step MatMul/Tanh: no RNN node to map)
+]
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """Exports each case once per session, on first use."""
+    pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("onnx_exports")
+    done: dict = {}
+
+    def get(case: Export):
+        if case.id not in done:
+            path = folder / f"{case.id}.onnx"
+            export(case, path)
+            done[case.id] = path
+        return done[case.id]
+
+    return get
+
+
+def _feeds(case: Export, X: np.ndarray) -> dict:
+    """ORT inputs for a batch X of shape (n, T, I)."""
+    x = X if case.batch_first else X.transpose(1, 0, 2)
+    feeds = {"x": np.ascontiguousarray(x)}
+    if case.state_input:
+        zeros = np.zeros((case.num_layers, X.shape[0], H), np.float32)
+        feeds["h0"] = zeros
+        if case.kind == "LSTM":
+            feeds["c0"] = zeros.copy()
+    return feeds
+
+
+def _per_stream(case: Export, y: np.ndarray) -> np.ndarray:
+    """ORT output -> (n, T, O), or (n, O) for a many-to-one model."""
+    if case.last or case.batch_first:
+        return y
+    return y.transpose(1, 0, 2)
+
+
+@pytest.mark.parametrize("case", EXPORTS, ids=lambda c: c.id)
+def test_torch_export_streams_like_onnxruntime(exported, case):
+    path = exported(case)
+    m = sg.load(path)
+    assert m.metadata["format"] == "onnx" and m.metadata["source"] == str(path)
+    kinds = [layer.kind for layer in m.layers]
+    assert kinds[: case.num_layers] == [case.kind.lower()] * case.num_layers
+    assert kinds[case.num_layers:] == ["dense"]  # head, activation folded in
+    assert m.input_size == I and m.output_size == O
+    assert m.metadata["many_to_one"] == case.last
+    if case.state_input:
+        assert m.metadata["state_inputs"] == (["c0", "h0"] if case.kind == "LSTM" else ["h0"])
+    n = 2 if case.dynamic else 1  # static exports are fixed to batch 1
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(n, T, I)).astype(np.float32)
+    ref = _per_stream(case, ort_run(path, _feeds(case, X))[0])
+    if n == 1:
+        Y = m.stream().process(X[0])[None]
+    else:
+        Y = m.streams(n).process(X)
+    if case.last:
+        close(Y[:, -1], ref)
+        # streamed, every step is the output for the sequence ending there
+        for t in (1, 57, 150):
+            prefix = _per_stream(case, ort_run(path, _feeds(case, X[:, :t]))[0])
+            close(Y[:, t - 1], prefix)
+    else:
+        close(Y, ref)
+
+
+def test_step_by_step_equals_process(exported):
+    case = EXPORTS[3]
+    m = sg.load(exported(case))
+    X = np.random.default_rng(1).normal(size=(50, I)).astype(np.float32)
+    s = m.stream()
+    steps = np.array([s.step(x) for x in X])
+    close(steps, m.stream().process(X), 1e-6)
+
+
+def test_dynamo_file_gru_flag_is_what_the_file_says(exported):
+    """Whatever linear_before_reset the exporter wrote is what is streamed."""
+    path = exported(EXPORTS[8])
+    graph = onnx.load(str(path)).graph
+    flags = [next((a.i for a in n.attribute if a.name == "linear_before_reset"), 0)
+             for n in graph.node if n.op_type == "GRU"]
+    m = sg.load(path)
+    assert [layer.reset_after for layer in m.layers if layer.kind == "gru"] == [bool(f) for f in flags]
+
+
+# ----------------------------------------------------------------------------
+# hand-built single RNN nodes
+
+
+def _stream_vs_ort(tmp_path, model, name, layout=0, ort_model=None, tol=TOL):
+    """Stream the loaded model over T steps; compare with ORT's Y on the same
+    (or the twin ``ort_model``) graph. Returns the loaded model."""
+    path = save(model, tmp_path / f"{name}.onnx")
+    m = sg.load(path)
+    X = np.random.default_rng(3).normal(size=(T, I)).astype(np.float32)
+    Y = m.stream().process(X)
+    if ort_model is None:
+        ort_model, ort_path = model, path
+    else:
+        ort_path = save(ort_model, tmp_path / f"{name}_ort.onnx")
+    ref = ort_run(ort_path, {"X": X[:, None]})[0][:, 0, 0]
+    close(Y, ref, tol)
+    return m
+
+
+GRU_CASES = {
+    "lbr0": {},
+    "lbr1": {"linear_before_reset": 1},
+    "clip": {"clip": 0.8, "linear_before_reset": 1},
+    "hardsigmoid": {"activations": ["HardSigmoid", "Tanh"], "activation_alpha": [0.3],
+                    "activation_beta": [0.45]},
+    "relu_candidate": {"activations": ["Sigmoid", "Relu"]},
+}
+
+
+@pytest.mark.parametrize("name", list(GRU_CASES))
+def test_gru_node(tmp_path, name):
+    model, arrays = rnn_node_model("GRU", np.random.default_rng(len(name)), attrs=GRU_CASES[name],
+                                   scale=0.9 if name == "clip" else 0.4)
+    m = _stream_vs_ort(tmp_path, model, name)
+    (gru,) = m.layers
+    assert gru.reset_after == bool(GRU_CASES[name].get("linear_before_reset", 0))
+    if name == "clip":
+        assert gru.clip == pytest.approx(0.8)
+    if name == "hardsigmoid":
+        assert (gru.gate_activation.name, gru.gate_activation.alpha, gru.gate_activation.beta) == (
+            "hard_sigmoid", pytest.approx(0.3), pytest.approx(0.45))
+
+
+def test_gru_node_without_bias(tmp_path):
+    model, _ = rnn_node_model("GRU", np.random.default_rng(0), bias=False)
+    _stream_vs_ort(tmp_path, model, "nobias")
+
+
+def test_initial_h_initializer_is_the_initial_state(tmp_path):
+    model, arrays = rnn_node_model("GRU", np.random.default_rng(1), initial_h=True,
+                                   attrs={"linear_before_reset": 1})
+    m = _stream_vs_ort(tmp_path, model, "h0")
+    close(m.initial_state, arrays["initial_h"][0, 0], 0)
+    s = m.stream()
+    s.step(np.ones(I, np.float32))
+    s.reset()
+    close(s.get_state(), arrays["initial_h"][0, 0], 0)
+
+
+LSTM_CASES = {
+    "plain": ({}, {}),
+    "peepholes_input_forget": ({"input_forget": 1}, {"peepholes": True, "initial_h": True,
+                                                     "initial_c": True}),
+    "peepholes_clip": ({"clip": 0.9}, {"peepholes": True, "scale": 0.9}),
+    "hardsigmoid": ({"activations": ["HardSigmoid", "Tanh", "Relu"], "activation_alpha": [0.25],
+                     "activation_beta": [0.55]}, {}),
+}
+
+
+@pytest.mark.parametrize("name", list(LSTM_CASES))
+def test_lstm_node(tmp_path, name):
+    attrs, kw = LSTM_CASES[name]
+    model, arrays = rnn_node_model("LSTM", np.random.default_rng(10 + len(name)), attrs=attrs, **kw)
+    m = _stream_vs_ort(tmp_path, model, name)
+    (lstm,) = m.layers
+    assert lstm.input_forget == bool(attrs.get("input_forget", 0))
+    assert (lstm.peepholes is not None) == kw.get("peepholes", False)
+    if kw.get("initial_h"):
+        close(m.initial_state, np.concatenate([arrays["initial_h"][0, 0], arrays["initial_c"][0, 0]]), 0)
+
+
+@pytest.mark.parametrize("attrs", [{"activations": ["Relu"]}, {"clip": 0.5},
+                                   {"activations": ["Tanh"]}], ids=["relu", "clip", "tanh"])
+def test_rnn_node(tmp_path, attrs):
+    model, _ = rnn_node_model("RNN", np.random.default_rng(20), attrs=attrs, initial_h=True,
+                              scale=0.3)
+    m = _stream_vs_ort(tmp_path, model, "rnn")
+    assert m.layers[0].activation.name == attrs.get("activations", ["Tanh"])[0].lower()
+
+
+@pytest.mark.parametrize("op", ["GRU", "LSTM", "RNN"])
+def test_layout_1(tmp_path, op):
+    """layout=1 (batch first everywhere). ONNX Runtime refuses it, so the file
+    is compared with its layout-0 twin (same weights) run by ORT, and with the
+    reference math."""
+    kw = dict(initial_h=True, initial_c=op == "LSTM", attrs={"linear_before_reset": 1} if op == "GRU" else {})
+    model1, arrays = rnn_node_model(op, np.random.default_rng(30), layout=1, **kw)
+    model0, _ = rnn_node_model(op, np.random.default_rng(30), layout=0, **kw)
+    # the same initial state, in each layout's axis order
+    for name in ("initial_h", "initial_c"):
+        if name in arrays:
+            for init in model0.graph.initializer:
+                if init.name == name:
+                    init.CopyFrom(numpy_helper.from_array(arrays[name].transpose(1, 0, 2), name))
+    path1 = save(model1, tmp_path / "layout1.onnx")
+    m = sg.load(path1)
+    close(m.initial_state[:H], arrays["initial_h"][0, 0], 0)
+    X = np.random.default_rng(4).normal(size=(T, I)).astype(np.float32)
+    Y = m.stream().process(X)
+    ref = ort_run(save(model0, tmp_path / "layout0.onnx"), {"X": X[:, None]})[0][:, 0, 0]
+    close(Y, ref)
+    close(Y, run_model(m, X)[0], 1e-5)
+
+
+def test_y_h_output_is_many_to_one(tmp_path):
+    model, _ = rnn_node_model("GRU", np.random.default_rng(5))
+    model.graph.node[0].output.append("Y_h")
+    model.graph.output.append(helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, 1, H]))
+    path = save(model, tmp_path / "yh.onnx")
+    X = np.random.default_rng(5).normal(size=(T, I)).astype(np.float32)
+    y, y_h = ort_run(path, {"X": X[:, None]})
+    m = sg.load(path, output="Y_h")
+    assert m.metadata["many_to_one"] and m.metadata["output"] == "Y_h"
+    Y = m.stream().process(X)
+    close(Y[-1], y_h[0, 0])
+    close(sg.load(path).stream().process(X), y[:, 0, 0])  # default: the first output
+
+
+def test_float64_option(tmp_path):
+    model, _ = rnn_node_model("GRU", np.random.default_rng(6))
+    m = sg.load(save(model, tmp_path / "g.onnx"), dtype=np.float64)
+    assert m.dtype == np.float64
+
+
+# ----------------------------------------------------------------------------
+# the ops around the recurrent nodes
+
+
+def _gru_then(nodes, inits, out_shape, opset=17, rng_seed=0):
+    """X (T,1,I) -> GRU -> Squeeze(dir) -> ``nodes`` (consuming 'h') -> Y."""
+    model, arrays = rnn_node_model("GRU", np.random.default_rng(rng_seed), opset=opset,
+                                   attrs={"linear_before_reset": 1})
+    gru = model.graph.node[0]
+    gru.output[0] = "Yg"
+    axes = {"dir_axis": np.array([1], np.int64)}
+    pre = [helper.make_node("Squeeze", ["Yg", "dir_axis"], ["h"], name="sq")]
+    inits = {**axes, **inits, **arrays}
+    return dense_graph([gru] + pre + nodes, inits, out_shape, opset=opset)
+
+
+def _rng_mat(*shape, seed=0):
+    return np.random.default_rng(seed).normal(0, 0.5, shape).astype(np.float32)
+
+
+HEADS = {
+    "matmul_add_leakyrelu": ([
+        helper.make_node("MatMul", ["h", "Wt"], ["a"], name="mm"),
+        helper.make_node("Add", ["a", "b"], ["c"], name="add"),
+        helper.make_node("LeakyRelu", ["c"], ["Y"], name="lrelu", alpha=0.2),
+    ], {"Wt": _rng_mat(H, O), "b": _rng_mat(O)}, 17),
+    "gemm_softmax_after_flatten": ([
+        helper.make_node("Flatten", ["h"], ["f"], name="flat", axis=2),
+        helper.make_node("Gemm", ["f", "Wg", "bg"], ["g"], name="gemm", transB=1, alpha=0.7, beta=1.3),
+        helper.make_node("Softmax", ["g"], ["Y"], name="sm", axis=1),
+    ], {"Wg": _rng_mat(O, H), "bg": _rng_mat(O)}, 17),
+    "affine_by_constants_then_elu": ([
+        helper.make_node("Mul", ["h", "scale"], ["m"], name="mul"),
+        helper.make_node("Sub", ["m", "shift"], ["s"], name="sub"),
+        helper.make_node("Div", ["s", "two"], ["d"], name="div"),
+        helper.make_node("Elu", ["d"], ["e"], name="elu", alpha=0.5),
+        helper.make_node("Sub", ["one", "e"], ["Y"], name="rsub"),
+    ], {"scale": _rng_mat(H), "shift": _rng_mat(1, 1, H), "two": np.float32(2.0),
+        "one": np.float32(1.0)}, 17),
+    "transpose_reshape_gelu_logsoftmax": ([
+        helper.make_node("Transpose", ["h"], ["tr"], name="tr", perm=[1, 0, 2]),
+        helper.make_node("Reshape", ["tr", "shape"], ["rs"], name="rs"),
+        helper.make_node("Gelu", ["rs"], ["ge"], name="gelu"),
+        helper.make_node("Dropout", ["ge"], ["dr"], name="drop"),
+        helper.make_node("Identity", ["dr"], ["id"], name="ident"),
+        helper.make_node("MatMul", ["id", "Wt"], ["mm"], name="mm"),
+        helper.make_node("LogSoftmax", ["mm"], ["Y"], name="lsm", axis=-1),
+    ], {"shape": np.array([0, -1, H], np.int64), "Wt": _rng_mat(H, O)}, 20),
+    "select_features_hardsigmoid": ([
+        helper.make_node("Slice", ["h", "st", "en", "ax"], ["sl"], name="slice"),
+        helper.make_node("Gather", ["sl", "idx"], ["ga"], name="gather", axis=2),
+        helper.make_node("HardSigmoid", ["ga"], ["Y"], name="hs", alpha=0.3, beta=0.6),
+    ], {"st": np.array([1], np.int64), "en": np.array([9], np.int64), "ax": np.array([2], np.int64),
+        "idx": np.array([0, 5, 2], np.int64)}, 17),
+    "last_step_unsqueeze_sigmoid": ([
+        helper.make_node("Gather", ["h", "minus1"], ["last"], name="take_last", axis=0),
+        helper.make_node("Unsqueeze", ["last", "ax0"], ["u"], name="unsq"),
+        helper.make_node("Neg", ["u"], ["ng"], name="neg"),
+        helper.make_node("Sigmoid", ["ng"], ["Y"], name="sig"),
+    ], {"minus1": np.array(-1, np.int64), "ax0": np.array([0], np.int64)}, 17),
+}
+
+
+@pytest.mark.parametrize("name", list(HEADS))
+def test_graph_ops_around_the_rnn(tmp_path, name):
+    nodes, inits, opset = HEADS[name]
+    model = _gru_then(nodes, inits, None, opset=opset)
+    path = save(model, tmp_path / f"{name}.onnx")
+    X = np.random.default_rng(8).normal(size=(T, I)).astype(np.float32)
+    ref = ort_run(path, {"X": X[:, None]})[0]
+    m = sg.load(path)
+    Y = m.stream().process(X)
+    if name.startswith("last_step"):
+        assert m.metadata["many_to_one"]
+        close(Y[-1], ref.reshape(-1))
+    else:
+        close(Y, ref.reshape(T, -1))
+    assert m.layers[0].kind == "gru"
+
+
+def test_state_fed_from_graph_input_starts_at_zero(exported):
+    case = EXPORTS[5]
+    m = sg.load(exported(case))
+    assert not np.any(m.initial_state)
+
+
+# ----------------------------------------------------------------------------
+# what cannot stream, and broken files
+
+
+def _err(path, *words, **kw):
+    with pytest.raises(sg.WeightsError) as info:
+        sg.load(path, **kw)
+    msg = str(info.value)
+    assert str(path) in msg, msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("direction", ["reverse", "bidirectional"])
+def test_reverse_and_bidirectional_refused(tmp_path, direction):
+    model, _ = rnn_node_model("GRU", np.random.default_rng(0), direction=direction)
+    _err(save(model, tmp_path / "dir.onnx"), direction, "future", "the_gru")
+
+
+def test_unsupported_op_names_op_node_and_supported_list(tmp_path):
+    model = _gru_then([helper.make_node("Sin", ["h"], ["Y"], name="my_sine")], {}, None)
+    msg = _err(save(model, tmp_path / "sin.onnx"), "'Sin'", "my_sine", "supported", "Gemm", "GRU")
+    assert "MatMul" in msg
+
+
+def test_unsupported_op_on_an_unused_output_is_harmless(tmp_path):
+    nodes = [helper.make_node("Identity", ["h"], ["Y"], name="id"),
+             helper.make_node("Cos", ["h"], ["unused"], name="cos")]
+    model = _gru_then(nodes, {}, None)
+    model.graph.output.append(helper.make_tensor_value_info("unused", TensorProto.FLOAT, None))
+    path = save(model, tmp_path / "two_outputs.onnx")
+    assert sg.load(path).output_size == H
+    _err(path, "'Cos'", "cos", output="unused")
+
+
+def test_stream_combined_with_itself_is_refused(tmp_path):
+    model = _gru_then([helper.make_node("Mul", ["h", "h"], ["Y"], name="square")], {}, None)
+    _err(save(model, tmp_path / "sq.onnx"), "square", "Mul")
+
+
+def test_unsupported_gate_activation(tmp_path):
+    model, _ = rnn_node_model("GRU", np.random.default_rng(0), attrs={"activations": ["Softsign", "Tanh"]})
+    _err(save(model, tmp_path / "act.onnx"), "Softsign", "the_gru")
+
+
+def test_middle_time_step_refused(tmp_path):
+    nodes = [helper.make_node("Gather", ["h", "three"], ["Y"], name="step3", axis=0)]
+    model = _gru_then(nodes, {"three": np.array(3, np.int64)}, None)
+    _err(save(model, tmp_path / "mid.onnx"), "step3", "last time step")
+
+
+def test_malformed_protobuf(tmp_path):
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(b"\xff\xfe\x00 this is not a protobuf" * 7)
+    _err(bad, "not a valid ONNX file")
+    model, _ = rnn_node_model("GRU", np.random.default_rng(0))
+    raw = model.SerializeToString()
+    cut = tmp_path / "truncated.onnx"
+    cut.write_bytes(raw[: len(raw) // 2])
+    _err(cut)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    _err(empty, "no graph")
+
+
+def test_missing_initializer(tmp_path):
+    model, _ = rnn_node_model("GRU", np.random.default_rng(0))
+    keep = [t for t in model.graph.initializer if t.name != "R"]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    _err(save(model, tmp_path / "missing.onnx"), "'R'", "not defined", "the_gru")
+
+
+def test_tensor_size_does_not_match_shape(tmp_path):
+    model, _ = rnn_node_model("GRU", np.random.default_rng(0))
+    w = next(t for t in model.graph.initializer if t.name == "W")
+    w.raw_data = w.raw_data[:-8]
+    _err(save(model, tmp_path / "short.onnx"), "'W'", "bytes")
+    model, _ = rnn_node_model("GRU", np.random.default_rng(0))
+    b = next(t for t in model.graph.initializer if t.name == "B")
+    b.ClearField("raw_data")
+    b.float_data.extend([0.5] * 7)
+    _err(save(model, tmp_path / "few_floats.onnx"), "'B'", "7 values")
+
+
+def _external_model(tmp_path, location):
+    """A GRU file whose W lives in external data at ``location``."""
+    model, arrays = rnn_node_model("GRU", np.random.default_rng(0))
+    w = next(t for t in model.graph.initializer if t.name == "W")
+    data = w.raw_data
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", str(len(data)))):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    return model, data
+
+
+def test_external_data_inside_the_folder_loads(tmp_path):
+    model, data = _external_model(tmp_path, "weights.bin")
+    (tmp_path / "weights.bin").write_bytes(data)
+    path = save(model, tmp_path / "ext.onnx")
+    X = np.random.default_rng(0).normal(size=(T, I)).astype(np.float32)
+    close(sg.load(path).stream().process(X), ort_run(path, {"X": X[:, None]})[0][:, 0, 0])
+
+
+def test_external_data_outside_the_folder_refused(tmp_path):
+    inner = tmp_path / "model"
+    inner.mkdir()
+    model, data = _external_model(inner, "../secret.bin")
+    (tmp_path / "secret.bin").write_bytes(data)
+    _err(save(model, inner / "ext.onnx"), "'W'", "outside")
+    model, data = _external_model(inner, "/etc/passwd")
+    _err(save(model, inner / "abs.onnx"), "'W'", "outside")
+
+
+def test_external_data_truncated(tmp_path):
+    model, data = _external_model(tmp_path, "w.bin")
+    (tmp_path / "w.bin").write_bytes(data[:10])
+    _err(save(model, tmp_path / "ext.onnx"), "'W'", "truncated")
+
+
+def test_missing_onnx_package_gives_the_pip_command(tmp_path, monkeypatch):
+    model, _ = rnn_node_model("GRU", np.random.default_rng(0))
+    path = save(model, tmp_path / "g.onnx")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(sg.WeightsError, match=r'pip install "streamgru\[onnx\]"'):
+        sg.load(path)
