@@ -22,7 +22,7 @@ from streamgru.formats.torch import read_pt
 
 from torch_fixtures import (
     H, I, O, Case, _Call, _Global, _Storage, build, dumps, float_storage, legacy_bytes,
-    tensor, write_archive,
+    tensor, write_archive, write_safetensors,
 )
 
 FAST = settings(max_examples=25, deadline=None,
@@ -267,6 +267,22 @@ def test_not_a_state_dict(tmp_path, obj, match):
     with pytest.raises(sg.WeightsError, match=match) as err:
         sg.load(path)
     assert path in str(err.value)
+
+
+def test_foreign_safetensors_is_a_state_dict(tmp_path):
+    torch.manual_seed(0)
+    net = TwoHeads()
+    path = str(tmp_path / "weights.safetensors")
+    write_safetensors(path, net.state_dict())
+    with pytest.raises(sg.WeightsError, match="activations="):
+        sg.load(path)
+    m = sg.load(path, activations=["relu", None])
+    assert m == sg.load(save(net.state_dict(), tmp_path), activations=["relu", None])
+    assert m.metadata["format"] == "pytorch" and m.metadata["source"] == path
+    native = str(tmp_path / "native.safetensors")
+    sg.save(m, native)
+    with pytest.raises(sg.WeightsError, match="only apply to PyTorch state dicts"):
+        sg.load(native, activations=["relu", None])
 
 
 # ----------------------------------------------------------------------------

@@ -8,7 +8,9 @@ here byte by byte in the layout ``torch.save`` uses.
 from __future__ import annotations
 
 import io
+import json
 import pickle
+import struct
 import zipfile
 from dataclasses import dataclass
 
@@ -180,6 +182,20 @@ def float_storage(values, key: str = "0") -> tuple[_Storage, dict[str, bytes]]:
     return _Storage("FloatStorage", key, len(data) // 4), {key: data}
 
 
+def write_safetensors(path, tensors: dict) -> None:
+    """A .safetensors file as ``safetensors.torch.save_file`` writes it (no
+    streamgru description): 8-byte header length, JSON header, raw data."""
+    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, t in tensors.items():
+        data = t.detach().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    hdr = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hdr)) + hdr + b"".join(blobs))
+
+
 def legacy_bytes(obj) -> bytes:
     """``obj`` in torch's legacy (non-zip) format, as torch writes it."""
     buf = io.BytesIO()
@@ -189,6 +205,6 @@ def legacy_bytes(obj) -> bytes:
 
 __all__ = [
     "Case", "Net", "build", "cases", "inputs", "torch_outputs", "write_archive", "dumps",
-    "tensor", "float_storage", "legacy_bytes", "_Call", "_Global", "_Storage",
+    "tensor", "float_storage", "legacy_bytes", "write_safetensors", "_Call", "_Global", "_Storage",
     "I", "H", "P", "O", "T",
 ]

@@ -148,12 +148,13 @@ def save(model: Model, path: str) -> None:
     _write_atomic(path, data)
 
 
-def load(path: str, dtype: Any = None) -> Model:
+def load(path: str, dtype: Any = None, **state_dict_options: Any) -> Model:
     """Read a native ``.npz`` or ``.safetensors`` file.
 
     A ``.safetensors`` file without a streamgru description (e.g. written by
-    ``safetensors.torch.save_file``) is read as a PyTorch state dict.
-    ``dtype`` converts the model after loading.
+    ``safetensors.torch.save_file``) is read as a PyTorch state dict;
+    ``state_dict_options`` (``rnn_nonlinearity``, ``activations``, ``order``)
+    are for that case only. ``dtype`` converts the model after loading.
     """
     suffix = os.path.splitext(path)[1].lower()
     try:
@@ -168,7 +169,14 @@ def load(path: str, dtype: Any = None) -> Model:
         if desc is None:
             from .state_dict import model_from_state_dict
 
-            return model_from_state_dict(tensors, path, dtype=dtype or np.float32)
+            return model_from_state_dict(
+                tensors, path, dtype=dtype or np.float32, **state_dict_options
+            )
+    if state_dict_options:
+        raise WeightsError(
+            f"{path}: a streamgru file records its layers; the option(s) "
+            f"{', '.join(sorted(state_dict_options))} only apply to PyTorch state dicts"
+        )
     model = _build(desc, tensors, path)
     return model if dtype is None else model.astype(dtype)
 
