@@ -233,7 +233,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if is_header(text):
                     continue
             try:
-                x[:] = parse_sample(text, model.input_size)
+                values = parse_sample(text, model.input_size)
+                with np.errstate(over="ignore"):
+                    x[:] = values
+                if not np.isfinite(x).all():
+                    j = int(np.flatnonzero(~np.isfinite(x))[0])
+                    raise LineError(f"field {j + 1} ({values[j]:g}) is too large for "
+                                    f"{model.dtype.name}")
             except LineError as exc:
                 print(f"{PROG} run: line {lineno}: {exc}; stopped (state kept after the "
                       f"last good line)", file=sys.stderr)
@@ -372,6 +378,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise CLIError(f"{path}: not a demo stream ({exc})", 1) from None
     if samples.ndim != 2 or samples.shape[1] != model.input_size or len(labels) != len(samples):
         raise CLIError(f"{path}: samples do not fit the model's {model.input_size} inputs", 1)
+    if len(labels) and (labels.min() < 0 or labels.max() >= model.output_size):
+        raise CLIError(f"{path}: labels must be class indices 0..{model.output_size - 1}", 1)
     if args.limit is not None:
         if args.limit < 1:
             raise CLIError("demo: --limit must be at least 1", 2)

@@ -265,6 +265,7 @@ def run_in_process(monkeypatch, capsys, text, *extra):
         ("1,2,3,4,5,x1", "field 6 is not a number: 'x1'"),
         ("inf 0 0 0 0 0", "field 1 is 'inf'; values must be finite"),
         ("0,0,0,0,-NaN,0", "field 5 is '-NaN'"),
+        ("0,0,0,0,0,1e39", "field 6 (1e+39) is too large for float32"),
     ],
 )
 def test_run_names_the_bad_line_and_what_was_wrong(line, why, monkeypatch, capsys, model, tmp_path):
