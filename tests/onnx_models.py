@@ -33,6 +33,7 @@ class Export:
     relu: bool = False  # RNN nonlinearity
     last: bool = False  # many-to-one: head on the last time step
     state_input: bool = False  # forward(x, h0)
+    opset: int | None = None  # TorchScript opset_version (None: the exporter's default)
 
     @property
     def id(self) -> str:
@@ -41,6 +42,8 @@ class Export:
         for flag in ("dynamic", "relu", "last", "state_input"):
             if getattr(self, flag):
                 bits.append(flag)
+        if self.opset:
+            bits.append(f"opset{self.opset}")
         return "-".join(bits)
 
 
@@ -88,7 +91,7 @@ def export(case: Export, path) -> None:
                 dyn = {"x": {0: "batch", 1: "time"} if case.batch_first else {0: "time", 1: "batch"}}
                 dyn.update({name: {1: "batch"} for name in names[1:]})
             torch.onnx.export(net, args, str(path), dynamo=False, input_names=names,
-                              dynamic_axes=dyn)
+                              dynamic_axes=dyn, opset_version=case.opset)
 
 
 def ort_run(path, feeds: dict) -> list[np.ndarray]:

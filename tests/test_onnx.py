@@ -44,6 +44,8 @@ EXPORTS = [
     Export("LSTM", 2, True, "", state_input=True),
     Export("RNN", 2, True, "leaky_relu", relu=True),
     Export("RNN", 1, False, "tanh", state_input=True, dynamic=True),
+    Export("GRU", 2, False, "softmax", dynamic=True, opset=11),  # Squeeze axes, 2-D Softmax
+    Export("LSTM", 1, True, "relu", last=True, dynamic=True, opset=9),  # Slice attributes
     Export("GRU", 2, True, "tanh", dynamo=True),
     Export("LSTM", 1, False, "sigmoid", dynamo=True),
     # (the dynamo exporter unrolls torch.nn.RNN into per-step MatMul/Tanh: no RNN node to map)
@@ -117,7 +119,7 @@ def test_torch_export_streams_like_onnxruntime(exported, case):
 
 
 def test_step_by_step_equals_process(exported):
-    case = EXPORTS[3]
+    case = next(c for c in EXPORTS if c.kind == "LSTM" and c.num_layers == 3)
     m = sg.load(exported(case))
     X = np.random.default_rng(1).normal(size=(50, I)).astype(np.float32)
     s = m.stream()
@@ -127,7 +129,7 @@ def test_step_by_step_equals_process(exported):
 
 def test_dynamo_file_gru_flag_is_what_the_file_says(exported):
     """Whatever linear_before_reset the exporter wrote is what is streamed."""
-    path = exported(EXPORTS[8])
+    path = exported(next(c for c in EXPORTS if c.kind == "GRU" and c.dynamo))
     graph = onnx.load(str(path)).graph
     flags = [next((a.i for a in n.attribute if a.name == "linear_before_reset"), 0)
              for n in graph.node if n.op_type == "GRU"]
@@ -351,7 +353,7 @@ def test_graph_ops_around_the_rnn(tmp_path, name):
 
 
 def test_state_fed_from_graph_input_starts_at_zero(exported):
-    case = EXPORTS[5]
+    case = next(c for c in EXPORTS if c.kind == "LSTM" and c.state_input)
     m = sg.load(exported(case))
     assert not np.any(m.initial_state)
 
@@ -406,6 +408,30 @@ def test_middle_time_step_refused(tmp_path):
     nodes = [helper.make_node("Gather", ["h", "three"], ["Y"], name="step3", axis=0)]
     model = _gru_then(nodes, {"three": np.array(3, np.int64)}, None)
     _err(save(model, tmp_path / "mid.onnx"), "step3", "last time step")
+
+
+def test_initial_h_differing_per_batch_entry_refused(tmp_path):
+    model, arrays = rnn_node_model("GRU", np.random.default_rng(0), initial_h=True)
+    h = np.stack([arrays["initial_h"][0, 0], arrays["initial_h"][0, 0] + 1])[None]
+    for t in model.graph.initializer:
+        if t.name == "initial_h":
+            t.CopyFrom(numpy_helper.from_array(h.astype(np.float32), "initial_h"))
+    _err(save(model, tmp_path / "h0.onnx"), "initial_h", "one initial state")
+
+
+def test_hidden_size_attribute_must_match_r(tmp_path):
+    model, _ = rnn_node_model("LSTM", np.random.default_rng(0))
+    for a in model.graph.node[0].attribute:
+        if a.name == "hidden_size":
+            a.i = H + 1
+    _err(save(model, tmp_path / "hs.onnx"), "hidden_size", "the_lstm")
+
+
+def test_cell_state_output_is_not_a_stream(tmp_path):
+    model, _ = rnn_node_model("LSTM", np.random.default_rng(0))
+    model.graph.node[0].output.extend(["Y_h", "Y_c"])
+    model.graph.output.append(helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, None))
+    _err(save(model, tmp_path / "yc.onnx"), "Y_c", output="Y_c")
 
 
 def test_malformed_protobuf(tmp_path):

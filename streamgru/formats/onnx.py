@@ -448,7 +448,9 @@ def _pick(g: _Graph, s: _Stream, axis: int, idx: list | np.ndarray, keep_axis: b
         if len(idx) == 1 and (idx[0] == -1 or (isinstance(T, int) and idx[0] == T - 1)):
             return without_axis(dataclasses.replace(s, last=True))
         raise g.fail(
-            f"selects time step(s) {idx}; only the last time step (a many-to-one output) can stream"
+            f"selects time step(s) {idx}; only the last time step (a many-to-one output) can "
+            f"stream (a graph that unrolls the recurrence step by step, as the dynamo exporter "
+            f"does for torch.nn.RNN, has no recurrent node to stream; export with dynamo=False)"
         )
     raise g.fail(f"selects entries of a merged axis {_describe_axes(s)}")
 
