@@ -41,6 +41,10 @@ __all__ = ["load", "read_pt"]
 # LONG1 magic number 0x1950a86a20f9469cfc6c
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
+# largest data.pkl / byteorder record read (tensor data lives in storages);
+# guards against a compressed entry that inflates without end
+_MAX_RECORD = 1 << 30
+
 # the key a checkpoint dict keeps its state dict under
 _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -242,7 +246,7 @@ def _open_archive(raw: bytes, path: str) -> tuple[zipfile.ZipFile, str]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
         names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # zipfile raises many types on a damaged directory
         raise WeightsError(
             f"{path}: not a torch.save archive, or truncated ({exc})"
         ) from None
@@ -268,11 +272,18 @@ def _read_entry(archive: zipfile.ZipFile, name: str, size: int | None, path: str
             f"{path}: {what} holds {info.file_size} bytes, fewer than the {size} its "
             f"tensor needs (truncated or corrupt file)"
         )
+    if size is None and info.file_size > _MAX_RECORD:
+        raise WeightsError(
+            f"{path}: {what} declares {info.file_size} bytes, more than a torch.save "
+            f"record holds; the file is corrupt"
+        )
     try:
         with archive.open(info) as f:
             data = f.read(info.file_size if size is None else size)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-        raise WeightsError(f"{path}: cannot read {what} ({exc}); the file is corrupt") from None
+    except Exception as exc:  # bad CRC, header, compression, encryption flag, ...
+        raise WeightsError(
+            f"{path}: cannot read {what} ({type(exc).__name__}: {exc}); the file is corrupt"
+        ) from None
     if size is not None and len(data) != size:
         raise WeightsError(f"{path}: {what} is truncated ({len(data)} of {size} bytes)")
     return data
