@@ -1,0 +1,154 @@
+"""With ``out=`` given and input in the model's dtype, step/process allocate
+nothing: numba's NRT allocation count per call equals that of a no-op kernel
+called with the same arrays (what the call boundary itself registers), no
+numpy function runs in the Python wrapper, and 20,000 steps under tracemalloc
+show no growth.
+
+NUMBA_NRT_STATS must be set before numba is imported, so the measurements run
+in a subprocess that prints JSON.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+PROBE = textwrap.dedent(
+    r"""
+    import itertools, json, sys, tracemalloc
+    import numpy as np
+    from numba import njit
+    from numba.core.runtime import rtsys
+    import streamgru as sg
+
+    # big input and output vectors: a hidden copy of either would show in
+    # tracemalloc's peak (numpy reports its data buffers to tracemalloc)
+    I, H, O, T, N = 400, 16, 400, 32, 3
+    rng = np.random.default_rng(0)
+    m = sg.Model([
+        sg.GRU.from_torch(rng.normal(size=(3 * H, I)) * 0.02, rng.normal(size=(3 * H, H)) * 0.1),
+        sg.Dense(rng.normal(size=(O, H)) * 0.1, None, "tanh"),
+    ])
+    f = m.dtype
+    s = m.stream()
+    b = m.streams(N)
+    x, y = np.ones(I, f), np.empty(O, f)
+    X, Y = np.ones((T, I), f), np.empty((T, O), f)
+    XB, YB = np.ones((N, I), f), np.empty((N, O), f)
+
+    @njit
+    def noop5(a, b, c, d, e):
+        return 0
+
+    @njit
+    def noop6(a, b, c, d, e, g):
+        return 0
+
+    cases = {
+        "step": (lambda: s.step(x, out=y), lambda: noop5(x, y, s._w, s._meta, s._buf), y),
+        "process": (lambda: s.process(X, out=Y), lambda: noop5(X, Y, s._w, s._meta, s._buf), Y),
+        "batch_step": (
+            lambda: b.step(XB, out=YB),
+            lambda: noop6(XB, YB, b._w, b._meta, b._states, b._scratch),
+            YB,
+        ),
+    }
+
+    def nrt_per_call(fn, n=2000):
+        a = rtsys.get_allocation_stats()
+        for _ in range(n):
+            fn()
+        z = rtsys.get_allocation_stats()
+        return {k: (getattr(z, k) - getattr(a, k)) / n for k in ("alloc", "free", "mi_alloc", "mi_free")}
+
+    def numpy_calls(fn):
+        calls = []
+        def prof(frame, event, arg):
+            if event == "c_call":
+                calls.append(f"{getattr(arg, '__module__', None)}.{getattr(arg, '__qualname__', arg)}")
+        sys.setprofile(prof)
+        try:
+            fn()
+        finally:
+            sys.setprofile(None)
+        return [c for c in calls if "setprofile" not in c]
+
+    def traced(fn, n):
+        fn()
+        tracemalloc.start()
+        fn()
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for _ in itertools.repeat(None, n):  # no int objects left alive by the loop
+            fn()
+        cur, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return {"growth": cur - base, "peak_over_base": peak - base}
+
+    out = {"nbytes_in": int(x.nbytes), "nbytes_out": int(y.nbytes)}
+    for name, (fn, noop, dst) in cases.items():
+        fn(); noop()  # compile / load from cache first
+        out[name] = {
+            "returns_out": fn() is dst,
+            "nrt": nrt_per_call(fn),
+            "nrt_baseline": nrt_per_call(noop),
+            "numpy_calls": numpy_calls(fn),
+            "traced": traced(fn, 20000 if name != "process" else 2000),
+        }
+    # the probes can see an allocation when there is one
+    out["control"] = {
+        "numpy_calls": numpy_calls(lambda: s.step(x)),
+        "traced": traced(lambda: s.step(x.astype(np.float64)), 200),
+    }
+
+    @njit
+    def noop1(a):
+        return 0
+
+    @njit
+    def alloc_kernel(a):
+        return np.empty(a.size).size
+
+    alloc_kernel(x); noop1(x)
+    out["control"]["nrt"] = nrt_per_call(lambda: alloc_kernel(x))
+    out["control"]["nrt_baseline"] = nrt_per_call(lambda: noop1(x))
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def probe():
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_probes_detect_allocations(probe):
+    """Without out= a fresh array is made: the probes must see it, else the
+    zero results below would prove nothing."""
+    c = probe["control"]
+    assert any("empty" in call for call in c["numpy_calls"]), c["numpy_calls"]
+    assert c["traced"]["peak_over_base"] >= probe["nbytes_in"]  # the float32 copy of x
+    assert c["nrt"]["alloc"] > c["nrt_baseline"]["alloc"]
+    assert c["nrt"]["mi_alloc"] > c["nrt_baseline"]["mi_alloc"]
+
+
+@pytest.mark.parametrize("path", ["step", "process", "batch_step"])
+def test_out_path_allocates_nothing(probe, path):
+    r = probe[path]
+    assert r["returns_out"]
+    # numba: exactly the call boundary's own registrations, nothing more
+    assert r["nrt"] == r["nrt_baseline"], (r["nrt"], r["nrt_baseline"])
+    assert r["nrt"]["alloc"] == r["nrt"]["free"]
+    # no numpy function is called in the Python wrapper
+    assert r["numpy_calls"] == [], r["numpy_calls"]
+    # no growth over 20,000 steps, and no transient buffer the size of x or y
+    assert r["traced"]["growth"] == 0, r["traced"]
+    assert r["traced"]["peak_over_base"] < min(probe["nbytes_in"], probe["nbytes_out"]), r["traced"]
