@@ -677,6 +677,8 @@ class LSTM(Layer):
 class RNN(Layer):
     """An Elman RNN layer: ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``.
 
+    The state is h (size H).
+
     Parameters
     ----------
     weight_ih : array (H, I)

@@ -25,6 +25,11 @@ def _model_dtype(dtype: Any) -> np.dtype:
 class Model:
     """An ordered stack of layers (GRU, LSTM, RNN, Dense) applied in order.
 
+    A stream's state (``get_state()``, length ``state_size``) is the
+    concatenation, layer by layer, of each recurrent layer's state:
+    GRU and RNN contribute h; LSTM contributes h (proj size or H) then c (H);
+    Dense contributes nothing.
+
     Parameters
     ----------
     layers : list of layers

@@ -58,6 +58,8 @@ rnn_specs = st.fixed_dictionaries({
 gru_specs = st.fixed_dictionaries({
     "H": st.integers(1, 6),
     "reset_after": st.booleans(),
+    "clip": st.one_of(st.none(), st.floats(0.3, 3.0)),
+    "gate": st.sampled_from(["sigmoid", ("hard_sigmoid", 0.25, 0.45)]),
 })
 
 DENSE_ACTS = [
@@ -111,6 +113,8 @@ def make_gru(rng, I, spec):
         rng.normal(size=3 * H) * 0.5,
         rng.normal(size=3 * H) * 0.5,
         reset_after=spec["reset_after"],
+        clip=spec.get("clip"),
+        gate_activation=spec.get("gate", "sigmoid"),
     )
 
 
