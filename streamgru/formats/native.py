@@ -19,7 +19,6 @@ import json
 import os
 import struct
 import tempfile
-import zipfile
 from typing import Any
 
 import numpy as np
@@ -190,7 +189,13 @@ def _npz_bytes(desc: dict, tensors: dict[str, np.ndarray]) -> bytes:
 
 def _read_npz(raw: bytes, path: str) -> tuple[Any, dict[str, np.ndarray]]:
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        archive = np.load(io.BytesIO(raw), allow_pickle=False)
+    except Exception as exc:  # foreign bytes fail in many ways; all mean "unreadable"
+        raise WeightsError(f"{path}: not a readable .npz file ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise WeightsError(f"{path}: not a readable .npz file (a single .npy array, not an archive)")
+    try:
+        with archive as z:
             names = list(z.files)
             if META_KEY not in names:
                 raise WeightsError(f"{path}: not a streamgru file (no {META_KEY} entry)")
@@ -198,11 +203,11 @@ def _read_npz(raw: bytes, path: str) -> tuple[Any, dict[str, np.ndarray]]:
             for name in names:
                 try:
                     tensors[name] = z[name]
-                except ValueError as exc:  # object arrays need pickle: refused
+                except Exception as exc:  # e.g. object arrays, which need pickle: refused
                     raise WeightsError(f"{path}: tensor {name}: {exc}") from None
     except WeightsError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
+    except Exception as exc:
         raise WeightsError(f"{path}: not a readable .npz file ({exc})") from None
     meta = tensors.pop(META_KEY)
     try:
