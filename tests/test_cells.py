@@ -554,3 +554,85 @@ def test_lstm_stack_out_is_filled_in_place(lstm_stack):
     y = np.empty(2)
     assert s.step(X[0], out=y) is y
     np.testing.assert_allclose(y, want[0], atol=1e-10)
+
+
+# ----------------------------------------------------------------------------
+# no allocation with out= through the LSTM and RNN kernels
+
+NRT_PROBE = r"""
+import json
+import numpy as np
+from numba import njit
+from numba.core.runtime import rtsys
+import streamgru as sg
+
+rng = np.random.default_rng(0)
+H, P = 6, 3
+m = sg.Model([
+    sg.LSTM(rng.normal(size=(4 * H, 4)), rng.normal(size=(4 * H, P)) * 0.3,
+            weight_hr=rng.normal(size=(P, H)) * 0.3, peepholes=rng.normal(size=(3, H)), clip=2.0),
+    sg.RNN(rng.normal(size=(5, P)), rng.normal(size=(5, 5)) * 0.3, activation="relu"),
+    sg.LSTM(rng.normal(size=(16, 5)), rng.normal(size=(16, 4)) * 0.3),
+])
+f = m.dtype
+s, b = m.stream(), m.streams(3)
+x, y = np.ones(4, f), np.empty(4, f)
+X, Y = np.ones((40, 4), f), np.empty((40, 4), f)
+XB, YB = np.ones((3, 4), f), np.empty((3, 4), f)
+XP, YP = np.ones((3, 20, 4), f), np.empty((3, 20, 4), f)
+
+@njit
+def noop5(a, b, c, d, e):
+    return 0
+
+@njit
+def noop6(a, b, c, d, e, g):
+    return 0
+
+def per_call(fn, n=500):
+    fn()
+    a = rtsys.get_allocation_stats()
+    for _ in range(n):
+        fn()
+    z = rtsys.get_allocation_stats()
+    return [(getattr(z, k) - getattr(a, k)) / n for k in ("alloc", "mi_alloc")]
+
+out = {
+    "step": [per_call(lambda: s.step(x, out=y)), per_call(lambda: noop5(x, y, s._w, s._meta, s._buf))],
+    "process": [per_call(lambda: s.process(X, out=Y)), per_call(lambda: noop5(X, Y, s._w, s._meta, s._buf))],
+    "batch_step": [per_call(lambda: b.step(XB, out=YB)),
+                   per_call(lambda: noop6(XB, YB, b._w, b._meta, b._states, b._scratch))],
+    "batch_process": [per_call(lambda: b.process(XP, out=YP)),
+                      per_call(lambda: noop6(XP, YP, b._w, b._meta, b._states, b._scratch))],
+}
+
+@njit
+def alloc1(a):
+    return np.empty(a.size).size
+
+@njit
+def noop1(a):
+    return 0
+
+control = [per_call(lambda: alloc1(x)), per_call(lambda: noop1(x))]
+print(json.dumps({"paths": out, "control": control}))
+"""
+
+
+def test_lstm_rnn_out_paths_allocate_nothing_in_numba():
+    """NRT allocations per call equal those of a no-op kernel given the same
+    arrays: the cells' kernels allocate nothing themselves."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    res = subprocess.run([sys.executable, "-c", NRT_PROBE], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    calls, baseline = result["control"]  # the probe does see an allocation
+    assert calls[0] > baseline[0] and calls[1] > baseline[1], result["control"]
+    for path, (calls, baseline) in result["paths"].items():
+        assert calls == baseline, (path, calls, baseline)
