@@ -1,9 +1,15 @@
 """streamgru: run trained recurrent networks one sample at a time, fast.
 
-    >>> import streamgru as sg
-    >>> m = sg.load("model.onnx")        # or .pt / .pth / .safetensors / .npz
-    >>> s = m.stream()
-    >>> y = s.step(x)
+Load a model with ``sg.load(path)`` (``.onnx``, ``.pt``/``.pth``,
+``.safetensors``, ``.npz``) or ``sg.from_torch(module)``, or build one from
+arrays, then stream samples through it:
+
+    >>> import numpy as np, streamgru as sg
+    >>> rng = np.random.default_rng(0)
+    >>> gru = sg.GRU.from_torch(rng.normal(size=(12, 2)), rng.normal(size=(12, 4)))
+    >>> s = sg.Model([gru]).stream()
+    >>> s.step([0.5, -1.0]).shape
+    (4,)
 """
 
 from .errors import InputError, StreamGRUError, UnsafeWeightsError, WeightsError

@@ -84,6 +84,21 @@ class Stream:
     Made by ``Model.stream()``. ``step`` and ``process`` advance the state;
     ``get_state``/``set_state`` snapshot and restore it; ``reset`` returns to
     the model's initial state.
+
+    Examples
+    --------
+    >>> import numpy as np, streamgru as sg
+    >>> rng = np.random.default_rng(1)
+    >>> m = sg.Model([sg.GRU.from_torch(rng.normal(size=(6, 3)), rng.normal(size=(6, 2)))])
+    >>> s = m.stream()
+    >>> y = np.empty(2, np.float32)
+    >>> s.step([1.0, 0.0, -1.0], out=y) is y
+    True
+    >>> snap = s.get_state()
+    >>> first = s.process(np.ones((4, 3)))
+    >>> s.set_state(snap)
+    >>> bool(np.array_equal(s.process(np.ones((4, 3))), first))
+    True
     """
 
     __slots__ = ("_model", "_w", "_meta", "_buf", "_state", "_dtype", "_xshape", "_oshape", "_I", "_O")
@@ -231,6 +246,18 @@ class StreamBatch:
 
     Made by ``Model.streams(n)``. Row ``i`` of every input and output belongs
     to stream ``i``; a batch of n gives the same numbers as n ``Stream``s.
+
+    Examples
+    --------
+    >>> import numpy as np, streamgru as sg
+    >>> rng = np.random.default_rng(2)
+    >>> m = sg.Model([sg.GRU.from_torch(rng.normal(size=(6, 3)), rng.normal(size=(6, 2)))])
+    >>> b = m.streams(4)
+    >>> b.step(np.zeros((4, 3))).shape
+    (4, 2)
+    >>> b.process(np.zeros((4, 10, 3))).shape
+    (4, 10, 2)
+    >>> b.reset(2)
     """
 
     __slots__ = ("_model", "_w", "_meta", "_states", "_scratch", "_dtype", "_n", "_I", "_O")
