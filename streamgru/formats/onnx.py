@@ -1365,7 +1365,7 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
     ----------
     path : str
         The ``.onnx`` file. External-data tensors are read from its folder.
-    dtype : float32 (default) or float64
+    dtype : float32 (default, also for None) or float64
         The float type the model computes in.
     output : str, optional
         Name of the graph output to stream (default: the first output).
@@ -1463,4 +1463,5 @@ def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name:
         "many_to_one": bool(v.last),
         "state_inputs": sorted(g.state_sources),
     }
-    return Model(layers, dtype=dtype, initial_state=initial, metadata=meta)
+    return Model(layers, dtype=np.float32 if dtype is None else dtype, initial_state=initial,
+                 metadata=meta)
