@@ -21,6 +21,7 @@ from typing import Any, Iterable, Sequence, TextIO
 import numpy as np
 
 from . import __version__
+from .data import WATCH_GRU, WATCH_TEST
 from .errors import InputError, StreamGRUError, WeightsError
 from .formats import load, save
 from .layers import GRU, LSTM, RNN, Dense
@@ -29,9 +30,8 @@ from .model import Model
 __all__ = ["main", "build_parser", "parse_sample", "LineError"]
 
 PROG = "streamgru"
-DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-DEMO_MODEL = os.path.join(DATA_DIR, "watch_gru.npz")
-DEMO_STREAM = os.path.join(DATA_DIR, "watch_test.npz")
+DEMO_MODEL = WATCH_GRU
+DEMO_STREAM = WATCH_TEST
 
 FORMAT_NAMES = {
     ".npz": "streamgru native (.npz)",

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 import streamgru as sg
 from streamgru import cli
+from streamgru.data import WATCH_GRU
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(ROOT, "weights")
@@ -29,6 +30,7 @@ PT = os.path.join(WEIGHTS, "watch_gru.pt")
 ONNX = os.path.join(WEIGHTS, "watch_gru.onnx")
 STREAM = os.path.join(WEIGHTS, "watch_test.npz")
 CSV = os.path.join(WEIGHTS, "watch_sample.csv")
+DATA_DIR = os.path.dirname(WATCH_GRU)
 
 
 def streamgru(*args: str, stdin: str | None = None, cwd: str | None = None):
@@ -82,16 +84,19 @@ def csv_rows():
 def test_shipped_files_are_the_package_data():
     # weights/ links to the one copy that the package installs
     for name in ("watch_gru.npz", "watch_test.npz"):
-        assert os.path.samefile(os.path.join(WEIGHTS, name), os.path.join(cli.DATA_DIR, name))
+        assert os.path.samefile(os.path.join(WEIGHTS, name), os.path.join(DATA_DIR, name))
 
 
 def test_pt_onnx_and_native_give_the_same_outputs(held_out):
     X = held_out[0][:2000]
-    ref = sg.load(NATIVE).stream().process(X)
+    native = sg.load(NATIVE)
+    ref = native.stream().process(X)
     for path in (PT, ONNX):
         m = sg.load(path)
         assert (m.input_size, m.output_size, m.state_size) == (6, 7, 48)
-        np.testing.assert_allclose(m.stream().process(X), ref, rtol=0, atol=1e-5, err_msg=path)
+        # the same float32 weights after each loader's conversion, hence the same outputs
+        assert m == native, path
+        np.testing.assert_array_equal(m.stream().process(X), ref, err_msg=path)
 
 
 def test_onnx_runtime_agrees_with_the_shipped_model(held_out):
