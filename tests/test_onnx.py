@@ -276,8 +276,8 @@ def test_float64_option(tmp_path):
 # the ops around the recurrent nodes
 
 
-def _gru_then(nodes, inits, out_shape, opset=17, rng_seed=0):
-    """X (T,1,I) -> GRU -> Squeeze(dir) -> ``nodes`` (consuming 'h') -> Y."""
+def _gru_then(nodes, inits, out_shape, opset=17, rng_seed=0, batch=1):
+    """X (T, batch, I) -> GRU -> Squeeze(dir) -> ``nodes`` (consuming 'h') -> Y."""
     model, arrays = rnn_node_model("GRU", np.random.default_rng(rng_seed), opset=opset,
                                    attrs={"linear_before_reset": 1})
     gru = model.graph.node[0]
@@ -285,7 +285,10 @@ def _gru_then(nodes, inits, out_shape, opset=17, rng_seed=0):
     axes = {"dir_axis": np.array([1], np.int64)}
     pre = [helper.make_node("Squeeze", ["Yg", "dir_axis"], ["h"], name="sq")]
     inits = {**axes, **inits, **arrays}
-    return dense_graph([gru] + pre + nodes, inits, out_shape, opset=opset)
+    model = dense_graph([gru] + pre + nodes, inits, out_shape, opset=opset)
+    if batch != 1:
+        model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = batch
+    return model
 
 
 def _rng_mat(*shape, seed=0):
@@ -335,10 +338,23 @@ HEADS = {
 }
 
 
+HEADS["merge_time_and_batch_for_gemm_then_split"] = ([
+    helper.make_node("Reshape", ["h", "flat_shape"], ["flat"], name="merge"),
+    helper.make_node("Gemm", ["flat", "Wg", "bg"], ["g"], name="gemm", transB=1),
+    helper.make_node("Shape", ["h"], ["sh"], name="shape"),
+    helper.make_node("Slice", ["sh", "zero", "two"], ["tn"], name="first_two"),
+    helper.make_node("Concat", ["tn", "o"], ["tno"], name="cat", axis=0),
+    helper.make_node("Reshape", ["g", "tno"], ["Y"], name="split"),
+], {"flat_shape": np.array([-1, H], np.int64), "Wg": _rng_mat(O, H), "bg": _rng_mat(O),
+    "zero": np.array([0], np.int64), "two": np.array([2], np.int64),
+    "o": np.array([O], np.int64)}, 17)
+
+
 @pytest.mark.parametrize("name", list(HEADS))
 def test_graph_ops_around_the_rnn(tmp_path, name):
     nodes, inits, opset = HEADS[name]
-    model = _gru_then(nodes, inits, None, opset=opset)
+    # a symbolic batch axis, so reshapes must follow time and batch separately
+    model = _gru_then(nodes, inits, None, opset=opset, batch="N")
     path = save(model, tmp_path / f"{name}.onnx")
     X = np.random.default_rng(8).normal(size=(T, I)).astype(np.float32)
     ref = ort_run(path, {"X": X[:, None]})[0]
@@ -350,6 +366,15 @@ def test_graph_ops_around_the_rnn(tmp_path, name):
     else:
         close(Y, ref.reshape(T, -1))
     assert m.layers[0].kind == "gru"
+
+
+def test_input_and_output_options(tmp_path):
+    model = _gru_then([helper.make_node("Relu", ["h"], ["Y"], name="relu")], {}, None)
+    path = save(model, tmp_path / "g.onnx")
+    m = sg.load(path, input="X", output="Y")
+    assert (m.metadata["input"], m.metadata["output"]) == ("X", "Y")
+    _err(path, "no graph input named 'x'", input="x")
+    _err(path, "no graph output named 'Z'", output="Z")
 
 
 def test_state_fed_from_graph_input_starts_at_zero(exported):
