@@ -128,6 +128,19 @@ def test_checkpoint_dicts(tmp_path, key):
     np.testing.assert_array_equal(m.layers[1].weight_hr, net.rnn.weight_hr_l1.detach().double().numpy())
 
 
+def test_nested_and_numbered_module_names(tmp_path):
+    torch.manual_seed(0)
+    # Lightning-style "model." prefix, nested submodules, Sequential indices
+    sd = {**{f"model.encoder.0.{k}": v for k, v in torch.nn.RNN(I, H).state_dict().items()},
+          **{f"model.encoder.1.{k}": v for k, v in torch.nn.GRU(H, 6, num_layers=2).state_dict().items()},
+          **{f"model.head.{k}": v for k, v in torch.nn.Linear(6, O, bias=False).state_dict().items()}}
+    m = sg.load(save({"state_dict": sd, "hyper_parameters": {"lr": 1e-3}}, tmp_path))
+    assert [type(l).__name__ for l in m.layers] == ["RNN", "GRU", "GRU", "Dense"]
+    assert not m.layers[-1].bias.any()
+    np.testing.assert_array_equal(m.layers[2].weight_ih, sd["model.encoder.1.weight_ih_l1"].numpy())
+    assert m.metadata["modules"].startswith("model.encoder.0: RNN (5->12), model.encoder.1: GRU x2")
+
+
 def test_kind_from_gate_multiple_and_no_bias(tmp_path):
     for kind, gates in (("GRU", 3), ("LSTM", 4), ("RNN", 1)):
         net = build(Case(kind, 1, False))
@@ -525,7 +538,9 @@ def test_malformed_persistent_id(tmp_path):
 
     class Odd(_Pickler):
         def persistent_id(self, obj):
-            return ("storage", "FloatStorage-as-a-string", "0", "cpu", 4) if isinstance(obj, _Storage) else None
+            if isinstance(obj, _Storage):
+                return ("storage", "FloatStorage-as-a-string", "0", "cpu", 4)
+            return None
 
     buf = io.BytesIO()
     Odd(buf, protocol=2).dump({"w": tensor(_Storage("FloatStorage", "0", 4), 0, (4,), (1,))})

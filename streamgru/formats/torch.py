@@ -178,7 +178,6 @@ _UNSUPPORTED = {
 }
 
 
-
 class _SafeUnpickler(pickle.Unpickler):
     """Unpickles ``data.pkl`` resolving globals only from the allow-list."""
 
