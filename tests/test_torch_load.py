@@ -53,6 +53,18 @@ def test_state_dict_values_are_read_exactly(tmp_path):
         np.testing.assert_array_equal(got[key], t.numpy())
 
 
+@pytest.mark.parametrize("kwargs", [{"pickle_protocol": 4}, {"pickle_protocol": 5},
+                                    {"_disable_byteorder_record": True}])
+def test_torch_save_options(tmp_path, kwargs):
+    sd = build(Case("RNN", 2, False)).state_dict()
+    path = str(tmp_path / "m.pt")
+    torch.save(sd, path, **kwargs)
+    got = read_pt(path)
+    assert list(got) == list(sd)
+    for key, t in sd.items():
+        np.testing.assert_array_equal(got[key], t.numpy())
+
+
 @pytest.mark.parametrize("tdtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_float_dtypes(tmp_path, tdtype):
     torch.manual_seed(1)
@@ -139,6 +151,25 @@ def test_nested_and_numbered_module_names(tmp_path):
     assert not m.layers[-1].bias.any()
     np.testing.assert_array_equal(m.layers[2].weight_ih, sd["model.encoder.1.weight_ih_l1"].numpy())
     assert m.metadata["modules"].startswith("model.encoder.0: RNN (5->12), model.encoder.1: GRU x2")
+
+
+def test_only_the_state_dict_is_read(tmp_path):
+    # a checkpoint whose optimizer storage is missing still loads its weights
+    w, data = float_storage(np.arange(3 * 4 * 2, dtype=np.float32) / 100, key="w")
+    sd = {"gru.weight_ih_l0": tensor(w, 0, (12, 2), (2, 1)),
+          "gru.weight_hh_l0": tensor(w, 0, (12, 4), (1, 0))}  # stride 0: a broadcast view
+    lost = _Storage("FloatStorage", "lost", 100)
+    obj = {"model": sd, "optimizer": {"exp_avg": tensor(lost, 0, (100,), (1,))}}
+    path = str(tmp_path / "ckpt.pt")
+    write_archive(path, dumps(obj), data)
+    m = sg.load(path)
+    np.testing.assert_array_equal(m.layers[0].weight_hh, np.repeat(data_values(data["w"])[:12, None], 4, 1))
+    with pytest.raises(sg.WeightsError, match="storage lost of tensor optimizer.exp_avg is missing"):
+        read_pt(path)
+
+
+def data_values(raw):
+    return np.frombuffer(raw, "<f4")
 
 
 def test_kind_from_gate_multiple_and_no_bias(tmp_path):

@@ -371,12 +371,9 @@ def _resolve(obj: Any, name: str, ctx: tuple, depth: int = 0) -> Any:
     return obj
 
 
-def read_pt(path: str) -> Any:
-    """Read the object a ``.pt`` file holds, tensors as numpy arrays.
-
-    Nothing is imported or run: globals outside the allow-list raise
-    ``UnsafeWeightsError``; corrupt files raise ``WeightsError`` naming the file.
-    """
+def _unpickle(path: str) -> tuple[Any, tuple]:
+    """The object in ``data.pkl`` with ``_Tensor`` stand-ins, and the context
+    ``_materialise`` needs to read their storages."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -396,10 +393,21 @@ def read_pt(path: str) -> Any:
         raise WeightsError(
             f"{path}: data.pkl is corrupt ({type(exc).__name__}: {exc})"
         ) from None
-    return _resolve(obj, "", (archive, prefix, {}, path))
+    return obj, (archive, prefix, {}, path)
 
 
-def find_state_dict(obj: Any, path: str) -> dict[str, np.ndarray]:
+def read_pt(path: str) -> Any:
+    """Read the object a ``.pt`` file holds, tensors as numpy arrays.
+
+    Nothing is imported or run: globals outside the allow-list raise
+    ``UnsafeWeightsError``; corrupt files raise ``WeightsError`` naming the file.
+    float16 and bfloat16 tensors become float32; other types keep theirs.
+    """
+    obj, ctx = _unpickle(path)
+    return _resolve(obj, "", ctx)
+
+
+def _find_state_dict(obj: Any, path: str) -> dict[str, _Tensor]:
     """The state dict in ``obj``: ``obj`` itself, or a checkpoint's entry
     ``state_dict`` / ``model_state_dict`` / ``model``."""
     if not isinstance(obj, dict):
@@ -410,7 +418,7 @@ def find_state_dict(obj: Any, path: str) -> dict[str, np.ndarray]:
 
     def is_state_dict(d: Any) -> bool:
         return isinstance(d, dict) and bool(d) and all(
-            isinstance(k, str) and isinstance(v, np.ndarray) for k, v in d.items()
+            isinstance(k, str) and isinstance(v, _Tensor) for k, v in d.items()
         )
 
     if is_state_dict(obj):
@@ -450,5 +458,8 @@ def load(path: str, dtype: Any = np.float32, **options: Any) -> Model:
     from .state_dict import model_from_state_dict
 
     path = os.fspath(path)
-    tensors = find_state_dict(read_pt(path), path)
+    obj, ctx = _unpickle(path)
+    # read only the state dict's storages, not e.g. a checkpoint's optimizer state
+    found = _find_state_dict(obj, path)
+    tensors = {key: _materialise(t, key, *ctx) for key, t in found.items()}
     return model_from_state_dict(tensors, path, dtype=dtype, **options)
