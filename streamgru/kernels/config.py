@@ -2,12 +2,21 @@
 
 ``cache=True`` keeps compiled kernels on disk beside the sources, so only the
 first process after an install (or an edit of a kernel file) compiles.
-``nogil=True`` lets threads run streams in parallel. ``fastmath`` is not
-used: it changes NaN/inf semantics, and the kernels test inputs for finiteness.
+``nogil=True`` lets threads run streams in parallel. ``error_model="numpy"``
+drops the per-division zero check (a branch that stops vectorisation).
+
+``jit`` uses strict IEEE math. ``jit_fast`` adds only the fastmath flags that
+keep NaN/inf semantics: ``contract`` (fuse a*b+c into one FMA, one rounding
+instead of two) and ``reassoc`` (reorder sums so reductions vectorise). It
+never adds ``nnan``/``ninf``, which would let LLVM delete the finiteness
+checks the kernels rely on; the input checks themselves use ``jit``. The
+tests bound the resulting differences against the float64 reference.
 """
 
 from numba import njit
 
-JIT_OPTIONS = {"cache": True, "nogil": True}
+JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+FAST_FLAGS = {"contract", "reassoc"}
 
 jit = njit(**JIT_OPTIONS)
+jit_fast = njit(fastmath=FAST_FLAGS, **JIT_OPTIONS)

@@ -1,59 +1,127 @@
 """GRU kernel: one tile of T steps of one GRU layer.
 
-Packed block: ``W_ih^T`` (I, 3H) and ``W_hh^T`` (H, 3H) row-major, so each
-input or hidden element scales one contiguous row of 3H weights (a loop that
-vectorises), then ``b_ih`` and ``b_hh`` (3H each), gate columns r, z, n.
+Packed block (private to this file):
+``W_ih^T`` (I, 3H) and ``W_hh^T`` (H, 3H) row-major, gate columns r, z, n (with
+the reset before the product: ``W_h[rz]^T`` (H, 2H) here and ``W_hn^T`` (H, H)
+last), so
+each input or hidden element scales one contiguous row of 3H weights (an
+axpy over a whole row, which vectorises and needs no horizontal sums); then
+``bx`` (3H): the biases folded once in float64 (r, z: b_i + b_h; n: b_in, plus
+b_hn when the reset comes before the recurrent product); then ``b_hn`` (H),
+which the reset-after form must keep apart because r scales it.
 """
 
 import numpy as np
 
 from . import activations as act
-from .config import jit
+from .config import jit_fast
 from .layout import (
     F_CLIP, F_RESET_AFTER, H_SC_GH, H_SC_GX, H_SC_TMP, KIND_GRU, M_ACT0, M_ACT1,
-    M_HID, M_IN, M_P, M_STATE, M_FLAGS, M_W0, M_W1, M_W2, M_W3, P_ALPHA0,
+    M_HID, M_IN, M_P, M_STATE, M_FLAGS, M_W0, M_W1, M_W2, M_W3, M_W4, P_ALPHA0,
     P_ALPHA1, P_BETA0, P_BETA1, P_CLIP,
 )
 
 
 def pack(layer, packer):
     """Append a GRU layer's packed arrays to ``packer``; return its meta row."""
+    H = layer.hidden_size
     flags = (F_RESET_AFTER if layer.reset_after else 0) | (F_CLIP if layer.clip else 0)
     params = packer.params(
         {P_CLIP: layer.clip or 0.0,
          P_ALPHA0: layer.gate_activation.alpha, P_BETA0: layer.gate_activation.beta,
          P_ALPHA1: layer.activation.alpha, P_BETA1: layer.activation.beta}
     )
+    b_i = np.asarray(layer.bias_ih, np.float64)
+    b_h = np.asarray(layer.bias_hh, np.float64)
+    bx = b_i.copy()
+    bx[: 2 * H] += b_h[: 2 * H]
+    if not layer.reset_after:
+        bx[2 * H :] += b_h[2 * H :]
     return {
         "kind": KIND_GRU,
-        "gates": 3 * layer.hidden_size,
-        "tmp": layer.hidden_size,
+        "gates": 3 * H,
+        "tmp": H,
         M_FLAGS: flags,
         M_ACT0: act.CODES[layer.gate_activation.name],
         M_ACT1: act.CODES[layer.activation.name],
         M_P: params,
         M_W0: packer.add(layer.weight_ih.T),
-        M_W1: packer.add(layer.weight_hh.T),
-        M_W2: packer.add(layer.bias_ih),
-        M_W3: packer.add(layer.bias_hh),
+        # reset after: one pass over h for all three gates; reset before:
+        # W_hn multiplies r * h, which exists only after r, so it is apart
+        M_W1: packer.add(layer.weight_hh.T if layer.reset_after else layer.weight_hh[: 2 * H].T),
+        M_W2: packer.add(bx),
+        M_W3: packer.add(b_h[2 * H :]),
+        M_W4: 0 if layer.reset_after else packer.add(layer.weight_hh[2 * H :].T),
     }
 
 
-@jit
+# Indexing convention of the hot loops: flat arrays, offsets computed as
+# int64, converted to uint64 at the subscript. numba wraps negative signed
+# indices (a select per element that stops LLVM from vectorising); unsigned
+# ones skip that. Views (slices) would avoid it too but each costs an atomic
+# reference count inc/dec pair, too dear inside a loop and at these sizes.
+U = np.uint64
+
+
+@jit_fast
+def matvec_flat(acc, a0, v, v0, w, w0, nr, nc):
+    """acc[a0 + k] += sum_j v[v0 + j] * w[w0 + j*nc + k] for k < nc, j < nr.
+
+    ``w`` holds W^T row-major, so each ``v[j]`` scales one contiguous row (an
+    axpy, no horizontal sums). Rows are taken four at a time: each pass over
+    ``acc`` then does four FMAs per load and store of it, which runs near the
+    L1/L2 bandwidth (about 2x the one-row loop).
+    """
+    j = 0
+    while j + 4 <= nr:
+        x0, x1, x2, x3 = v[U(v0 + j)], v[U(v0 + j + 1)], v[U(v0 + j + 2)], v[U(v0 + j + 3)]
+        r0 = w0 + j * nc
+        r1 = r0 + nc
+        r2 = r1 + nc
+        r3 = r2 + nc
+        for k in range(nc):
+            acc[U(a0 + k)] += (
+                x0 * w[U(r0 + k)] + x1 * w[U(r1 + k)] + x2 * w[U(r2 + k)] + x3 * w[U(r3 + k)]
+            )
+        j += 4
+    while j < nr:
+        xj = v[U(v0 + j)]
+        r0 = w0 + j * nc
+        for k in range(nc):
+            acc[U(a0 + k)] += xj * w[U(r0 + k)]
+        j += 1
+
+
+@jit_fast
+def matvec_acc(acc, v, W):
+    """acc[k] += sum_j v[j] * W[j, k]: the same product on views, W (len(v),
+    len(acc)) C-contiguous. Make the views outside loops (each costs a
+    reference count); ``matvec_flat`` avoids them altogether."""
+    nr, nc = W.shape
+    j = 0
+    while j + 4 <= nr:
+        x0, x1, x2, x3 = v[j], v[j + 1], v[j + 2], v[j + 3]
+        for k in range(nc):
+            acc[k] += x0 * W[j, k] + x1 * W[j + 1, k] + x2 * W[j + 2, k] + x3 * W[j + 3, k]
+        j += 4
+    while j < nr:
+        xj = v[j]
+        for k in range(nc):
+            acc[k] += xj * W[j, k]
+        j += 1
+
+
+@jit_fast
 def input_projection(src, s0, ss, T, I, G, w, wx, bi, sc, gx):
     """sc[gx + t*G + k] = b[k] + sum_j src[s0 + t*ss + j] * W^T[j, k] for a tile."""
     for t in range(T):
         g = gx + t * G
         for k in range(G):
-            sc[g + k] = w[bi + k]
-        for j in range(I):
-            xj = src[s0 + t * ss + j]
-            row = wx + j * G
-            for k in range(G):
-                sc[g + k] += xj * w[row + k]
+            sc[U(g + k)] = w[U(bi + k)]
+        matvec_flat(sc, g, src, s0 + t * ss, w, wx, I, G)
 
 
-@jit
+@jit_fast
 def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     """Run T steps of the GRU layer at meta row ``r``.
 
@@ -64,64 +132,72 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     I = meta[r + M_IN]
     H = meta[r + M_HID]
     G = 3 * H
+    H2 = 2 * H
     flags = meta[r + M_FLAGS]
+    reset_after = (flags & F_RESET_AFTER) != 0
+    has_clip = (flags & F_CLIP) != 0
     gate_code = meta[r + M_ACT0]
     cand_code = meta[r + M_ACT1]
     p = meta[r + M_P]
     wx = meta[r + M_W0]
     wh = meta[r + M_W1]
-    bi = meta[r + M_W2]
-    bh = meta[r + M_W3]
-    h0 = sb + meta[r + M_STATE]
+    bx = meta[r + M_W2]
+    bhn = meta[r + M_W3]
+    wn = meta[r + M_W4]
+    h = sb + meta[r + M_STATE]
     gx = meta[H_SC_GX]
-    gh = meta[H_SC_GH]
+    a = meta[H_SC_GH]
     tmp = meta[H_SC_TMP]
-    reset_after = (flags & F_RESET_AFTER) != 0
-    has_clip = (flags & F_CLIP) != 0
     c = w[p + P_CLIP]
     ga, gb = w[p + P_ALPHA0], w[p + P_BETA0]
     ca, cb = w[p + P_ALPHA1], w[p + P_BETA1]
+    # the usual cell (sigmoid gates, tanh candidate, no clip) runs one fused loop
+    plain = gate_code == act.SIGMOID and cand_code == act.TANH and not has_clip
 
-    input_projection(src, s0, ss, T, I, G, w, wx, bi, sc, gx)
+    input_projection(src, s0, ss, T, I, G, w, wx, bx, sc, gx)
 
-    ncols = G if reset_after else 2 * H
     for t in range(T):
         g = gx + t * G
-        # recurrent projection of r, z (and n when the reset comes after it)
-        for k in range(ncols):
-            sc[gh + k] = w[bh + k]
-        for j in range(H):
-            hj = st[h0 + j]
-            row = wh + j * G
-            for k in range(ncols):
-                sc[gh + k] += hj * w[row + k]
-        for k in range(2 * H):
-            sc[gh + k] += sc[g + k]
-        if has_clip:
-            act.clip(sc, gh, gh + 2 * H, c)
-        act.apply(sc, gh, gh + 2 * H, gate_code, ga, gb)
-        # candidate pre-activation
-        n0 = gh + 2 * H
-        if reset_after:
-            for k in range(H):
-                sc[n0 + k] = sc[g + 2 * H + k] + sc[gh + k] * sc[n0 + k]
-        else:
-            for k in range(H):
-                sc[tmp + k] = sc[gh + k] * st[h0 + k]
-                sc[n0 + k] = w[bh + 2 * H + k] + sc[g + 2 * H + k]
-            for j in range(H):
-                rhj = sc[tmp + j]
-                row = wh + j * G + 2 * H
-                for k in range(H):
-                    sc[n0 + k] += rhj * w[row + k]
-        if has_clip:
-            act.clip(sc, n0, n0 + H, c)
-        act.apply(sc, n0, n0 + H, cand_code, ca, cb)
-        # h' = (1 - z) * n + z * h
-        z0 = gh + H
         o = d0 + t * ds
+        if reset_after:
+            # a = [gx_r + W_hr h, gx_z + W_hz h, b_hn + W_hn h], one pass over h
+            for k in range(H2):
+                sc[U(a + k)] = sc[U(g + k)]
+            for k in range(H):
+                sc[U(a + H2 + k)] = w[U(bhn + k)]
+            matvec_flat(sc, a, st, h, w, wh, H, G)
+            if plain:
+                for k in range(H):
+                    rk = act.sigmoid(sc[U(a + k)])
+                    zk = act.sigmoid(sc[U(a + H + k)])
+                    n = act.tanh(sc[U(g + H2 + k)] + rk * sc[U(a + H2 + k)])
+                    hn = n + zk * (st[U(h + k)] - n)
+                    st[U(h + k)] = hn
+                    dst[U(o + k)] = hn
+                continue
+            if has_clip:
+                act.clip(sc, a, a + H2, c)
+            act.apply(sc, a, a + H2, gate_code, ga, gb)
+            for k in range(H):
+                sc[U(a + H2 + k)] = sc[U(g + H2 + k)] + sc[U(a + k)] * sc[U(a + H2 + k)]
+        else:
+            # r, z first; then n from W_hn (r * h)
+            for k in range(H2):
+                sc[U(a + k)] = sc[U(g + k)]
+            matvec_flat(sc, a, st, h, w, wh, H, H2)
+            if has_clip:
+                act.clip(sc, a, a + H2, c)
+            act.apply(sc, a, a + H2, gate_code, ga, gb)
+            for k in range(H):
+                sc[U(tmp + k)] = sc[U(a + k)] * st[U(h + k)]
+                sc[U(a + H2 + k)] = sc[U(g + H2 + k)]
+            matvec_flat(sc, a + H2, sc, tmp, w, wn, H, H)
+        if has_clip:
+            act.clip(sc, a + H2, a + G, c)
+        act.apply(sc, a + H2, a + G, cand_code, ca, cb)
+        # h' = (1 - z) * n + z * h
         for k in range(H):
-            n = sc[n0 + k]
-            hn = n + sc[z0 + k] * (st[h0 + k] - n)
-            st[h0 + k] = hn
-            dst[o + k] = hn
+            n = sc[U(a + H2 + k)]
+            hn = n + sc[U(a + H + k)] * (st[U(h + k)] - n)
+            st[U(h + k)] = hn
+            dst[U(o + k)] = hn
