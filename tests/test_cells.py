@@ -37,6 +37,9 @@ def inputs(rng, I, fan_in):
 
 
 lstm_specs = st.fixed_dictionaries({
+    # plain: the default cell (sigmoid, tanh, tanh, no options), which the
+    # kernel runs on a separate fused path; half the examples take it
+    "plain": st.booleans(),
     "H": st.integers(1, 6),
     "proj": st.booleans(),
     "peep": st.booleans(),
@@ -73,6 +76,9 @@ dense_specs = st.fixed_dictionaries({
 
 
 def make_lstm(rng, I, spec):
+    if spec.get("plain"):
+        spec = dict(spec, peep=False, input_forget=False, clip=None, gate="sigmoid",
+                    cell="tanh", hidden="tanh")
     H = spec["H"]
     P = int(rng.integers(1, H + 1)) if spec["proj"] else H
     gate = spec["gate"]

@@ -9,8 +9,8 @@ then the peepholes (3, H) rows p_i, p_f, p_o if present, then the projection
 import numpy as np
 
 from . import activations as act
-from .config import jit
-from .gru import input_projection
+from .config import jit_fast
+from .gru import input_projection, matvec_acc
 from .layout import (
     F_CLIP, F_INPUT_FORGET, F_PEEPHOLE, F_PROJ, H_SC_GH, H_SC_GX, H_SC_TMP, KIND_LSTM,
     M_ACT0, M_ACT1, M_ACT2, M_FLAGS, M_HID, M_IN, M_OUT, M_P, M_STATE, M_W0, M_W1,
@@ -52,7 +52,7 @@ def pack(layer, packer):
     }
 
 
-@jit
+@jit_fast
 def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     """Run T steps of the LSTM layer at meta row ``r``.
 
@@ -64,21 +64,12 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     H = meta[r + M_HID]
     P = meta[r + M_OUT]
     G = 4 * H
+    H2, H3 = 2 * H, 3 * H
     flags = meta[r + M_FLAGS]
     gate_code = meta[r + M_ACT0]
     cell_code = meta[r + M_ACT1]
     hid_code = meta[r + M_ACT2]
     p = meta[r + M_P]
-    wx = meta[r + M_W0]
-    wh = meta[r + M_W1]
-    b = meta[r + M_W2]
-    pp = meta[r + M_W3]
-    wr = meta[r + M_W4]
-    h0 = sb + meta[r + M_STATE]
-    c0 = h0 + P
-    gx = meta[H_SC_GX]
-    gh = meta[H_SC_GH]
-    tmp = meta[H_SC_TMP]
     has_clip = (flags & F_CLIP) != 0
     peep = (flags & F_PEEPHOLE) != 0
     proj = (flags & F_PROJ) != 0
@@ -87,61 +78,74 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     ga, gb = w[p + P_ALPHA0], w[p + P_BETA0]
     ca, cb = w[p + P_ALPHA1], w[p + P_BETA1]
     ha, hb = w[p + P_ALPHA2], w[p + P_BETA2]
-    i0, f0, g0, o0 = gh, gh + H, gh + 2 * H, gh + 3 * H
+    # views made once and indexed from 0, so the inner loops vectorise
+    wh = meta[r + M_W1]
+    Wh = w[wh : wh + P * G].reshape((P, G))
+    pp = meta[r + M_W3]
+    Pp = w[pp : pp + (H3 if peep else 0)]
+    wr = meta[r + M_W4]
+    Wr = w[wr : wr + (H * P if proj else 0)].reshape((H if proj else 0, P))
+    h0 = sb + meta[r + M_STATE]
+    h = st[h0 : h0 + P]
+    c = st[h0 + P : h0 + P + H]
+    gx = meta[H_SC_GX]
+    a = sc[meta[H_SC_GH] : meta[H_SC_GH] + G]
+    v = sc[meta[H_SC_TMP] : meta[H_SC_TMP] + H]
+    # the usual cell (sigmoid gates, tanh cell and hidden, no options) runs one fused loop
+    plain = (
+        gate_code == act.SIGMOID and cell_code == act.TANH and hid_code == act.TANH
+        and not (has_clip or peep or coupled)
+    )
 
-    input_projection(src, s0, ss, T, I, G, w, wx, b, sc, gx)
+    input_projection(src, s0, ss, T, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
 
     for t in range(T):
-        g = gx + t * G
+        g = sc[gx + t * G : gx + (t + 1) * G]
+        out = dst[d0 + t * ds : d0 + t * ds + P]
         # all four gate pre-activations: input part (with biases) + R h
         for k in range(G):
-            sc[gh + k] = sc[g + k]
-        for j in range(P):
-            hj = st[h0 + j]
-            row = wh + j * G
-            for k in range(G):
-                sc[gh + k] += hj * w[row + k]
-        # i and f see the previous c through their peepholes
-        if peep:
+            a[k] = g[k]
+        matvec_acc(a, h, Wh)
+        if plain:
             for k in range(H):
-                ck = st[c0 + k]
-                sc[i0 + k] += w[pp + k] * ck
-                sc[f0 + k] += w[pp + H + k] * ck
-        if has_clip:
-            act.clip(sc, gh, gh + 3 * H, clip)
-        act.apply(sc, i0, g0, gate_code, ga, gb)
-        act.apply(sc, g0, o0, cell_code, ca, cb)
-        if coupled:
+                ck = act.sigmoid(a[H + k]) * c[k] + act.sigmoid(a[k]) * act.tanh(a[H2 + k])
+                c[k] = ck
+                v[k] = act.sigmoid(a[H3 + k]) * act.tanh(ck)
+        else:
+            # i and f see the previous c through their peepholes
+            if peep:
+                for k in range(H):
+                    a[k] += Pp[k] * c[k]
+                    a[H + k] += Pp[H + k] * c[k]
+            if has_clip:
+                act.clip(a, 0, H3, clip)
+            act.apply(a, 0, H2, gate_code, ga, gb)
+            act.apply(a, H2, H3, cell_code, ca, cb)
+            if coupled:
+                for k in range(H):
+                    a[H + k] = 1 - a[k]
+            # c' = f * c + i * g; o sees the new c through its peephole
             for k in range(H):
-                sc[f0 + k] = 1 - sc[i0 + k]
-        # c' = f * c + i * g; o sees the new c through its peephole
-        for k in range(H):
-            st[c0 + k] = sc[f0 + k] * st[c0 + k] + sc[i0 + k] * sc[g0 + k]
-        if peep:
+                c[k] = a[H + k] * c[k] + a[k] * a[H2 + k]
+            if peep:
+                for k in range(H):
+                    a[H3 + k] += Pp[H2 + k] * c[k]
+            if has_clip:
+                act.clip(a, H3, G, clip)
+            act.apply(a, H3, G, gate_code, ga, gb)
+            # v = o * act(c')
             for k in range(H):
-                sc[o0 + k] += w[pp + 2 * H + k] * st[c0 + k]
-        if has_clip:
-            act.clip(sc, o0, o0 + H, clip)
-        act.apply(sc, o0, o0 + H, gate_code, ga, gb)
-        # h' = o * act(c'), projected to P values by W_hr when present
-        for k in range(H):
-            sc[tmp + k] = st[c0 + k]
-        act.apply(sc, tmp, tmp + H, hid_code, ha, hb)
-        o = d0 + t * ds
+                v[k] = c[k]
+            act.apply(v, 0, H, hid_code, ha, hb)
+            for k in range(H):
+                v[k] *= a[H3 + k]
+        # h' = v, or W_hr v when projected
         if proj:
-            for k in range(H):
-                sc[tmp + k] *= sc[o0 + k]
             for k in range(P):
-                st[h0 + k] = 0
-            for j in range(H):
-                vj = sc[tmp + j]
-                row = wr + j * P
-                for k in range(P):
-                    st[h0 + k] += vj * w[row + k]
-            for k in range(P):
-                dst[o + k] = st[h0 + k]
+                h[k] = 0
+            matvec_acc(h, v, Wr)
         else:
             for k in range(H):
-                hn = sc[o0 + k] * sc[tmp + k]
-                st[h0 + k] = hn
-                dst[o + k] = hn
+                h[k] = v[k]
+        for k in range(P):
+            out[k] = h[k]

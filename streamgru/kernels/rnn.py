@@ -7,8 +7,8 @@ Packed block: ``W_ih^T`` (I, H) and ``W_hh^T`` (H, H) row-major, then
 import numpy as np
 
 from . import activations as act
-from .config import jit
-from .gru import input_projection
+from .config import jit_fast
+from .gru import input_projection, matvec_acc
 from .layout import (
     F_CLIP, H_SC_GH, H_SC_GX, KIND_RNN, M_ACT0, M_FLAGS, M_HID, M_IN, M_P, M_STATE,
     M_W0, M_W1, M_W2, P_ALPHA0, P_BETA0, P_CLIP,
@@ -36,7 +36,7 @@ def pack(layer, packer):
     }
 
 
-@jit
+@jit_fast
 def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     """Run T steps of the RNN layer at meta row ``r``.
 
@@ -48,32 +48,29 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     H = meta[r + M_HID]
     code = meta[r + M_ACT0]
     p = meta[r + M_P]
-    wx = meta[r + M_W0]
-    wh = meta[r + M_W1]
-    b = meta[r + M_W2]
-    h0 = sb + meta[r + M_STATE]
-    gx = meta[H_SC_GX]
-    gh = meta[H_SC_GH]
     has_clip = (meta[r + M_FLAGS] & F_CLIP) != 0
     clip = w[p + P_CLIP]
     alpha, beta = w[p + P_ALPHA0], w[p + P_BETA0]
+    # views made once and indexed from 0, so the inner loops vectorise
+    wh = meta[r + M_W1]
+    Wh = w[wh : wh + H * H].reshape((H, H))
+    h0 = sb + meta[r + M_STATE]
+    h = st[h0 : h0 + H]
+    gx = meta[H_SC_GX]
+    # the new h is built in scratch: every element needs the whole old h
+    a = sc[meta[H_SC_GH] : meta[H_SC_GH] + H]
 
-    input_projection(src, s0, ss, T, I, H, w, wx, b, sc, gx)
+    input_projection(src, s0, ss, T, I, H, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
 
     for t in range(T):
-        g = gx + t * H
-        # the new h is built in scratch: every element needs the whole old h
+        g = sc[gx + t * H : gx + (t + 1) * H]
+        out = dst[d0 + t * ds : d0 + t * ds + H]
         for k in range(H):
-            sc[gh + k] = sc[g + k]
-        for j in range(H):
-            hj = st[h0 + j]
-            row = wh + j * H
-            for k in range(H):
-                sc[gh + k] += hj * w[row + k]
+            a[k] = g[k]
+        matvec_acc(a, h, Wh)
         if has_clip:
-            act.clip(sc, gh, gh + H, clip)
-        act.apply(sc, gh, gh + H, code, alpha, beta)
-        o = d0 + t * ds
+            act.clip(a, 0, H, clip)
+        act.apply(a, 0, H, code, alpha, beta)
         for k in range(H):
-            st[h0 + k] = sc[gh + k]
-            dst[o + k] = sc[gh + k]
+            h[k] = a[k]
+            out[k] = a[k]
