@@ -70,6 +70,8 @@ def export(case: Export, path) -> None:
                 return torch.softmax(y, dim=-1)
             if case.head == "leaky_relu":
                 return torch.nn.functional.leaky_relu(y, 0.1)
+            if case.head == "gelu":  # below opset 20 exported as x * 0.5 * (1 + erf(x / sqrt 2))
+                return torch.nn.functional.gelu(y)
             return getattr(torch, case.head)(y) if case.head else y
 
     net = Net().eval()

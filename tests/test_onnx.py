@@ -46,6 +46,7 @@ EXPORTS = [
     Export("RNN", 1, False, "tanh", state_input=True, dynamic=True),
     Export("GRU", 2, False, "softmax", dynamic=True, opset=11),  # Squeeze axes, 2-D Softmax
     Export("LSTM", 1, True, "relu", last=True, dynamic=True, opset=9),  # Slice attributes
+    Export("GRU", 1, True, "gelu", opset=17),  # GELU written with Erf
     Export("GRU", 2, True, "tanh", dynamo=True),
     Export("LSTM", 1, False, "sigmoid", dynamo=True),
     # (the dynamo exporter unrolls torch.nn.RNN into per-step MatMul/Tanh: no RNN node to map)
@@ -338,6 +339,21 @@ HEADS = {
 }
 
 
+HEADS["gelu_erf_form_half_first"] = ([
+    helper.make_node("MatMul", ["h", "Wt"], ["x"], name="mm"),
+    helper.make_node("Mul", ["x", "half"], ["hx"], name="half_x"),
+    helper.make_node("Div", ["x", "sqrt2"], ["e"], name="div"),
+    helper.make_node("Erf", ["e"], ["erf"], name="erf"),
+    helper.make_node("Add", ["one", "erf"], ["p"], name="plus1"),
+    helper.make_node("Mul", ["hx", "p"], ["Y"], name="gelu"),
+], {"Wt": _rng_mat(H, O), "half": np.float32(0.5), "sqrt2": np.float32(np.sqrt(2)),
+    "one": np.float32(1.0)}, 17)
+HEADS["scaled_gelu_erf_form"] = ([  # h * (1 + erf(h / 3)) = 3 sqrt(2) gelu(sqrt(2) h / 3)
+    helper.make_node("Div", ["h", "three"], ["e"], name="div3"),
+    helper.make_node("Erf", ["e"], ["erf"], name="erf"),
+    helper.make_node("Add", ["erf", "one"], ["p"], name="plus1"),
+    helper.make_node("Mul", ["h", "p"], ["Y"], name="scaled_gelu"),
+], {"one": np.float32(1.0), "three": np.float32(3.0)}, 17)
 HEADS["merge_time_and_batch_for_gemm_then_split"] = ([
     helper.make_node("Reshape", ["h", "flat_shape"], ["flat"], name="merge"),
     helper.make_node("Gemm", ["flat", "Wg", "bg"], ["g"], name="gemm", transB=1),
@@ -417,6 +433,27 @@ def test_unsupported_op_on_an_unused_output_is_harmless(tmp_path):
     path = save(model, tmp_path / "two_outputs.onnx")
     assert sg.load(path).output_size == H
     _err(path, "'Cos'", "cos", output="unused")
+
+
+def test_erf_outside_gelu_refused(tmp_path):
+    nodes = [helper.make_node("Erf", ["h"], ["e"], name="lone_erf"),
+             helper.make_node("Add", ["e", "one"], ["Y"], name="plus1")]
+    model = _gru_then(nodes, {"one": np.float32(1.0)}, None)
+    _err(save(model, tmp_path / "erf.onnx"), "lone_erf", "GELU")
+    # (h + 1) * (1 + erf(h / 3)) is not proportional to a GELU of one stream
+    nodes = [helper.make_node("Div", ["h", "three"], ["e"], name="div3"),
+             helper.make_node("Erf", ["e"], ["erf"], name="erf"),
+             helper.make_node("Add", ["erf", "one"], ["p"], name="plus1"),
+             helper.make_node("Add", ["h", "one"], ["h1"], name="shift"),
+             helper.make_node("Mul", ["h1", "p"], ["Y"], name="not_gelu")]
+    model = _gru_then(nodes, {"one": np.float32(1.0), "three": np.float32(3.0)}, None)
+    _err(save(model, tmp_path / "erf3.onnx"), "not_gelu", "GELU")
+
+
+def test_malformed_node_is_a_weights_error(tmp_path):
+    model, _ = rnn_node_model("GRU", np.random.default_rng(0))
+    del model.graph.node[0].input[1:]
+    _err(save(model, tmp_path / "short_node.onnx"), "the_gru", "malformed")
 
 
 def test_stream_combined_with_itself_is_refused(tmp_path):

@@ -67,7 +67,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -140,6 +140,19 @@ class _Stream:
     features: int
     layers: tuple = ()
     last: bool = False
+    # (stream, scale, shift) when this stream is ``stream * scale + shift``
+    # (per feature): lets patterns such as GELU's erf form be recognised
+    origin: tuple | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class _ErfOf:
+    """``erf(stream) + offset``: the inner part of GELU's erf form
+    ``x * 0.5 * (1 + erf(x / sqrt(2)))`` that exporters write below opset 20."""
+
+    stream: _Stream
+    offset: float = 0.0
+    node: str = ""
 
 
 @dataclass(frozen=True)
@@ -267,7 +280,7 @@ def _materialize(g: _Graph, v: Any) -> np.ndarray | None:
 
 
 def _append(s: _Stream, layer: Layer, init: np.ndarray | None = None, **changes: Any) -> _Stream:
-    return dataclasses.replace(s, layers=s.layers + ((layer, init),), **changes)
+    return dataclasses.replace(s, layers=s.layers + ((layer, init),), origin=None, **changes)
 
 
 def _last_dense(s: _Stream) -> Dense | None:
@@ -286,8 +299,20 @@ def _affine(s: _Stream, scale: np.ndarray, shift: np.ndarray) -> _Stream:
     if d is not None:
         w = np.asarray(d.weight, np.float64) * scale[:, None]
         b = np.asarray(d.bias, np.float64) * scale + shift
-        return dataclasses.replace(s, layers=s.layers[:-1] + ((Dense(w, b), None),))
-    return _append(s, Dense(np.diag(scale), shift))
+        out = dataclasses.replace(s, layers=s.layers[:-1] + ((Dense(w, b), None),))
+    else:
+        out = _append(s, Dense(np.diag(scale), shift))
+    return dataclasses.replace(out, origin=(s, scale, shift))
+
+
+def _root(s: _Stream) -> tuple[_Stream, np.ndarray, np.ndarray]:
+    """(base, scale, shift) with ``s = base * scale + shift``, following the
+    chain of affine maps that produced ``s``."""
+    scale, shift = np.ones(s.features), np.zeros(s.features)
+    while s.origin is not None:
+        s, a, b = s.origin
+        scale, shift = a * scale, b * scale + shift
+    return s, scale, shift
 
 
 def _activate(s: _Stream, act: Any) -> _Stream:
@@ -295,7 +320,7 @@ def _activate(s: _Stream, act: Any) -> _Stream:
     d = _last_dense(s)
     if d is not None:
         return dataclasses.replace(
-            s, layers=s.layers[:-1] + ((Dense(d.weight, d.bias, act), None),)
+            s, layers=s.layers[:-1] + ((Dense(d.weight, d.bias, act), None),), origin=None
         )
     return _append(s, Dense(np.eye(s.features), None, act))
 
@@ -473,6 +498,8 @@ def _h_unsqueeze(g: _Graph, node: Any, ins: list, at: dict) -> list:
         if x.scalar and axes in ([0], [-1]):
             return [_Dims(x.values)]
         raise g.fail("Unsqueeze of a shape vector beyond rank 1")
+    if not isinstance(x, (_Stream, _Fill)):
+        raise g.fail(f"Unsqueeze of a {type(x).__name__}")
     seq = list(x.axes if isinstance(x, _Stream) else x.shape)
     rank = len(seq) + len(axes)
     for a in sorted(_norm_axis(g, a, rank) for a in axes):
@@ -770,6 +797,8 @@ def _h_binary(g: _Graph, node: Any, ins: list, at: dict) -> list:
     # Add/Sub/Mul/Div-14: element-wise with multidirectional broadcasting
     a, b = ins[0], ins[1]
     op = node.op_type
+    if isinstance(a, _ErfOf) or isinstance(b, _ErfOf):
+        return [_gelu_part(g, op, a, b)]
     if isinstance(a, _Stream) and isinstance(b, _Stream):
         raise g.fail(f"{op} of the stream with itself; a stream is one chain of layers")
     if isinstance(a, _Stream) or isinstance(b, _Stream):
@@ -811,6 +840,40 @@ def _h_binary(g: _Graph, node: Any, ins: list, at: dict) -> list:
                                bb.reshape((1,) * (rank - bb.ndim) + bb.shape))
         return [_Fill(np.asarray(base), shape)]
     raise g.fail(f"{op} of a {type(a).__name__} and a {type(b).__name__}")
+
+
+def _h_erf(g: _Graph, node: Any, ins: list, at: dict) -> list:
+    # Erf-13: only inside GELU's erf form x * 0.5 * (1 + erf(x / sqrt(2)))
+    s = ins[0]
+    if not isinstance(s, _Stream):
+        raise g.fail(f"Erf of a {type(s).__name__}")
+    return [_ErfOf(s, 0.0, node.name)]
+
+
+def _gelu_part(g: _Graph, op: str, a: Any, b: Any) -> Any:
+    """One step of GELU's erf form: ``erf(e) + 1``, then ``m * (1 + erf(e))``
+    with ``m`` proportional to ``x = sqrt(2) e``, which is ``2c * gelu(x)``."""
+    erf, other = (a, b) if isinstance(a, _ErfOf) else (b, a)
+    if op == "Add" and not isinstance(other, (_Stream, _ErfOf)):
+        value = _materialize(g, other)
+        if value is not None and value.size >= 1 and np.all(value == value.reshape(-1)[0]):
+            return _ErfOf(erf.stream, erf.offset + float(value.reshape(-1)[0]), erf.node)
+    if op == "Mul" and isinstance(other, _Stream) and erf.offset == 1.0:
+        e, m = erf.stream, other
+        base_e, ke, se = _root(e)
+        base_m, km, sm = _root(m)
+        if base_e is base_m and e.axes == m.axes and np.all(ke != 0):
+            c = km / (math.sqrt(2.0) * ke)  # m = c * sqrt(2) * e = c * x
+            if np.allclose(c, c[0], rtol=1e-6, atol=0) and np.allclose(
+                    sm, c * math.sqrt(2.0) * se, rtol=1e-6, atol=1e-12):
+                # the exporter's sqrt(2) is a float32 constant: c is exact to float32
+                c0 = float(np.float32(c[0]))
+                n = e.features
+                x = m if c0 == 1.0 else _affine(m, np.full(n, 1.0 / c0), np.zeros(n))
+                return _affine(_activate(x, "gelu"), np.full(n, 2.0 * c0), np.zeros(n))
+    raise g.fail(
+        f"Erf (node {erf.node!r}) is only supported in GELU's form x * 0.5 * (1 + erf(x / sqrt(2)))"
+    )
 
 
 def _dims_arith(g: _Graph, op: str, a: Any, b: Any) -> Any:
@@ -1098,6 +1161,7 @@ HANDLERS: dict[str, Handler] = {
     "LeakyRelu": _h_activation,
     "Elu": _h_activation,
     "Gelu": _h_activation,
+    "Erf": _h_erf,
     "HardSigmoid": _h_activation,
     "Softmax": _h_activation,
     "LogSoftmax": _h_activation,
@@ -1350,6 +1414,13 @@ def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
                 raise g.fail(f"op {node.op_type!r} cannot be streamed; supported: {_SUPPORTED}")
         except _Unstreamable as exc:
             outs = [_Poison(exc)] * len(node.output)
+        except WeightsError:
+            raise
+        except (IndexError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            # a node with too few inputs, wrong attribute types and the like
+            raise WeightsError(
+                f"{g.where()}: malformed node ({type(exc).__name__}: {exc})"
+            ) from None
         for name, v in zip(node.output, list(outs) + [None] * len(node.output)):
             if name:
                 env[name] = v if v is not None else _Poison(g.fail(f"output {name!r} is not produced"))
@@ -1431,6 +1502,11 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
                 errors.append(v.error)
                 continue
             raise WeightsError(str(v.error))
+        if isinstance(v, _ErfOf):
+            raise WeightsError(
+                f"{path}: output {out_name!r} comes from Erf node {v.node!r}; Erf is only "
+                f"supported in GELU's form x * 0.5 * (1 + erf(x / sqrt(2)))"
+            )
         if not isinstance(v, _Stream):
             raise WeightsError(
                 f"{path}: output {out_name!r} does not depend on input {data_input.name!r}"
@@ -1444,11 +1520,23 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
     raise WeightsError(f"{path}: input {data_input.name!r} of rank {len(shape)} cannot be streamed")
 
 
+def _is_identity(layer: Layer) -> bool:
+    """A Dense that changes nothing (left behind when folded constants cancel)."""
+    return (
+        isinstance(layer, Dense)
+        and layer.activation.name == "identity"
+        and layer.input_size == layer.output_size
+        and np.array_equal(layer.weight, np.eye(layer.input_size))
+        and not np.any(layer.bias)
+    )
+
+
 def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name: str,
            opset: int, dtype: Any) -> Model:
-    layers = [layer for layer, _ in v.layers]
+    chain = [(layer, init) for layer, init in v.layers if not _is_identity(layer)] or list(v.layers[:1])
+    layers = [layer for layer, _ in chain]
     parts, has_init = [], False
-    for layer, init in v.layers:
+    for layer, init in chain:
         if layer.state_size:
             has_init |= init is not None
             parts.append(np.zeros(layer.state_size) if init is None else init)
