@@ -300,7 +300,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    model = _load_model(args.input, args.dtype)
     suffix = os.path.splitext(args.output)[1].lower()
     if suffix not in (".npz", ".safetensors"):
         raise CLIError(
@@ -310,6 +309,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
     if os.path.abspath(args.output) == os.path.abspath(args.input):
         raise CLIError(f"{args.output}: output is the input file; choose another name", 2)
+    model = _load_model(args.input, args.dtype)
     meta = dict(model.metadata)
     meta.setdefault("converted_from", os.path.basename(args.input))
     model = Model(model.layers, model.dtype, model.initial_state, meta)
