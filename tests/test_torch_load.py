@@ -172,6 +172,45 @@ def data_values(raw):
     return np.frombuffer(raw, "<f4")
 
 
+module_specs = st.lists(
+    st.tuples(st.sampled_from(["GRU", "LSTM", "RNN", "Linear", "GRUCell", "LSTMCell"]),
+              st.integers(1, 6), st.integers(1, 3), st.booleans(), st.booleans()),
+    min_size=1, max_size=4,
+)
+
+
+@FAST
+@given(specs=module_specs, start=st.integers(1, 4))
+def test_any_stack_maps_layer_by_layer(tmp_path, specs, start):
+    # (kind, size, num_layers, bias, proj) -> torch modules chained by size
+    container = torch.nn.Module()
+    size, expected = start, []
+    for i, (kind, out, layers, bias, proj) in enumerate(specs):
+        if kind == "Linear":
+            mod = torch.nn.Linear(size, out, bias=bias)
+            expected.append(("Dense", mod.weight, mod.bias))
+        elif kind.endswith("Cell"):
+            mod = getattr(torch.nn, kind)(size, out, bias=bias)
+            expected.append((kind[:-4], mod.weight_ih, mod.bias_ih))
+        else:
+            kw = {"proj_size": max(out - 1, 1)} if kind == "LSTM" and proj and out > 1 else {}
+            mod = getattr(torch.nn, kind)(size, out, num_layers=layers, bias=bias, **kw)
+            for k in range(layers):
+                expected.append((kind, getattr(mod, f"weight_ih_l{k}"), getattr(mod, f"bias_ih_l{k}", None)))
+            out = kw.get("proj_size", out)
+        container.add_module(f"m{i}", mod)
+        size = out
+    n_linear = sum(k == "Linear" for k, *_ in specs)
+    m = sg.load(save(container.state_dict(), tmp_path), activations=[None] * n_linear)
+    assert [type(l).__name__ for l in m.layers] == [e[0] for e in expected]
+    assert (m.input_size, m.output_size) == (start, size)
+    for layer, (_, weight, bias) in zip(m.layers, expected):
+        np.testing.assert_array_equal(layer.arrays()["weight" if layer.kind == "dense" else "weight_ih"],
+                                      np_of(weight))
+        got_bias = layer.arrays()["bias" if layer.kind == "dense" else "bias_ih"]
+        np.testing.assert_array_equal(got_bias, np.zeros_like(got_bias) if bias is None else np_of(bias))
+
+
 def test_kind_from_gate_multiple_and_no_bias(tmp_path):
     for kind, gates in (("GRU", 3), ("LSTM", 4), ("RNN", 1)):
         net = build(Case(kind, 1, False))
