@@ -267,6 +267,37 @@ def test_y_h_output_is_many_to_one(tmp_path):
     close(sg.load(path).stream().process(X), y[:, 0, 0])  # default: the first output
 
 
+def test_shape_built_sequence_lens_and_tiled_zero_state(tmp_path):
+    """The tf2onnx style: sequence_lens and a zero initial_h computed from the
+    input's shape (symbolic batch); sequence_lens is ignored, h0 is zeros."""
+    model, arrays = rnn_node_model("GRU", np.random.default_rng(9), attrs={"linear_before_reset": 1})
+    gru = model.graph.node[0]
+    del gru.input[4:]
+    gru.input.extend(["seq_lens", "h0"])
+    pre = [
+        helper.make_node("Shape", ["X"], ["sh"], name="shape"),
+        helper.make_node("Gather", ["sh", "zero"], ["t"], name="time", axis=0),
+        helper.make_node("Gather", ["sh", "one"], ["n"], name="batch", axis=0),
+        helper.make_node("Unsqueeze", ["t", "ax0"], ["t1"], name="t1"),
+        helper.make_node("Unsqueeze", ["n", "ax0"], ["n1"], name="n1"),
+        helper.make_node("Cast", ["t1"], ["t32"], name="cast", to=TensorProto.INT32),
+        helper.make_node("Expand", ["t32", "n1"], ["seq_lens"], name="lens"),
+        helper.make_node("Concat", ["ones1", "n1", "ones1"], ["reps"], name="reps", axis=0),
+        helper.make_node("Tile", ["zeros", "reps"], ["h0"], name="tile"),
+    ]
+    inits = {"zero": np.array(0, np.int64), "one": np.array(1, np.int64),
+             "ax0": np.array([0], np.int64), "ones1": np.array([1], np.int64),
+             "zeros": np.zeros((1, 1, H), np.float32), **arrays}
+    m = dense_graph(pre + [gru], inits, None)
+    m.graph.input[0].type.tensor_type.shape.dim[1].dim_param = "N"
+    path = save(m, tmp_path / "tf2onnx_like.onnx")
+    X = np.random.default_rng(9).normal(size=(T, 2, I)).astype(np.float32)
+    ref = ort_run(path, {"X": X})[0][:, 0]  # (T, batch, H)
+    loaded = sg.load(path)
+    assert not np.any(loaded.initial_state)
+    close(loaded.streams(2).process(np.ascontiguousarray(X.transpose(1, 0, 2))), ref.transpose(1, 0, 2))
+
+
 def test_float64_option(tmp_path):
     model, _ = rnn_node_model("GRU", np.random.default_rng(6))
     m = sg.load(save(model, tmp_path / "g.onnx"), dtype=np.float64)

@@ -40,14 +40,16 @@ Mapping
 * ``sequence_lens`` is ignored: a stream has no sequence length.
 * ``initial_h`` / ``initial_c`` given as constants become the model's initial
   state (what ``reset()`` returns to); the all-zero states exporters build
-  from ``Shape``/``Gather``/``ConstantOfShape``/``Expand`` are zeros. A state
+  from ``Shape``/``Gather``/``ConstantOfShape``/``Expand``/``Tile`` are zeros. A state
   fed from a second graph input (a model exported as ``f(x, h) -> (y, h')``)
   starts at zeros; the Stream carries the state itself.
 * ``Gemm``, ``MatMul`` (+ ``Add``) become ``Dense``; ``Add``/``Sub``/``Mul``/
   ``Div``/``Neg`` by constants fold into the preceding Dense (or become a Dense
   with a diagonal weight); ``Relu``, ``Tanh``, ``Sigmoid``, ``LeakyRelu``,
   ``Elu``, ``Gelu``, ``HardSigmoid``, ``Softmax``/``LogSoftmax`` on the feature
-  axis attach to the preceding Dense (or become an identity-weight Dense).
+  axis attach to the preceding Dense (or become an identity-weight Dense);
+  GELU in the form exporters write below opset 20,
+  ``x * 0.5 * (1 + erf(x / sqrt(2)))``, is recognised as ``gelu``.
   ``Gather``/``Slice`` on the feature axis become a selection Dense.
 * ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten``,
   ``Slice``, ``Gather`` of the direction and batch axes only move axes.
@@ -781,6 +783,35 @@ def _h_expand(g: _Graph, node: Any, ins: list, at: dict) -> list:
     raise g.fail(f"Expand of a {type(x).__name__}")
 
 
+def _h_tile(g: _Graph, node: Any, ins: list, at: dict) -> list:
+    # Tile-13: output dim i = input dim i * repeats[i]; a known tensor tiled by
+    # an unknown count (the batch) must have size 1 on that axis
+    x, reps = ins[0], ins[1]
+    if isinstance(reps, _Const):
+        counts = [int(v) for v in np.asarray(reps.value).reshape(-1)]
+    elif isinstance(reps, _Dims):
+        counts = list(reps.values)
+    else:
+        raise g.fail("Tile by counts that are not known")
+    if not isinstance(x, (_Const, _Fill)):
+        raise g.fail(f"Tile of a {type(x).__name__} (it would repeat the stream)")
+    base = x.value if isinstance(x, _Const) else x.base
+    shape = tuple(base.shape) if isinstance(x, _Const) else x.shape
+    if len(counts) != len(shape):
+        raise WeightsError(f"{g.where()}: Tile repeats {counts} for rank {len(shape)}")
+    out_shape = []
+    for i, (d, k) in enumerate(zip(shape, counts)):
+        if isinstance(k, int) and isinstance(d, int):
+            out_shape.append(d * k)
+            if base.shape[i] > 1:
+                base = np.concatenate([base] * k, axis=i)
+        elif base.shape[i] == 1:
+            out_shape.append(k if d == 1 else "?")
+        else:
+            raise g.fail("Tile of a varying tensor by an unknown count")
+    return [_Fill(base, tuple(out_shape), getattr(x, "source", None))]
+
+
 def _h_constant_of_shape(g: _Graph, node: Any, ins: list, at: dict) -> list:
     # ConstantOfShape-9: a tensor of ``shape`` filled with ``value`` (default 0.0 float32)
     value = np.asarray(at.get("value", np.zeros(1, np.float32))).reshape(-1)[:1]
@@ -1147,6 +1178,7 @@ HANDLERS: dict[str, Handler] = {
     "Reshape": _h_reshape,
     "Flatten": _h_flatten,
     "Expand": _h_expand,
+    "Tile": _h_tile,
     "ConstantOfShape": _h_constant_of_shape,
     "Add": _h_binary,
     "Sub": _h_binary,
@@ -1171,6 +1203,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 _SUPPORTED = ", ".join(sorted(HANDLERS))
+_RECURRENT = ("GRU", "LSTM", "RNN")
 
 
 # ----------------------------------------------------------------------------
@@ -1399,14 +1432,16 @@ def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
                     f"or not produced by an earlier node)"
                 )
         at = _attrs(node, path)
-        poison = next((v for v in ins if isinstance(v, _Poison)), None)
+        # sequence_lens (input 4 of GRU/LSTM/RNN) is ignored, whatever it is computed from
+        used = [v for k, v in enumerate(ins) if not (k == 4 and node.op_type in _RECURRENT)]
+        poison = next((v for v in used if isinstance(v, _Poison)), None)
         try:
             if poison is not None:
                 outs = [poison] * len(node.output)
             elif node.domain not in ("", "ai.onnx"):
                 raise g.fail(f"op from domain {node.domain!r} is not supported; supported: {_SUPPORTED}")
             elif node.op_type != "Constant" and all(v is None or isinstance(v, _Const) for v in ins) \
-                    and node.op_type not in ("GRU", "LSTM", "RNN"):
+                    and node.op_type not in _RECURRENT:
                 outs = _fold(g, node, ins, at)
             elif node.op_type in HANDLERS:
                 outs = HANDLERS[node.op_type](g, node, ins, at)
