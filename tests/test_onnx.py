@@ -481,6 +481,13 @@ def test_erf_outside_gelu_refused(tmp_path):
     _err(save(model, tmp_path / "erf3.onnx"), "not_gelu", "GELU")
 
 
+def test_huge_constant_refused(tmp_path):
+    nodes = [helper.make_node("ConstantOfShape", ["big"], ["zeros"]),
+             helper.make_node("Add", ["h", "zeros"], ["Y"], name="add")]
+    model = _gru_then(nodes, {"big": np.array([100000, 100000], np.int64)}, None)
+    _err(save(model, tmp_path / "big.onnx"), "#2 (unnamed)", "ConstantOfShape", "refused")
+
+
 def test_malformed_node_is_a_weights_error(tmp_path):
     model, _ = rnn_node_model("GRU", np.random.default_rng(0))
     del model.graph.node[0].input[1:]

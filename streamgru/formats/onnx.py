@@ -187,13 +187,15 @@ class _Graph:
         self.sizes = sizes  # atom -> int, or the symbol itself when unknown
         self.state_sources: set[str] = set()
         self.node = None  # the node being handled, for messages
+        self.index = 0  # its position in the graph
 
     # -- messages
     def where(self) -> str:
         n = self.node
         if n is None:
             return self.path
-        return f"{self.path}: node {n.name or '(unnamed)'!r} ({n.op_type})"
+        name = repr(n.name) if n.name else f"#{self.index} (unnamed)"
+        return f"{self.path}: node {name} ({n.op_type})"
 
     def fail(self, msg: str) -> _Unstreamable:
         return _Unstreamable(f"{self.where()}: {msg}")
@@ -804,7 +806,9 @@ def _h_tile(g: _Graph, node: Any, ins: list, at: dict) -> list:
         if isinstance(k, int) and isinstance(d, int):
             out_shape.append(d * k)
             if base.shape[i] > 1:
-                base = np.concatenate([base] * k, axis=i)
+                if base.size * k > _MAX_FOLD_ELEMENTS:
+                    raise WeightsError(f"{g.where()}: Tile would build {base.size * k} elements; refused")
+                base = np.tile(base, [k if j == i else 1 for j in range(base.ndim)])
         elif base.shape[i] == 1:
             out_shape.append(k if d == 1 else "?")
         else:
@@ -1419,7 +1423,7 @@ def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
         env[vi.name] = _Fill(np.zeros((1,) * len(dims), np.float32),
                              tuple(d if d is not None else "?" for d in dims), source=vi.name)
     for k, node in enumerate(model.graph.node):
-        g.node = node
+        g.node, g.index = node, k
         ins = []
         for name in node.input:
             if not name:
