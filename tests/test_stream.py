@@ -321,3 +321,13 @@ def test_streams_of_one_model_are_independent(model):
     a.process(np.ones((3, I)))
     np.testing.assert_array_equal(b.get_state(), model.initial_state)
     assert len(model.streams(5)) == 5
+
+
+def test_empty_chunk_is_a_no_op(warm):
+    before = warm.get_state()
+    Y = warm.process(np.zeros((0, I)))
+    assert Y.shape == (0, O) and Y.dtype == warm.model.dtype
+    assert warm.get_state().tobytes() == before.tobytes()
+    b = warm.model.streams(2)
+    assert b.process(np.zeros((2, 0, I))).shape == (2, 0, O)
+    np.testing.assert_array_equal(b.get_state(), np.tile(warm.model.initial_state, (2, 1)))
