@@ -128,7 +128,9 @@ class Stream:
         Parameters
         ----------
         x : array (input_size,)
-            One sample; other real dtypes and non-contiguous arrays are converted.
+            One sample; other real dtypes, non-contiguous and read-only arrays
+            are converted (a copy; read-only arrays would otherwise need a
+            compiled kernel of their own).
         out : array (output_size,), optional
             Where to write the output (C-contiguous, the model's dtype). With
             ``out`` given and ``x`` already in the model's dtype, nothing is
