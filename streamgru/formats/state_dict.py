@@ -222,6 +222,19 @@ def model_from_state_dict(
         The module names (key prefixes, e.g. ``["gru", "fc"]``) in the order
         ``forward`` applies them, if that is not the order of the keys.
 
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> sd = {"gru.weight_ih_l0": rng.normal(size=(24, 3)),
+    ...       "gru.weight_hh_l0": rng.normal(size=(24, 8)),
+    ...       "fc.weight": rng.normal(size=(2, 8)), "fc.bias": np.zeros(2)}
+    >>> m = model_from_state_dict(sd, "example.pt")
+    >>> m
+    Model([GRU(3->8), Dense(8->2)], dtype=float32)
+    >>> m.metadata["modules"]
+    'gru: GRU (3->8), fc: Linear (8->2)'
+
     Raises
     ------
     WeightsError
