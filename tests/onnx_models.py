@@ -112,10 +112,12 @@ def ort_run(path, feeds: dict) -> list[np.ndarray]:
 def rnn_node_model(op: str, rng: np.random.Generator, *, layout: int = 0,
                    attrs: dict | None = None, bias: bool = True, peepholes: bool = False,
                    initial_h: bool = False, initial_c: bool = False, scale: float = 0.5,
-                   opset: int = 22, direction: str = "forward") -> tuple[onnx.ModelProto, dict]:
+                   opset: int = 22, direction: str = "forward", hidden: int = H,
+                   inputs: int = I) -> tuple[onnx.ModelProto, dict]:
     """A graph with one ``op`` node (GRU/LSTM/RNN), X a graph input of shape
     (T, 1, I) (layout 0) or (1, T, I) (layout 1), Y the only output.
     Returns the model and its initializer arrays by name."""
+    H, I = hidden, inputs  # noqa: N806 (the spec's names)
     gates = ONNX_NAMES[op]
     nd = 2 if direction == "bidirectional" else 1
     arrays = {

@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -227,6 +229,54 @@ def test_rnn_node(tmp_path, attrs):
                               scale=0.3)
     m = _stream_vs_ort(tmp_path, model, "rnn")
     assert m.layers[0].activation.name == attrs.get("activations", ["Tanh"])[0].lower()
+
+
+_GATES = ["Sigmoid", "HardSigmoid"]
+_CELLS = ["Tanh", "Relu", "Sigmoid", "HardSigmoid"]
+
+
+@st.composite
+def rnn_nodes(draw):
+    """Any forward GRU/LSTM/RNN node: sizes, bias, clip, activations with
+    alpha/beta, linear_before_reset, input_forget, peepholes, initial states."""
+    op = draw(st.sampled_from(["GRU", "LSTM", "RNN"]))
+    n_acts = {"GRU": 2, "LSTM": 3, "RNN": 1}[op]
+    acts = [draw(st.sampled_from(_GATES))] if op != "RNN" else []
+    acts += [draw(st.sampled_from(_CELLS)) for _ in range(n_acts - len(acts))]
+    attrs: dict = {}
+    if draw(st.booleans()):
+        attrs["activations"] = acts
+        n_alpha = sum(a == "HardSigmoid" for a in acts)
+        alpha = draw(st.lists(st.floats(0.1, 0.5), min_size=n_alpha, max_size=n_alpha))
+        beta = draw(st.lists(st.floats(0.3, 0.7), min_size=n_alpha, max_size=n_alpha))
+        if alpha:
+            attrs["activation_alpha"], attrs["activation_beta"] = alpha, beta
+    if draw(st.booleans()):
+        attrs["clip"] = draw(st.floats(0.3, 3.0))
+    if op == "GRU":
+        attrs["linear_before_reset"] = draw(st.integers(0, 1))
+    if op == "LSTM" and draw(st.booleans()):
+        attrs["input_forget"] = 1
+    kw = dict(
+        hidden=draw(st.integers(1, 24)), inputs=draw(st.integers(1, 8)),
+        bias=draw(st.booleans()), initial_h=draw(st.booleans()),
+        initial_c=op == "LSTM" and draw(st.booleans()),
+        peepholes=op == "LSTM" and draw(st.booleans()),
+        scale=draw(st.floats(0.1, 0.6)),
+    )
+    return op, attrs, kw, draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=30, deadline=None)
+@given(spec=rnn_nodes())
+def test_any_rnn_node_streams_like_onnxruntime(tmp_path_factory, spec):
+    op, attrs, kw, seed = spec
+    model, arrays = rnn_node_model(op, np.random.default_rng(seed), attrs=attrs, **kw)
+    path = save(model, tmp_path_factory.mktemp("prop") / "node.onnx")
+    X = np.random.default_rng(seed).normal(size=(40, kw["inputs"])).astype(np.float32)
+    ref = ort_run(path, {"X": X[:, None]})[0][:, 0, 0]
+    m = sg.load(path)
+    np.testing.assert_allclose(m.stream().process(X), ref, rtol=1e-4, atol=TOL)
 
 
 @pytest.mark.parametrize("op", ["GRU", "LSTM", "RNN"])
