@@ -32,6 +32,7 @@ class Export:
     dynamic: bool = False  # dynamic batch and time axes (TorchScript only)
     relu: bool = False  # RNN nonlinearity
     last: bool = False  # many-to-one: head on the last time step
+    hn: bool = False  # many-to-one through the final state: fc(h_n[-1])
     state_input: bool = False  # forward(x, h0)
     opset: int | None = None  # TorchScript opset_version (None: the exporter's default)
 
@@ -39,7 +40,7 @@ class Export:
     def id(self) -> str:
         bits = [self.kind, f"L{self.num_layers}", "bf" if self.batch_first else "tf",
                 self.head or "linear", "dynamo" if self.dynamo else "ts"]
-        for flag in ("dynamic", "relu", "last", "state_input"):
+        for flag in ("dynamic", "relu", "last", "hn", "state_input"):
             if getattr(self, flag):
                 bits.append(flag)
         if self.opset:
@@ -62,8 +63,10 @@ def export(case: Export, path) -> None:
             self.fc = torch.nn.Linear(H, O)
 
         def forward(self, x, *h):
-            y, _ = self.rnn(x, *h)
-            if case.last:
+            y, h_n = self.rnn(x, *h)
+            if case.hn:
+                y = (h_n[0] if case.kind == "LSTM" else h_n)[-1]
+            elif case.last:
                 y = y[:, -1] if case.batch_first else y[-1]
             y = self.fc(y)
             if case.head == "softmax":

@@ -158,6 +158,15 @@ class _ErfOf:
 
 
 @dataclass(frozen=True)
+class _Stack:
+    """Streams concatenated along a singleton axis (``h_n``: the ``Y_h`` of
+    each layer joined on the layer axis); picking one entry gives it back."""
+
+    parts: tuple
+    axis: int
+
+
+@dataclass(frozen=True)
 class _Poison:
     """A tensor that cannot be streamed, with the reason."""
 
@@ -428,6 +437,9 @@ def _h_gather(g: _Graph, node: Any, ins: list, at: dict) -> list:
     if not isinstance(idx, _Const):
         raise g.fail("Gather indices must be constant")
     idx = np.asarray(idx.value, dtype=np.int64)
+    if isinstance(data, _Stack):
+        axis = _norm_axis(g, at.get("axis", 0), len(data.parts[0].axes))
+        return [_unstack(g, data, axis, idx.reshape(-1).tolist(), keep_axis=idx.ndim > 0)]
     if isinstance(data, _Dims):
         n = len(data.values)
         vals = [data.values[int(i) % n if -n <= i < n else _bad_index(g, i, n)] for i in idx.reshape(-1)]
@@ -445,6 +457,17 @@ def _h_gather(g: _Graph, node: Any, ins: list, at: dict) -> list:
         axis = _norm_axis(g, at.get("axis", 0), len(data.axes))
         return [_pick(g, data, axis, idx.reshape(-1), keep_axis=idx.ndim > 0)]
     raise g.fail(f"Gather of a {type(data).__name__}")
+
+
+def _unstack(g: _Graph, st: _Stack, axis: int, idx: list, keep_axis: bool) -> _Stream:
+    """One part of a stack (``h_n[k]``)."""
+    n = len(st.parts)
+    if axis != st.axis or len(idx) != 1 or not -n <= idx[0] < n:
+        raise g.fail(f"selects {idx} on axis {axis} of {n} stacked layer states; only one entry of the stack axis can stream")
+    part = st.parts[idx[0]]
+    if keep_axis:
+        return part
+    return dataclasses.replace(part, axes=part.axes[:axis] + part.axes[axis + 1 :])
 
 
 def _bad_index(g: _Graph, i: int, n: int) -> int:
@@ -555,6 +578,10 @@ def _h_concat(g: _Graph, node: Any, ins: list, at: dict) -> list:
     # Concat-13: join along ``axis``; only shape vectors and fills are handled
     present = [v for v in ins if v is not None]
     if any(isinstance(v, _Stream) for v in present):
+        if all(isinstance(v, _Stream) for v in present):
+            axis = _norm_axis(g, at.get("axis", 0), len(present[0].axes))
+            if all(v.axes == present[0].axes for v in present) and not g.core(present[0].axes[axis]):
+                return [_Stack(tuple(present), axis)]
         raise g.fail("concatenates the stream with other tensors; a stream is one chain of layers")
     if all(isinstance(v, (_Dims, _Const)) for v in present):
         vals: list = []
@@ -609,6 +636,9 @@ def _range(start: int, end: int, step: int, n: int) -> list[int]:
 def _h_slice(g: _Graph, node: Any, ins: list, at: dict) -> list:
     # Slice-13: numpy-style slicing per listed axis; ends clamp to the size
     x = ins[0]
+    if isinstance(x, _Stack):
+        ((axis, s, e, st),) = _slice_args(g, node, ins, at, len(x.parts[0].axes))
+        return [_unstack(g, x, axis, _range(s, e, st, len(x.parts)), keep_axis=True)]
     if isinstance(x, _Dims):
         ((_, s, e, st),) = _slice_args(g, node, ins, at, 1)
         return [_dims(list(x.values)[slice(s, min(e, _INT_MAX), st)])]
