@@ -53,10 +53,18 @@ Mapping
   ``Gather``/``Slice`` on the feature axis become a selection Dense.
 * ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten``,
   ``Slice``, ``Gather`` of the direction and batch axes only move axes.
-  Taking the last time step (``y[-1]``, ``y[:, -1]``, or the ``Y_h`` output)
-  makes a many-to-one model; streamed, step ``t`` gives the model's output
+  Taking the last time step (``y[-1]``, ``y[:, -1]``, the ``Y_h`` output, or
+  one layer of ``h_n``, the ``Y_h`` of each layer concatenated) makes a
+  many-to-one model; streamed, step ``t`` gives the model's output
   for the sequence ending at ``t`` (``metadata["many_to_one"]``).
 * The streamed output is the graph's first output (or ``output=name``).
+
+Refused (``WeightsError`` naming the node): reverse or bidirectional
+recurrent nodes; a recurrence unrolled into per-step ops (the dynamo exporter
+does this for ``torch.nn.RNN``; export it with ``dynamo=False``); ops that mix
+time steps or samples (convolutions, reductions, attention); the stream
+combined with itself (residual connections, ``x * x``) other than in GELU's
+erf form, since a Model is one chain of layers; LSTM's ``Y_c`` as the output.
 
 Safety: the file is parsed as a protobuf and never executed; external-data
 tensors must lie inside the model's folder; every tensor's byte size must
