@@ -649,6 +649,11 @@ def test_external_data_outside_the_folder_refused(tmp_path):
     _err(save(model, inner / "ext.onnx"), "'W'", "outside")
     model, data = _external_model(inner, "/etc/passwd")
     _err(save(model, inner / "abs.onnx"), "'W'", "outside")
+    model, data = _external_model(inner, "w\x00.bin")
+    _err(save(model, inner / "nul.onnx"), "'W'", "outside")
+    (inner / "link.bin").symlink_to(tmp_path / "secret.bin")
+    model, data = _external_model(inner, "link.bin")
+    _err(save(model, inner / "link.onnx"), "'W'", "outside")
 
 
 def test_external_data_truncated(tmp_path):

@@ -1334,8 +1334,12 @@ def _external(t: Any, path: str, label: str, nbytes: int) -> Any:
     if not location:
         raise WeightsError(f"{label}: external data without a location")
     folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    target = os.path.realpath(os.path.join(folder, location))
-    if os.path.isabs(location) or os.path.commonpath([folder, target]) != folder:
+    try:
+        target = os.path.realpath(os.path.join(folder, location))
+        inside = not os.path.isabs(location) and os.path.commonpath([folder, target]) == folder
+    except ValueError:  # a NUL byte, or another drive
+        inside = False
+    if not inside:
         raise WeightsError(
             f"{label}: external data {location!r} lies outside the model's folder {folder}; refused"
         )
