@@ -539,6 +539,13 @@ def test_storage_shorter_than_its_tensor(tmp_path):
     assert_weights_error(path, "storage 0 of tensor w holds 10 bytes, fewer than the 24")
 
 
+def test_expanded_tensor_cannot_ask_for_terabytes(tmp_path):
+    storage, data = float_storage([1.0])
+    path = str(tmp_path / "bomb.pt")
+    write_archive(path, dumps({"w": tensor(storage, 0, (10**6, 10**6), (0, 0))}), data)
+    assert_weights_error(path, "tensor w has 1000000000000 elements over a storage of 1")
+
+
 def test_corrupt_storage_bytes_fail_the_crc(tmp_path):
     path = save({"w": torch.arange(64, dtype=torch.float32)}, tmp_path)
     raw = bytearray(open(path, "rb").read())

@@ -45,6 +45,9 @@ _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 # guards against a compressed entry that inflates without end
 _MAX_RECORD = 1 << 30
 
+# how many elements a (stride-0, expanded) tensor may have per stored element
+_MAX_REPEAT = 1024
+
 # the key a checkpoint dict keeps its state dict under
 _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -333,6 +336,13 @@ def _materialise(t: _Tensor, name: str, archive: zipfile.ZipFile, prefix: str,
         raise WeightsError(
             f"{path}: tensor {name} reaches element {last} of storage {st.key}, which holds "
             f"only {st.numel}"
+        )
+    if count > _MAX_REPEAT * max(st.numel, 1):
+        # stride-0 views may repeat elements, but a crafted file could ask for
+        # terabytes from a one-element storage
+        raise WeightsError(
+            f"{path}: tensor {name} has {count} elements over a storage of {st.numel}; "
+            f"refused (more than {_MAX_REPEAT} repeats of each stored value)"
         )
     data = cache.get(st.key)
     if data is None:
