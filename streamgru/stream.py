@@ -12,11 +12,25 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .kernels import network
+from .kernels import config, network
 
 __all__ = ["Stream", "StreamBatch"]
 
 _ndarray = np.ndarray
+
+
+_pool = None
+
+
+def _thread_pool():
+    """Worker threads for large StreamBatch calls (the kernels release the GIL)."""
+    global _pool
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=max(1, config.THREADS - 1),
+                                   thread_name_prefix="streamgru")
+    return _pool
 
 
 def _as_input(value: Any, shape: tuple, dtype: np.dtype, what: str, expected: str) -> np.ndarray:
@@ -101,7 +115,8 @@ class Stream:
     True
     """
 
-    __slots__ = ("_model", "_w", "_meta", "_buf", "_state", "_dtype", "_xshape", "_oshape", "_I", "_O")
+    __slots__ = ("_model", "_w", "_meta", "_buf", "_state", "_dtype", "_xshape", "_oshape", "_I", "_O",
+                 "_kstep", "_kprocess")
 
     def __init__(self, model) -> None:
         plan = model._plan()
@@ -116,6 +131,10 @@ class Stream:
         self._xshape = (plan.input_size,)
         self._oshape = (plan.output_size,)
         self._state[:] = model.initial_state
+        # compiled kernels locked to this dtype: they raise TypeError for any
+        # other array type, which step() uses as its whole type check
+        self._kstep = network.entry("step", self._dtype)
+        self._kprocess = network.entry("process", self._dtype)
 
     @property
     def model(self):
@@ -146,29 +165,26 @@ class Stream:
         InputError
             Wrong shape or type, or NaN/inf in ``x``; the state is unchanged.
         """
-        if not (
-            type(x) is _ndarray
-            and x.dtype is self._dtype
-            and x.shape == self._xshape
-            and x.flags.c_contiguous
-            and x.flags.writeable
-        ):
-            x = _as_input(x, self._xshape, self._dtype, "step", f"x of shape {self._xshape}")
+        # Fast path: the locked kernel's C dispatcher checks every array's
+        # dtype, ndim, C-contiguity and writeability (TypeError otherwise) and
+        # the kernel checks sizes (status -1), for a fraction of what the same
+        # checks cost in Python; anything else is converted below.
         if out is None:
             out = np.empty(self._oshape, self._dtype)
-        elif not (
-            type(out) is _ndarray
-            and out.dtype is self._dtype
-            and out.shape == self._oshape
-            and out.flags.c_contiguous
-            and out.flags.writeable
-        ):
-            _check_out(out, self._oshape, self._dtype, "step")
-        if network.step(x, out, self._w, self._meta, self._buf):
-            raise InputError(
-                f"step: x contains {_nonfinite(x)}; expected finite values. "
-                f"The stream's state is unchanged."
-            )
+        try:
+            status = self._kstep(x, out, self._w, self._meta, self._buf)
+        except TypeError:
+            status = -1
+        if status:
+            if status == -1:
+                x = _as_input(x, self._xshape, self._dtype, "step", f"x of shape {self._xshape}")
+                _check_out(out, self._oshape, self._dtype, "step")
+                status = self._kstep(x, out, self._w, self._meta, self._buf)
+            if status:
+                raise InputError(
+                    f"step: x contains {_nonfinite(x)}; expected finite values. "
+                    f"The stream's state is unchanged."
+                )
         return out
 
     def process(self, X: Any, out: np.ndarray | None = None) -> np.ndarray:
@@ -209,7 +225,7 @@ class Stream:
             out = np.empty(oshape, self._dtype)
         else:
             _check_out(out, oshape, self._dtype, "process")
-        bad = network.process(X, out, self._w, self._meta, self._buf)
+        bad = self._kprocess(X, out, self._w, self._meta, self._buf)
         if bad:
             raise InputError(
                 f"process: X row {bad - 1} contains {_nonfinite(X[bad - 1])}; expected finite "
@@ -262,7 +278,8 @@ class StreamBatch:
     >>> b.reset(2)
     """
 
-    __slots__ = ("_model", "_w", "_meta", "_states", "_scratch", "_dtype", "_n", "_I", "_O")
+    __slots__ = ("_model", "_w", "_meta", "_states", "_scratch", "_dtype", "_n", "_I", "_O",
+                 "_kstep", "_kprocess", "_kfirst", "_work")
 
     def __init__(self, model, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -277,7 +294,13 @@ class StreamBatch:
         self._O = plan.output_size
         self._states = np.empty((self._n, plan.state_size), self._dtype)
         self._states[:] = model.initial_state
-        self._scratch = np.zeros(plan.scratch_size, self._dtype)
+        # one scratch buffer per thread that may share a call (not per stream:
+        # memory stays the states plus a few kilobytes however large n is)
+        self._scratch = np.zeros((max(1, config.THREADS), plan.scratch_size), self._dtype)
+        self._kstep = network.entry("batch_step", self._dtype)
+        self._kprocess = network.entry("batch_process", self._dtype)
+        self._kfirst = network.entry("first_bad", self._dtype)
+        self._work = self._n * plan.w.size  # weight reads per step, to size thread splits
 
     @property
     def model(self):
@@ -307,7 +330,7 @@ class StreamBatch:
             out = np.empty(oshape, self._dtype)
         else:
             _check_out(out, oshape, self._dtype, "step")
-        bad = network.batch_step(X, out, self._w, self._meta, self._states, self._scratch)
+        bad = self._call(self._kstep, X, out, 1)
         if bad:
             raise InputError(
                 f"step: X row {bad - 1} (stream {bad - 1}) contains {_nonfinite(X[bad - 1])}; "
@@ -338,13 +361,37 @@ class StreamBatch:
             out = np.empty(oshape, self._dtype)
         else:
             _check_out(out, oshape, self._dtype, "process")
-        bad = network.batch_process(X, out, self._w, self._meta, self._states, self._scratch)
+        bad = self._call(self._kprocess, X, out, X.shape[1])
         if bad:
             raise InputError(
                 f"process: X[{bad - 1}] (stream {bad - 1}) contains {_nonfinite(X[bad - 1])}; "
                 f"expected finite values. No stream was advanced."
             )
         return out
+
+    def _call(self, kernel, X: np.ndarray, out: np.ndarray, T: int) -> int:
+        """Run ``kernel`` over all streams, split across threads when the call
+        is large enough; returns the kernel's status."""
+        n = self._n
+        work = self._work * T
+        if work < 2 * config.PARALLEL_MIN_WORK or config.THREADS < 2:
+            return kernel(X, out, self._w, self._meta, self._states, self._scratch[0], 0, n)
+        parts = min(len(self._scratch), config.THREADS, n, work // config.PARALLEL_MIN_WORK)
+        # the whole input is checked before any thread moves a stream
+        bad = self._kfirst(X.reshape(n, -1))
+        if bad >= 0:
+            return bad + 1
+        bounds = [n * k // parts for k in range(parts + 1)]
+        pool = _thread_pool()
+        jobs = [
+            pool.submit(kernel, X, out, self._w, self._meta, self._states, self._scratch[k],
+                        bounds[k], bounds[k + 1])
+            for k in range(1, parts)
+        ]
+        status = kernel(X, out, self._w, self._meta, self._states, self._scratch[0], 0, bounds[1])
+        for job in jobs:
+            status = status or job.result()
+        return status
 
     def reset(self, i: int | None = None) -> None:
         """Return all streams, or stream ``i``, to the model's initial state."""

@@ -13,6 +13,8 @@ checks the kernels rely on; the input checks themselves use ``jit``. The
 tests bound the resulting differences against the float64 reference.
 """
 
+import os
+
 from numba import njit
 
 JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
@@ -20,3 +22,17 @@ FAST_FLAGS = {"contract", "reassoc"}
 
 jit = njit(**JIT_OPTIONS)
 jit_fast = njit(fastmath=FAST_FLAGS, **JIT_OPTIONS)
+
+# StreamBatch splits a call across this many threads (each running a nogil
+# kernel on its own range of streams with its own scratch) once the call has
+# at least PARALLEL_MIN_WORK weight reads (about 100 us) to share; set
+# THREADS = 1 to stay on the calling thread.
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+THREADS = _available_cpus()
+PARALLEL_MIN_WORK = 2_000_000

@@ -1,32 +1,48 @@
 """Entry points: run a whole model for one step, a chunk, or a batch of streams.
 
-Every entry point first checks that its whole input is finite and returns a
-non-zero status without touching the state if not; only then does it run.
-Status: 0 on success, else 1 + the index of the first bad row (step: 1).
+Every entry point first checks sizes and that its whole input is finite, and
+returns a status without touching the state if not; only then does it run.
+Status: 0 on success, -1 if an array's size does not match the plan, else
+1 + the index of the first row (step: 1; batch: stream) holding NaN or inf.
 
-Arguments are flat so one compiled version serves every model: ``w`` and
-``meta`` are the plan (layout.py), ``buf`` a stream's state followed by its
-scratch, ``states`` (n, state_size) a batch's states and ``sc`` its scratch.
+Arguments are flat so one compiled version per dtype serves every model:
+``w`` and ``meta`` are the plan (layout.py), ``buf`` a stream's state followed
+by its scratch, ``states`` (n, state_size) a batch's states and ``sc`` one
+scratch buffer. ``prepare(dtype)`` compiles (or loads from the disk cache)
+every entry point for one dtype and then locks the dispatchers: a call with
+any other array type (dtype, layout, read-only, ndim) raises ``TypeError``
+from numba's C dispatcher instead of compiling a new version. That makes the
+dispatcher itself the fast type check of ``Stream.step``.
 """
 
 import numpy as np
+from numba import types
 
 from . import dense, gru, lstm, rnn
 from .config import jit
 from .layout import (
-    H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SC_SEQB, H_STATE, H_TILE, HEADER,
+    H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SC_SEQB, H_STATE, H_TILE, HEADER,
     KIND_DENSE, KIND_GRU, KIND_LSTM, KIND_RNN, M_KIND, M_OUT, ROW,
 )
+
+U = np.uint64  # unsigned subscripts: no negative-index wrap, loops vectorise
+
+
+@jit
+def _all_finite(a, a0, n):
+    """True if a[a0 : a0 + n] holds no NaN or inf (branch-free, vectorises)."""
+    ok = True
+    for j in range(n):
+        ok &= np.isfinite(a[U(a0 + j)])
+    return ok
 
 
 @jit
 def _first_bad_row(a, rows, cols):
     """Index of the first row of the flat ``a`` holding NaN or inf, else -1."""
     for i in range(rows):
-        o = i * cols
-        for j in range(cols):
-            if not np.isfinite(a[o + j]):
-                return i
+        if not _all_finite(a, i * cols, cols):
+            return i
     return -1
 
 
@@ -57,7 +73,9 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc):
 @jit
 def step(x, y, w, meta, buf):
     """One step of one stream: x (I,) -> y (O,); buf = state + scratch."""
-    if _first_bad_row(x, 1, x.size) >= 0:
+    if x.size != meta[H_INPUT] or y.size != meta[H_OUTPUT] or buf.size < meta[H_STATE]:
+        return -1
+    if not _all_finite(x, 0, x.size):
         return 1
     S = meta[H_STATE]
     _run(x, 0, 0, y, 0, 0, 1, w, meta, buf, 0, buf[S:])
@@ -69,6 +87,8 @@ def process(X, Y, w, meta, buf):
     """T steps of one stream: X (T, I) -> Y (T, O), tile by tile."""
     T, I = X.shape
     O = meta[H_OUTPUT]
+    if I != meta[H_INPUT] or Y.shape[0] != T or Y.shape[1] != O or buf.size < meta[H_STATE]:
+        return -1
     xf = X.reshape(X.size)
     bad = _first_bad_row(xf, T, I)
     if bad >= 0:
@@ -84,38 +104,127 @@ def process(X, Y, w, meta, buf):
 
 
 @jit
-def batch_step(X, Y, w, meta, states, sc):
-    """One step of n streams: X (n, I) -> Y (n, O), states (n, S)."""
+def batch_step(X, Y, w, meta, states, sc, i0, i1):
+    """One step of streams i0 <= i < i1: X (n, I) -> Y (n, O), states (n, S).
+
+    The range lets threads share a batch (each with its own ``sc``); the
+    scratch is per call, not per stream, so memory does not grow with n."""
     n, I = X.shape
     O = meta[H_OUTPUT]
     S = meta[H_STATE]
+    if (I != meta[H_INPUT] or Y.shape[0] != n or Y.shape[1] != O or states.shape[0] != n
+            or states.shape[1] != S or not 0 <= i0 <= i1 <= n):
+        return -1
     xf = X.reshape(X.size)
-    bad = _first_bad_row(xf, n, I)
+    bad = _first_bad_row(xf[i0 * I : i1 * I], i1 - i0, I)
     if bad >= 0:
-        return bad + 1
+        return i0 + bad + 1
     yf = Y.reshape(Y.size)
     stf = states.reshape(states.size)
-    for i in range(n):
+    for i in range(i0, i1):
         _run(xf, i * I, I, yf, i * O, O, 1, w, meta, stf, i * S, sc)
     return 0
 
 
 @jit
-def batch_process(X, Y, w, meta, states, sc):
-    """T steps of n streams: X (n, T, I) -> Y (n, T, O), states (n, S).
+def batch_process(X, Y, w, meta, states, sc, i0, i1):
+    """T steps of streams i0 <= i < i1: X (n, T, I) -> Y (n, T, O), states (n, S).
     Status: 1 + the index of the first stream whose input is not finite."""
     n, T, I = X.shape
     O = meta[H_OUTPUT]
     S = meta[H_STATE]
+    if (I != meta[H_INPUT] or Y.shape[0] != n or Y.shape[1] != T or Y.shape[2] != O
+            or states.shape[0] != n or states.shape[1] != S or not 0 <= i0 <= i1 <= n):
+        return -1
     xf = X.reshape(X.size)
-    bad = _first_bad_row(xf, n, T * I)
+    bad = _first_bad_row(xf[i0 * T * I : i1 * T * I], i1 - i0, T * I)
     if bad >= 0:
-        return bad + 1
+        return i0 + bad + 1
     yf = Y.reshape(Y.size)
     stf = states.reshape(states.size)
     tile = meta[H_TILE]
-    for i in range(n):
+    for i in range(i0, i1):
         for t0 in range(0, T, tile):
             tt = min(tile, T - t0)
             _run(xf, (i * T + t0) * I, I, yf, (i * T + t0) * O, O, tt, w, meta, stf, i * S, sc)
     return 0
+
+
+@jit
+def first_bad(X):
+    """Index of the first row of X (rows, cols) holding NaN or inf, else -1."""
+    return _first_bad_row(X.reshape(X.size), X.shape[0], X.shape[1])
+
+
+ENTRY_POINTS = {"first_bad": first_bad, "step": step, "process": process, "batch_step": batch_step,
+                "batch_process": batch_process}
+
+
+def signatures(dtype) -> dict:
+    """The one numba signature of each entry point for float ``dtype``."""
+    f = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    v = types.Array(f, 1, "C")
+    m = types.Array(f, 2, "C")
+    t = types.Array(f, 3, "C")
+    meta = types.Array(types.int64, 1, "C")
+    i = types.int64
+    return {
+        "first_bad": (m,),
+        "step": (v, v, v, meta, v),
+        "process": (m, m, v, meta, v),
+        "batch_step": (m, m, v, meta, m, v, i, i),
+        "batch_process": (t, t, v, meta, m, v, i, i),
+    }
+
+
+def prepare(dtype) -> bool:
+    """Compile, or load from the disk cache, every entry point for ``dtype``,
+    then lock the dispatchers against compiling for other argument types.
+
+    Returns False when the JIT is disabled (``NUMBA_DISABLE_JIT=1``): the
+    entry points are then plain Python and callers must check types first.
+    """
+    if not hasattr(step, "disable_compile"):
+        return False
+    for name, sig in signatures(dtype).items():
+        fn = ENTRY_POINTS[name]
+        if sig not in fn.overloads:
+            fn.disable_compile(False)
+            try:
+                fn.compile(sig)
+            finally:
+                fn.disable_compile(True)
+        else:
+            fn.disable_compile(True)
+    return True
+
+
+_prepared: dict = {}
+
+
+def entry(name: str, dtype):
+    """The callable for entry point ``name`` with arrays of float ``dtype``.
+
+    With the JIT on: the compiled dispatcher, prepared and locked (see
+    ``prepare``), so arguments of any other type raise ``TypeError``. With the
+    JIT disabled: a Python wrapper that refuses the same arguments the same
+    way, so callers behave identically in both modes.
+    """
+    dt = np.dtype(dtype)
+    if dt not in _prepared:
+        _prepared[dt] = prepare(dt)
+    fn = ENTRY_POINTS[name]
+    if _prepared[dt]:
+        return fn
+    kinds = signatures(dt)[name]
+
+    def strict(*args):
+        for a, t in zip(args, kinds):
+            if isinstance(t, types.Array) and not (
+                type(a) is np.ndarray and a.ndim == t.ndim and a.dtype == np.dtype(str(t.dtype))
+                and a.flags.c_contiguous and a.flags.writeable
+            ):
+                raise TypeError(f"{name}: argument is not a writeable C-contiguous {t}")
+        return fn(*args)
+
+    return strict
