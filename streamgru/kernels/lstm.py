@@ -10,7 +10,7 @@ import numpy as np
 
 from . import activations as act
 from .config import jit_fast
-from .gru import input_projection, matvec_acc
+from .gru import U, input_projection, matvec_flat
 from .layout import (
     F_CLIP, F_INPUT_FORGET, F_PEEPHOLE, F_PROJ, H_SC_GH, H_SC_GX, H_SC_TMP, KIND_LSTM,
     M_ACT0, M_ACT1, M_ACT2, M_FLAGS, M_HID, M_IN, M_OUT, M_P, M_STATE, M_W0, M_W1,
@@ -70,6 +70,16 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     cell_code = meta[r + M_ACT1]
     hid_code = meta[r + M_ACT2]
     p = meta[r + M_P]
+    wx = meta[r + M_W0]
+    wh = meta[r + M_W1]
+    b = meta[r + M_W2]
+    pp = meta[r + M_W3]
+    wr = meta[r + M_W4]
+    h = sb + meta[r + M_STATE]
+    c = h + P
+    gx = meta[H_SC_GX]
+    a = meta[H_SC_GH]
+    v = meta[H_SC_TMP]
     has_clip = (flags & F_CLIP) != 0
     peep = (flags & F_PEEPHOLE) != 0
     proj = (flags & F_PROJ) != 0
@@ -78,74 +88,65 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     ga, gb = w[p + P_ALPHA0], w[p + P_BETA0]
     ca, cb = w[p + P_ALPHA1], w[p + P_BETA1]
     ha, hb = w[p + P_ALPHA2], w[p + P_BETA2]
-    # views made once and indexed from 0, so the inner loops vectorise
-    wh = meta[r + M_W1]
-    Wh = w[wh : wh + P * G].reshape((P, G))
-    pp = meta[r + M_W3]
-    Pp = w[pp : pp + (H3 if peep else 0)]
-    wr = meta[r + M_W4]
-    Wr = w[wr : wr + (H * P if proj else 0)].reshape((H if proj else 0, P))
-    h0 = sb + meta[r + M_STATE]
-    h = st[h0 : h0 + P]
-    c = st[h0 + P : h0 + P + H]
-    gx = meta[H_SC_GX]
-    a = sc[meta[H_SC_GH] : meta[H_SC_GH] + G]
-    v = sc[meta[H_SC_TMP] : meta[H_SC_TMP] + H]
     # the usual cell (sigmoid gates, tanh cell and hidden, no options) runs one fused loop
     plain = (
         gate_code == act.SIGMOID and cell_code == act.TANH and hid_code == act.TANH
         and not (has_clip or peep or coupled)
     )
 
-    input_projection(src, s0, ss, T, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
+    input_projection(src, s0, ss, T, I, G, w, wx, b, sc, gx)
 
     for t in range(T):
-        g = sc[gx + t * G : gx + (t + 1) * G]
-        out = dst[d0 + t * ds : d0 + t * ds + P]
+        g = gx + t * G
+        o = d0 + t * ds
         # all four gate pre-activations: input part (with biases) + R h
         for k in range(G):
-            a[k] = g[k]
-        matvec_acc(a, h, Wh)
+            sc[U(a + k)] = sc[U(g + k)]
+        matvec_flat(sc, a, st, h, w, wh, P, G)
         if plain:
+            # v = o * tanh(c'), c' = f * c + i * g
             for k in range(H):
-                ck = act.sigmoid(a[H + k]) * c[k] + act.sigmoid(a[k]) * act.tanh(a[H2 + k])
-                c[k] = ck
-                v[k] = act.sigmoid(a[H3 + k]) * act.tanh(ck)
+                ck = (act.sigmoid(sc[U(a + H + k)]) * st[U(c + k)]
+                      + act.sigmoid(sc[U(a + k)]) * act.tanh(sc[U(a + H2 + k)]))
+                st[U(c + k)] = ck
+                sc[U(v + k)] = act.sigmoid(sc[U(a + H3 + k)]) * act.tanh(ck)
         else:
             # i and f see the previous c through their peepholes
             if peep:
                 for k in range(H):
-                    a[k] += Pp[k] * c[k]
-                    a[H + k] += Pp[H + k] * c[k]
+                    ck = st[U(c + k)]
+                    sc[U(a + k)] += w[U(pp + k)] * ck
+                    sc[U(a + H + k)] += w[U(pp + H + k)] * ck
             if has_clip:
-                act.clip(a, 0, H3, clip)
-            act.apply(a, 0, H2, gate_code, ga, gb)
-            act.apply(a, H2, H3, cell_code, ca, cb)
+                act.clip(sc, a, a + H3, clip)
+            act.apply(sc, a, a + H2, gate_code, ga, gb)
+            act.apply(sc, a + H2, a + H3, cell_code, ca, cb)
             if coupled:
                 for k in range(H):
-                    a[H + k] = 1 - a[k]
+                    sc[U(a + H + k)] = 1 - sc[U(a + k)]
             # c' = f * c + i * g; o sees the new c through its peephole
             for k in range(H):
-                c[k] = a[H + k] * c[k] + a[k] * a[H2 + k]
+                st[U(c + k)] = (sc[U(a + H + k)] * st[U(c + k)]
+                                + sc[U(a + k)] * sc[U(a + H2 + k)])
             if peep:
                 for k in range(H):
-                    a[H3 + k] += Pp[H2 + k] * c[k]
+                    sc[U(a + H3 + k)] += w[U(pp + H2 + k)] * st[U(c + k)]
             if has_clip:
-                act.clip(a, H3, G, clip)
-            act.apply(a, H3, G, gate_code, ga, gb)
+                act.clip(sc, a + H3, a + G, clip)
+            act.apply(sc, a + H3, a + G, gate_code, ga, gb)
             # v = o * act(c')
             for k in range(H):
-                v[k] = c[k]
-            act.apply(v, 0, H, hid_code, ha, hb)
+                sc[U(v + k)] = st[U(c + k)]
+            act.apply(sc, v, v + H, hid_code, ha, hb)
             for k in range(H):
-                v[k] *= a[H3 + k]
+                sc[U(v + k)] *= sc[U(a + H3 + k)]
         # h' = v, or W_hr v when projected
         if proj:
             for k in range(P):
-                h[k] = 0
-            matvec_acc(h, v, Wr)
+                st[U(h + k)] = 0
+            matvec_flat(st, h, sc, v, w, wr, H, P)
         else:
             for k in range(H):
-                h[k] = v[k]
+                st[U(h + k)] = sc[U(v + k)]
         for k in range(P):
-            out[k] = h[k]
+            dst[U(o + k)] = st[U(h + k)]

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import activations as act
 from .config import jit_fast
-from .gru import input_projection, matvec_acc
+from .gru import U, input_projection, matvec_flat
 from .layout import (
     F_CLIP, H_SC_GH, H_SC_GX, KIND_RNN, M_ACT0, M_FLAGS, M_HID, M_IN, M_P, M_STATE,
     M_W0, M_W1, M_W2, P_ALPHA0, P_BETA0, P_CLIP,
@@ -48,29 +48,28 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     H = meta[r + M_HID]
     code = meta[r + M_ACT0]
     p = meta[r + M_P]
+    wx = meta[r + M_W0]
+    wh = meta[r + M_W1]
+    b = meta[r + M_W2]
+    h = sb + meta[r + M_STATE]
+    gx = meta[H_SC_GX]
+    # the new h is built in scratch: every element needs the whole old h
+    a = meta[H_SC_GH]
     has_clip = (meta[r + M_FLAGS] & F_CLIP) != 0
     clip = w[p + P_CLIP]
     alpha, beta = w[p + P_ALPHA0], w[p + P_BETA0]
-    # views made once and indexed from 0, so the inner loops vectorise
-    wh = meta[r + M_W1]
-    Wh = w[wh : wh + H * H].reshape((H, H))
-    h0 = sb + meta[r + M_STATE]
-    h = st[h0 : h0 + H]
-    gx = meta[H_SC_GX]
-    # the new h is built in scratch: every element needs the whole old h
-    a = sc[meta[H_SC_GH] : meta[H_SC_GH] + H]
 
-    input_projection(src, s0, ss, T, I, H, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
+    input_projection(src, s0, ss, T, I, H, w, wx, b, sc, gx)
 
     for t in range(T):
-        g = sc[gx + t * H : gx + (t + 1) * H]
-        out = dst[d0 + t * ds : d0 + t * ds + H]
+        g = gx + t * H
+        o = d0 + t * ds
         for k in range(H):
-            a[k] = g[k]
-        matvec_acc(a, h, Wh)
+            sc[U(a + k)] = sc[U(g + k)]
+        matvec_flat(sc, a, st, h, w, wh, H, H)
         if has_clip:
-            act.clip(a, 0, H, clip)
-        act.apply(a, 0, H, code, alpha, beta)
+            act.clip(sc, a, a + H, clip)
+        act.apply(sc, a, a + H, code, alpha, beta)
         for k in range(H):
-            h[k] = a[k]
-            out[k] = a[k]
+            st[U(h + k)] = sc[U(a + k)]
+            dst[U(o + k)] = sc[U(a + k)]
