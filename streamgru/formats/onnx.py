@@ -637,8 +637,9 @@ def _slice_args(g: _Graph, node: Any, ins: list, at: dict, rank: int) -> list[tu
     return [(_norm_axis(g, a, rank), s, e, st) for a, s, e, st in zip(axes, starts, ends, steps)]
 
 
-def _range(start: int, end: int, step: int, n: int) -> list[int]:
-    return list(range(n))[slice(start, end, step)]
+def _range(start: int, end: int, step: int, n: int) -> range:
+    """The indices a Slice keeps of ``n`` (a lazy range: n may be huge)."""
+    return range(n)[slice(start, end, step)]
 
 
 def _h_slice(g: _Graph, node: Any, ins: list, at: dict) -> list:
@@ -658,7 +659,7 @@ def _h_slice(g: _Graph, node: Any, ins: list, at: dict) -> list:
                 keep = _range(s, e, st, n)
                 shape[axis] = len(keep)
                 if base.shape[axis] != 1:
-                    base = np.take(base, keep, axis=axis)
+                    base = np.take(base, np.asarray(keep, dtype=np.int64), axis=axis)
             elif base.shape[axis] == 1:
                 shape[axis] = "?"
             else:
@@ -674,7 +675,7 @@ def _h_slice(g: _Graph, node: Any, ins: list, at: dict) -> list:
             size = g.axis_size(out, out.axes[axis])
             if isinstance(size, int):
                 keep = _range(s, e, st, size)
-                if keep == list(range(size)):
+                if keep == range(size):
                     continue
                 if len(keep) == 1:
                     idx = -1 if keep[0] == size - 1 else keep[0]
