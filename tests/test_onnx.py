@@ -571,6 +571,16 @@ def test_initial_h_differing_per_batch_entry_refused(tmp_path):
     _err(save(model, tmp_path / "h0.onnx"), "initial_h", "one initial state")
 
 
+def test_non_finite_initial_h_refused(tmp_path):
+    model, arrays = rnn_node_model("GRU", np.random.default_rng(0), initial_h=True)
+    h = arrays["initial_h"].copy()
+    h[0, 0, 3] = np.nan
+    for t in model.graph.initializer:
+        if t.name == "initial_h":
+            t.CopyFrom(numpy_helper.from_array(h, "initial_h"))
+    _err(save(model, tmp_path / "nan.onnx"), "initial_state", "NaN")
+
+
 def test_hidden_size_attribute_must_match_r(tmp_path):
     model, _ = rnn_node_model("LSTM", np.random.default_rng(0))
     for a in model.graph.node[0].attribute:
@@ -598,6 +608,26 @@ def test_malformed_protobuf(tmp_path):
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
     _err(empty, "no graph")
+
+
+_VALID = rnn_node_model("LSTM", np.random.default_rng(0), peepholes=True, initial_h=True)[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
+                      min_size=1, max_size=4))
+def test_corrupted_bytes_give_a_model_or_a_weights_error(tmp_path_factory, edits):
+    raw = bytearray(_VALID.SerializeToString())
+    for where, value in edits:
+        raw[int(where * len(raw))] = value
+    path = tmp_path_factory.mktemp("fuzz") / "corrupt.onnx"
+    path.write_bytes(bytes(raw))
+    try:
+        m = sg.load(path)
+    except sg.WeightsError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert isinstance(m, sg.Model)
 
 
 def test_missing_initializer(tmp_path):

@@ -1633,5 +1633,8 @@ def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name:
         "many_to_one": bool(v.last),
         "state_inputs": sorted(g.state_sources),
     }
-    return Model(layers, dtype=np.float32 if dtype is None else dtype, initial_state=initial,
-                 metadata=meta)
+    try:
+        return Model(layers, dtype=np.float32 if dtype is None else dtype,
+                     initial_state=initial, metadata=meta)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
