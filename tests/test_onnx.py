@@ -578,7 +578,7 @@ def test_non_finite_initial_h_refused(tmp_path):
     for t in model.graph.initializer:
         if t.name == "initial_h":
             t.CopyFrom(numpy_helper.from_array(h, "initial_h"))
-    _err(save(model, tmp_path / "nan.onnx"), "initial_state", "NaN")
+    _err(save(model, tmp_path / "nan.onnx"), "initial_h", "NaN", "the_gru")
 
 
 def test_hidden_size_attribute_must_match_r(tmp_path):

@@ -1113,6 +1113,8 @@ def _initial(g: _Graph, v: Any, H: int, layout: int, name: str) -> np.ndarray | 
         raise g.fail(f"{name} is not a tensor of known values")
     if base.ndim != 3 or (isinstance(shape[-1], int) and shape[-1] != H):
         raise WeightsError(f"{g.where()}: tensor {name}: expected shape (1, batch, {H}), got {shape}")
+    if not np.all(np.isfinite(base)):
+        raise WeightsError(f"{g.where()}: tensor {name}: contains NaN or inf")
     rows = base[0] if layout == 0 else base[:, 0]  # (batch, H) or broadcastable
     if rows.shape[-1] not in (1, H):
         raise WeightsError(f"{g.where()}: tensor {name}: expected {H} values per row, got {rows.shape[-1]}")
