@@ -325,3 +325,37 @@ def test_astype():
         m32.astype(np.int32)
     with pytest.raises(sg.WeightsError, match="float32 or float64"):
         m32.layers[0].astype(np.float16)
+
+
+# ----------------------------------------------------------------------------
+# the pinned public names of DESIGN.md
+
+
+def test_public_names_and_error_classes():
+    import inspect
+
+    assert set(sg.__all__) >= {
+        "GRU", "LSTM", "RNN", "Dense", "Model", "Stream", "StreamBatch", "load", "save",
+        "from_torch", "StreamGRUError", "WeightsError", "UnsafeWeightsError", "InputError",
+    }
+    assert issubclass(sg.WeightsError, sg.StreamGRUError) and issubclass(sg.WeightsError, ValueError)
+    assert issubclass(sg.UnsafeWeightsError, sg.WeightsError)
+    assert issubclass(sg.InputError, sg.StreamGRUError) and issubclass(sg.InputError, ValueError)
+    assert not issubclass(sg.InputError, sg.WeightsError)
+
+    def params(f):
+        return list(inspect.signature(f).parameters)
+
+    assert params(sg.GRU.from_torch)[:4] == ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    assert params(sg.GRU.from_onnx)[:5] == ["W", "R", "B", "linear_before_reset", "clip"]
+    assert params(sg.GRU.from_keras)[:4] == ["kernel", "recurrent_kernel", "bias", "reset_after"]
+    assert params(sg.Dense)[:3] == ["weight", "bias", "activation"]
+    m = sg.Model([sg.GRU(W, R), sg.Dense(np.zeros((2, H)))])
+    for name in ("input_size", "output_size", "state_size", "dtype", "layers", "initial_state"):
+        assert hasattr(m, name), name
+    s, b = m.stream(), m.streams(2)
+    assert isinstance(s, sg.Stream) and isinstance(b, sg.StreamBatch)
+    for name in ("step", "process", "reset", "get_state", "set_state"):
+        assert callable(getattr(s, name)) and callable(getattr(b, name)), name
+    assert params(s.step) == ["x", "out"] and params(s.process) == ["X", "out"]
+    assert params(b.reset) == ["i"]
