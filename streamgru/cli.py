@@ -450,8 +450,10 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     except ImportError:
         kernel_warmup = None
     if callable(kernel_warmup):
-        kernel_warmup()
+        took = kernel_warmup()
         how = "streamgru.kernels.warmup()"
+        if isinstance(took, dict):
+            how += ": " + ", ".join(f"{k} {v:.1f} s" for k, v in took.items())
     else:
         _warmup_by_streaming()
         how = "one sample through a float32 and a float64 model of every layer kind"
