@@ -134,7 +134,7 @@ class Stream:
         # compiled kernels locked to this dtype: they raise TypeError for any
         # other array type, which step() uses as its whole type check
         self._kstep = network.entry("step", self._dtype)
-        self._kprocess = network.entry("process", self._dtype)
+        self._kprocess = None  # loaded at the first process(): keeps start-up short
 
     @property
     def model(self):
@@ -225,6 +225,8 @@ class Stream:
             out = np.empty(oshape, self._dtype)
         else:
             _check_out(out, oshape, self._dtype, "process")
+        if self._kprocess is None:
+            self._kprocess = network.entry("process", self._dtype)
         bad = self._kprocess(X, out, self._w, self._meta, self._buf)
         if bad:
             raise InputError(
@@ -297,9 +299,8 @@ class StreamBatch:
         # one scratch buffer per thread that may share a call (not per stream:
         # memory stays the states plus a few kilobytes however large n is)
         self._scratch = np.zeros((max(1, config.THREADS), plan.scratch_size), self._dtype)
-        self._kstep = network.entry("batch_step", self._dtype)
-        self._kprocess = network.entry("batch_process", self._dtype)
-        self._kfirst = network.entry("first_bad", self._dtype)
+        # kernels are loaded at first use: keeps start-up short
+        self._kstep = self._kprocess = self._kfirst = None
         self._work = self._n * plan.w.size  # weight reads per step, to size thread splits
 
     @property
@@ -330,6 +331,8 @@ class StreamBatch:
             out = np.empty(oshape, self._dtype)
         else:
             _check_out(out, oshape, self._dtype, "step")
+        if self._kstep is None:
+            self._kstep = network.entry("batch_step", self._dtype)
         bad = self._call(self._kstep, X, out, 1)
         if bad:
             raise InputError(
@@ -361,6 +364,8 @@ class StreamBatch:
             out = np.empty(oshape, self._dtype)
         else:
             _check_out(out, oshape, self._dtype, "process")
+        if self._kprocess is None:
+            self._kprocess = network.entry("batch_process", self._dtype)
         bad = self._call(self._kprocess, X, out, X.shape[1])
         if bad:
             raise InputError(
@@ -378,6 +383,8 @@ class StreamBatch:
             return kernel(X, out, self._w, self._meta, self._states, self._scratch[0], 0, n)
         parts = min(len(self._scratch), config.THREADS, n, work // config.PARALLEL_MIN_WORK)
         # the whole input is checked before any thread moves a stream
+        if self._kfirst is None:
+            self._kfirst = network.entry("first_bad", self._dtype)
         bad = self._kfirst(X.reshape(n, -1))
         if bad >= 0:
             return bad + 1

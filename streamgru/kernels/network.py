@@ -177,17 +177,19 @@ def signatures(dtype) -> dict:
     }
 
 
-def prepare(dtype) -> bool:
-    """Compile, or load from the disk cache, every entry point for ``dtype``,
-    then lock the dispatchers against compiling for other argument types.
+def prepare(dtype, names=None) -> bool:
+    """Compile, or load from the disk cache, the entry points ``names`` (all
+    by default) for ``dtype``, then lock their dispatchers against compiling
+    for other argument types.
 
     Returns False when the JIT is disabled (``NUMBA_DISABLE_JIT=1``): the
     entry points are then plain Python and callers must check types first.
     """
     if not hasattr(step, "disable_compile"):
         return False
-    for name, sig in signatures(dtype).items():
-        fn = ENTRY_POINTS[name]
+    sigs = signatures(dtype)
+    for name in ENTRY_POINTS if names is None else names:
+        fn, sig = ENTRY_POINTS[name], sigs[name]
         if sig not in fn.overloads:
             fn.disable_compile(False)
             try:
@@ -199,22 +201,18 @@ def prepare(dtype) -> bool:
     return True
 
 
-_prepared: dict = {}
-
-
 def entry(name: str, dtype):
     """The callable for entry point ``name`` with arrays of float ``dtype``.
 
     With the JIT on: the compiled dispatcher, prepared and locked (see
-    ``prepare``), so arguments of any other type raise ``TypeError``. With the
-    JIT disabled: a Python wrapper that refuses the same arguments the same
-    way, so callers behave identically in both modes.
+    ``prepare``; only this entry point is loaded, which keeps a cold start
+    short), so arguments of any other type raise ``TypeError``. With the JIT
+    disabled: a Python wrapper that refuses the same arguments the same way,
+    so callers behave identically in both modes.
     """
     dt = np.dtype(dtype)
-    if dt not in _prepared:
-        _prepared[dt] = prepare(dt)
     fn = ENTRY_POINTS[name]
-    if _prepared[dt]:
+    if prepare(dt, (name,)):
         return fn
     kinds = signatures(dt)[name]
 
@@ -228,3 +226,23 @@ def entry(name: str, dtype):
         return fn(*args)
 
     return strict
+
+
+def warmup(dtypes=(np.float32, np.float64)) -> dict:
+    """Compile, or load from numba's disk cache, every entry point for each
+    float dtype in ``dtypes``; return the seconds each dtype took.
+
+    The first call after installing (or editing a kernel) compiles; later
+    processes load the cache in a fraction of a second. Run it once at
+    install or deploy time (``streamgru warmup``) so no user request pays for
+    the compile.
+    """
+    import time
+
+    took = {}
+    for dtype in dtypes:
+        dt = np.dtype(dtype)
+        t0 = time.perf_counter()
+        prepare(dt)
+        took[dt.name] = time.perf_counter() - t0
+    return took
