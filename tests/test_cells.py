@@ -421,19 +421,27 @@ def test_relu_rnn_matches_torch():
     np.testing.assert_allclose(s.process(X[0]), want[0].numpy(), atol=1e-12)
 
 
-def onnx_lstm_run(W, R, B, P, X, **attrs):
-    """Run one ONNX LSTM node in onnxruntime (float32); returns Y (T, H)."""
-    onnx = pytest.importorskip("onnx")
+def onnx_node_run(op, weights, X, **attrs):
+    """Run one ONNX recurrent node ``op`` in onnxruntime (float32).
+
+    ``weights`` lists the node's inputs after X in order, as (name, array)
+    or None for an absent optional input. Returns Y (T, H).
+    """
+    pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
 
-    H = R.shape[-1]
-    inits = [numpy_helper.from_array(a.astype(np.float32), n)
-             for a, n in ((W, "W"), (R, "R"), (B, "B"), (P, "P"))]
-    node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "", "", "P"], ["Y"],
-                            hidden_size=H, **attrs)
+    names, inits = ["X"], []
+    for item in weights:
+        if item is None:
+            names.append("")
+        else:
+            names.append(item[0])
+            inits.append(numpy_helper.from_array(np.asarray(item[1], np.float32), item[0]))
+    H = np.shape(dict(i for i in weights if i)["R"])[-1]
+    node = helper.make_node(op, names, ["Y"], hidden_size=H, **attrs)
     graph = helper.make_graph(
-        [node], "lstm",
+        [node], op.lower(),
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, [X.shape[0], 1, X.shape[1]])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
         inits,
@@ -442,6 +450,12 @@ def onnx_lstm_run(W, R, B, P, X, **attrs):
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (Y,) = sess.run(None, {"X": X[:, None, :].astype(np.float32)})
     return Y[:, 0, 0, :]
+
+
+def onnx_lstm_run(W, R, B, P, X, **attrs):
+    """One ONNX LSTM node with peepholes in onnxruntime; returns Y (T, H)."""
+    return onnx_node_run("LSTM", [("W", W), ("R", R), ("B", B), None, None, None, ("P", P)],
+                         X, **attrs)
 
 
 @pytest.mark.parametrize("attrs", [
@@ -461,6 +475,24 @@ def test_lstm_onnx_options_match_onnxruntime(attrs):
     X = rng.normal(size=(30, I)).astype(np.float32)
     want = onnx_lstm_run(W, R, B, P, X, **attrs)
     layer = sg.LSTM.from_onnx(W, R, B, P, **attrs)
+    got = sg.Model([layer], dtype=np.float32).stream().process(X)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs", [
+    {"activations": ["Relu"]},
+    {"activations": ["Tanh"], "clip": 0.6},
+    {"activations": ["Relu"], "clip": 0.8},
+], ids=["relu", "tanh-clip", "relu-clip"])
+def test_rnn_onnx_options_match_onnxruntime(attrs):
+    rng = np.random.default_rng(32)
+    I, H = 3, 5
+    W = rng.normal(size=(1, H, I)) * 0.7
+    R = contracting(rng, 1, H, H)[None]
+    B = rng.normal(size=(1, 2 * H)) * 0.5
+    X = rng.normal(size=(30, I)).astype(np.float32)
+    want = onnx_node_run("RNN", [("W", W), ("R", R), ("B", B)], X, **attrs)
+    layer = sg.RNN.from_onnx(W, R, B, activation=attrs["activations"][0], clip=attrs.get("clip"))
     got = sg.Model([layer], dtype=np.float32).stream().process(X)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
