@@ -1,0 +1,453 @@
+#!/usr/bin/env python
+"""Benchmark streamgru against ONNX Runtime and PyTorch on this machine.
+
+Runs the grid of issue 7 in one process, on one thread unless stated:
+GRU with I=16 and H=16, 64, 128, 256 (and I=32 for H=256), LSTM with I=16 and
+H=64, 128; for each, three paths:
+
+- step     one sample from Python: ``Stream.step(x, out=y)``; ONNX Runtime
+           ``session.run`` with the state fed in and out; ``torch.nn.GRUCell``
+           (``LSTMCell``) under ``inference_mode``.
+- process  a sequence of T=4096 samples of one stream: ``Stream.process``;
+           one ONNX Runtime run over the sequence; ``nn.GRU`` (``nn.LSTM``).
+- batch    1024 streams, one sample each: ``StreamBatch.step``; ONNX Runtime
+           with batch 1024; the torch cell with batch 1024.
+
+Times are medians over repeats of per-call means (microseconds per sample,
+per stream for batch). RTNeural's figures are constants quoted from issue 7
+(C++, measured on this machine type earlier), not measured here. Also
+reported: achieved GFLOP/s against an estimated FMA peak, float32 accuracy
+after 10,000 steps against float64 torch, StreamBatch bytes per stream, 1 vs
+all cores, cold start, and (full run only) the first-ever compile time.
+
+Writes a JSON file and a PNG chart (matplotlib, ``pip install -e '.[bench]'``).
+Benchmarks are not tests: numbers move with machine load; run it on a quiet
+machine. ``--quick`` makes a short run with fewer repeats.
+
+Usage: python tools/bench.py [--quick] [--json docs/bench.json] [--png docs/bench.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+# RTNeural (C++, compile-time models, Eigen/xsimd, AVX-512, -O3 -march=native),
+# microseconds per sample, best of runs, as quoted in issue 7. Not measured here.
+RTNEURAL_US = {
+    ("gru", 16, 16): 0.077,
+    ("gru", 16, 64): 0.66,
+    ("gru", 16, 128): 2.17,
+    ("gru", 32, 256): 9.0,
+    ("lstm", 16, 64): 0.86,
+    ("lstm", 16, 128): 2.99,
+}
+
+GRID = [("gru", 16, 16), ("gru", 16, 64), ("gru", 16, 128), ("gru", 16, 256), ("gru", 32, 256),
+        ("lstm", 16, 64), ("lstm", 16, 128)]
+T_SEQ = 4096
+BATCH = 1024
+FMA_PER_CYCLE = 16  # fp32 FMAs per cycle per core: two 256-bit FMA pipes (AVX-512 split in two)
+
+
+# -- timing -------------------------------------------------------------------
+def timed(fn, target_s: float, repeat: int, per: int = 1) -> float:
+    """Median over ``repeat`` runs of the mean time of one ``fn()`` call, in
+    microseconds divided by ``per`` (samples or streams per call)."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    number = max(1, int(target_s / one))
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        runs.append((time.perf_counter() - t0) / number)
+    return statistics.median(runs) * 1e6 / per
+
+
+# -- models -------------------------------------------------------------------
+def torch_models(kind: str, I: int, H: int):
+    """A seeded torch recurrent layer and the cell with the same weights."""
+    import torch
+
+    torch.manual_seed(0)
+    if kind == "gru":
+        layer, cell = torch.nn.GRU(I, H), torch.nn.GRUCell(I, H)
+    else:
+        layer, cell = torch.nn.LSTM(I, H), torch.nn.LSTMCell(I, H)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).copy_(getattr(layer, name + "_l0"))
+    return layer.eval(), cell.eval()
+
+
+def export_onnx(kind: str, layer, I: int, H: int, path: Path) -> None:
+    """Export ``layer`` with its state as graph input and output, sequence
+    and batch axes dynamic."""
+    import torch
+
+    class WithState(torch.nn.Module):
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x, *state):
+            if kind == "gru":
+                y, h = self.rnn(x, state[0])
+                return y, h
+            y, (h, c) = self.rnn(x, (state[0], state[1]))
+            return y, h, c
+
+    x = torch.zeros(3, 2, I)
+    state = (torch.zeros(1, 2, H),) if kind == "gru" else (torch.zeros(1, 2, H), torch.zeros(1, 2, H))
+    names_in = ["x", "h"] + (["c"] if kind == "lstm" else [])
+    names_out = ["y", "hn"] + (["cn"] if kind == "lstm" else [])
+    axes = {"x": {0: "T", 1: "B"}, "y": {0: "T", 1: "B"}}
+    for n in names_in[1:] + names_out[1:]:
+        axes[n] = {1: "B"}
+    torch.onnx.export(WithState(layer), (x, *state), str(path), dynamo=False, input_names=names_in,
+                      output_names=names_out, dynamic_axes=axes)
+
+
+def ort_session(path: Path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+# -- one grid row -------------------------------------------------------------
+def bench_config(kind: str, I: int, H: int, tmp: Path, target_s: float, repeat: int) -> dict:
+    import torch
+
+    import streamgru as sg
+
+    rng = np.random.default_rng(1)
+    layer, cell = torch_models(kind, I, H)
+    m = sg.from_torch(layer)
+    onnx_path = tmp / f"{kind}_{I}_{H}.onnx"
+    export_onnx(kind, layer, I, H, onnx_path)
+    sess = ort_session(onnx_path)
+    nstate = 1 if kind == "gru" else 2
+    res: dict = {"kind": kind, "I": I, "H": H, "fma_per_sample": (3 if kind == "gru" else 4) * H * (I + H)}
+
+    # streamgru
+    s = m.stream()
+    x = rng.standard_normal(I).astype(np.float32)
+    y = np.empty(H, np.float32)
+    res["sg_step"] = timed(lambda: s.step(x, out=y), target_s, repeat)
+    X = rng.standard_normal((T_SEQ, I)).astype(np.float32)
+    Y = np.empty((T_SEQ, H), np.float32)
+    res["sg_process"] = timed(lambda: s.process(X, out=Y), target_s, repeat, per=T_SEQ)
+    b = m.streams(BATCH)
+    XB = rng.standard_normal((BATCH, I)).astype(np.float32)
+    YB = np.empty((BATCH, H), np.float32)
+    from streamgru.kernels import config
+
+    threads = config.THREADS
+    config.THREADS = 1  # the grid is single-threaded
+    try:
+        res["sg_batch"] = timed(lambda: b.step(XB, out=YB), target_s, repeat, per=BATCH)
+    finally:
+        config.THREADS = threads
+
+    # ONNX Runtime
+    x1 = x.reshape(1, 1, I)
+    feeds = {"x": x1, "h": np.zeros((1, 1, H), np.float32)}
+    if nstate == 2:
+        feeds["c"] = np.zeros((1, 1, H), np.float32)
+
+    def ort_step():
+        out = sess.run(None, feeds)
+        feeds["h"] = out[1]
+        if nstate == 2:
+            feeds["c"] = out[2]
+
+    res["ort_step"] = timed(ort_step, target_s, repeat)
+    seq_feeds = {"x": X.reshape(T_SEQ, 1, I), "h": np.zeros((1, 1, H), np.float32)}
+    if nstate == 2:
+        seq_feeds["c"] = np.zeros((1, 1, H), np.float32)
+    res["ort_process"] = timed(lambda: sess.run(None, seq_feeds), target_s, repeat, per=T_SEQ)
+    bfeeds = {"x": XB.reshape(1, BATCH, I), "h": np.zeros((1, BATCH, H), np.float32)}
+    if nstate == 2:
+        bfeeds["c"] = np.zeros((1, BATCH, H), np.float32)
+    res["ort_batch"] = timed(lambda: sess.run(None, bfeeds), target_s, repeat, per=BATCH)
+
+    # PyTorch
+    with torch.inference_mode():
+        xt = torch.from_numpy(x).reshape(1, I)
+        st = [torch.zeros(1, H) for _ in range(nstate)]
+
+        def torch_step():
+            if nstate == 1:
+                st[0] = cell(xt, st[0])
+            else:
+                st[0], st[1] = cell(xt, (st[0], st[1]))
+
+        res["torch_step"] = timed(torch_step, target_s, repeat)
+        Xt = torch.from_numpy(X).reshape(T_SEQ, 1, I)
+        res["torch_process"] = timed(lambda: layer(Xt), target_s, repeat, per=T_SEQ)
+        XBt = torch.from_numpy(XB)
+        bst = tuple(torch.zeros(BATCH, H) for _ in range(nstate))
+        res["torch_batch"] = timed(lambda: cell(XBt, bst[0] if nstate == 1 else bst), target_s,
+                                   repeat, per=BATCH)
+
+        # accuracy: float32 streamgru against float64 torch over 10,000 steps
+        Xa = rng.standard_normal((10_000, I)).astype(np.float32)
+        ref = layer.double()(torch.from_numpy(Xa.astype(np.float64)).reshape(10_000, 1, I))[0]
+        layer.float()
+        ya = m.stream().process(Xa)
+        err = np.abs(ya.astype(np.float64) - ref.reshape(10_000, H).numpy())
+        res["err_first_step"] = float(err[0].max())
+        res["err_10000_steps"] = float(err.max())
+
+    res["rtneural"] = RTNEURAL_US.get((kind, I, H))
+    return res
+
+
+# -- memory, cores, start-up ----------------------------------------------------
+def bench_memory(target_s: float, repeat: int) -> dict:
+    """StreamBatch bytes per stream (allocations made by streams(n), as seen
+    by tracemalloc) and 1 vs all cores, GRU I=16 H=64."""
+    import streamgru as sg
+    from streamgru.kernels import config
+
+    layer, _ = torch_models("gru", 16, 64)
+    m = sg.from_torch(layer)
+    m.stream()  # builds the shared plan (weights) first: not per-stream memory
+    state_bytes = m.state_size * m.dtype.itemsize
+    mem = {"state_bytes_per_stream": state_bytes}
+    for n in (1, 1024, 1_000_000):
+        tracemalloc.start()
+        b = m.streams(n)
+        used, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        mem[str(n)] = {"bytes_per_stream": used / n, "ratio_to_state": used / n / state_bytes}
+        del b
+    cores = {}
+    threads = config.THREADS
+    rng = np.random.default_rng(2)
+    for n in (1024, 65536):
+        b = m.streams(n)
+        X = rng.standard_normal((n, 16)).astype(np.float32)
+        Y = np.empty((n, 64), np.float32)
+        row = {}
+        for k in sorted({1, threads}):
+            config.THREADS = k
+            row[str(k)] = timed(lambda: b.step(X, out=Y), target_s, repeat, per=n)
+        config.THREADS = threads
+        cores[str(n)] = row
+    return {"memory": mem, "cores": cores, "threads": threads}
+
+
+COLD = """
+import time
+t0 = time.perf_counter()
+import numpy as np, streamgru as sg
+m = sg.load({path!r})
+y = m.stream().step(np.ones(m.input_size, np.float32))
+print(time.perf_counter() - t0)
+"""
+
+
+def bench_startup(tmp: Path, compile_time: bool) -> dict:
+    """Cold start (fresh process: import, load a model, first step) with the
+    numba cache warm; optionally the first-ever compile of every kernel."""
+    import streamgru as sg
+
+    layer, _ = torch_models("gru", 16, 64)
+    path = tmp / "cold.npz"
+    sg.save(sg.from_torch(layer), path)
+    code = COLD.format(path=str(path))
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # warms the cache
+    runs = [float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                 text=True).stdout) for _ in range(5)]
+    out = {"cold_start_s": statistics.median(runs)}
+    if compile_time:
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp / "numba_cache"))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import streamgru.kernels as k; k.warmup()"],
+                       check=True, env=env)
+        out["first_compile_s"] = time.perf_counter() - t0
+    return out
+
+
+# -- report -------------------------------------------------------------------
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_mhz() -> float:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1])
+    except OSError:
+        pass
+    return float("nan")
+
+
+def rows(results: list, peak_gflops: float) -> list:
+    """One table row per config and path, with ratios and targets."""
+    out = []
+    for r in results:
+        label = f"{r['kind'].upper()} I={r['I']} H={r['H']}"
+        flop = 2 * r["fma_per_sample"]
+        rt = r["rtneural"]
+        for path in ("step", "process", "batch"):
+            sgt, ortt, tt = r[f"sg_{path}"], r[f"ort_{path}"], r[f"torch_{path}"]
+            vs_ort, vs_torch = ortt / sgt, tt / sgt
+            if path == "step":
+                checks = [("10x ORT", vs_ort >= 10), ("15x torch", vs_torch >= 15)]
+                if rt is not None:
+                    checks.append(("RTNeural+0.5us", sgt <= rt + 0.5))
+            elif path == "process":
+                checks = [("1.5x ORT", vs_ort >= 1.5)]
+                if rt is not None:
+                    checks.append(("< RTNeural", sgt < rt))
+            else:
+                checks = [("2x ORT", vs_ort >= 2)]
+            out.append({
+                "model": label, "path": path, "sg_us": sgt, "ort_us": ortt, "torch_us": tt,
+                "rtneural_us": rt if path != "batch" else None, "vs_ort": vs_ort,
+                "vs_torch": vs_torch, "gflops": flop / sgt / 1e3, "peak_pct": 100 * flop / sgt / 1e3 / peak_gflops,
+                "targets": ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in checks),
+            })
+    return out
+
+
+def table(rows_: list) -> str:
+    head = ("| model | path | streamgru µs | ORT µs | torch µs | RTNeural µs* | ×ORT | ×torch "
+            "| GFLOP/s (% peak) | targets |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows_:
+        rt = f"{r['rtneural_us']:.3f}" if r["rtneural_us"] is not None else "–"
+        lines.append(
+            f"| {r['model']} | {r['path']} | {r['sg_us']:.3f} | {r['ort_us']:.3f} | {r['torch_us']:.3f} "
+            f"| {rt} | {r['vs_ort']:.1f} | {r['vs_torch']:.1f} | {r['gflops']:.1f} ({r['peak_pct']:.0f}%) "
+            f"| {r['targets']} |"
+        )
+    return "\n".join(lines)
+
+
+def chart(results: list, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['kind'].upper()}\nI={r['I']} H={r['H']}" for r in results]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
+    engines = [("sg", "streamgru", "#1b9e77"), ("ort", "ONNX Runtime", "#7570b3"),
+               ("torch", "PyTorch", "#d95f02")]
+    for ax, (p, name) in zip(axes, [("step", "step (one sample from Python)"),
+                                    ("process", f"process (T={T_SEQ}, per sample)"),
+                                    ("batch", f"batch of {BATCH} (per stream)")]):
+        xs = np.arange(len(results))
+        width = 0.2
+        for k, (key, lab, col) in enumerate(engines):
+            ax.bar(xs + (k - 1.5) * width, [r[f"{key}_{p}"] for r in results], width, label=lab, color=col)
+        if p != "batch":
+            rt = [r["rtneural"] if r["rtneural"] is not None else np.nan for r in results]
+            ax.bar(xs + 1.5 * width, rt, width, label="RTNeural (quoted)", color="#999999")
+        ax.set_yscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels(labels, fontsize=8)
+        ax.set_title(name)
+        ax.set_ylabel("µs (lower is better)")
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short run: fewer, shorter repeats")
+    ap.add_argument("--json", default="docs/bench.json", help="where to write the results")
+    ap.add_argument("--png", default="docs/bench.png", help="where to write the chart")
+    ap.add_argument("--no-compile-time", action="store_true",
+                    help="skip timing the first-ever compile (about a minute)")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    target_s, repeat = (0.02, 3) if args.quick else (0.15, 7)
+    mhz = cpu_mhz()
+    peak = 2 * FMA_PER_CYCLE * mhz / 1e3  # GFLOP/s, one core
+    import streamgru.kernels as kernels
+
+    kernels.warmup(("float32",))
+    results = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        for kind, I, H in GRID:
+            print(f"  {kind} I={I} H={H} ...", file=sys.stderr, flush=True)
+            results.append(bench_config(kind, I, H, tmp, target_s, repeat))
+        extra = bench_memory(target_s, repeat)
+        extra.update(bench_startup(tmp, compile_time=not (args.quick or args.no_compile_time)))
+
+    import numba
+    import onnxruntime
+
+    info = {
+        "cpu": cpu_name(), "mhz": mhz, "peak_gflops_one_core": peak, "load_avg": os.getloadavg(),
+        "python": platform.python_version(), "numba": numba.__version__, "numpy": np.__version__,
+        "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "quick": args.quick,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+    tab = rows(results, peak)
+    print(f"CPU: {info['cpu']} at {mhz:.0f} MHz, one thread; estimated peak {peak:.0f} GFLOP/s "
+          f"({FMA_PER_CYCLE} fp32 FMA/cycle); load average {info['load_avg'][0]:.1f}")
+    print(table(tab))
+    print("* RTNeural: figures quoted in issue 7 (C++, same machine type), not measured in this run.")
+    mem, cores = extra["memory"], extra["cores"]
+    print(f"\nStreamBatch memory, GRU I=16 H=64 (state {mem['state_bytes_per_stream']} B per stream):")
+    for n in ("1", "1024", "1000000"):
+        print(f"  n={int(n):>9,}: {mem[n]['bytes_per_stream']:.0f} B per stream "
+              f"({mem[n]['ratio_to_state']:.3f}x the state)")
+    print(f"StreamBatch.step, GRU I=16 H=64, µs per stream by threads ({extra['threads']} available):")
+    for n, row in cores.items():
+        print(f"  n={int(n):>6}: " + ", ".join(f"{k} thread(s) {v:.3f}" for k, v in row.items()))
+    print(f"Cold start (import, load, first step; warm cache): {extra['cold_start_s']:.3f} s")
+    if "first_compile_s" in extra:
+        print(f"First-ever compile (every entry point, float32 + float64): {extra['first_compile_s']:.1f} s")
+
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps({"info": info, "results": results, "rows": tab, **extra},
+                                          indent=1))
+    title = (f"streamgru vs ONNX Runtime {onnxruntime.__version__} vs PyTorch {torch.__version__}, "
+             f"one thread, {info['cpu']} ({info['date_utc']} UTC)")
+    chart(results, Path(args.png), title)
+    print(f"\nwrote {args.json} and {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
