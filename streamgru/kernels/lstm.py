@@ -4,6 +4,10 @@ Packed block: ``W_ih^T`` (I, 4H) and ``W_hh^T`` (P, 4H) row-major (gate
 columns i, f, g, o, as in the canonical form), then ``b_ih + b_hh`` (4H,),
 then the peepholes (3, H) rows p_i, p_f, p_o if present, then the projection
 ``W_hr^T`` (H, P) if present. The layer's state is h (P) then c (H).
+
+The default cell (sigmoid gates, tanh cell and hidden activations, no clip,
+peepholes or coupling) runs one fused loop per step; any option takes the
+general path, which applies the activations gate block by gate block.
 """
 
 import numpy as np
