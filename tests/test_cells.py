@@ -674,3 +674,31 @@ def test_lstm_rnn_out_paths_allocate_nothing_in_numba():
     assert calls[0] > baseline[0] and calls[1] > baseline[1], result["control"]
     for path, (calls, baseline) in result["paths"].items():
         assert calls == baseline, (path, calls, baseline)
+
+
+def test_lstm_rnn_batch_split_across_threads_equals_single_streams(monkeypatch):
+    """A large StreamBatch call is shared between threads, each with its own
+    scratch; the cells' kernels must keep to the scratch they are given."""
+    from streamgru.kernels import config
+
+    monkeypatch.setattr(config, "THREADS", 3)
+    monkeypatch.setattr(config, "PARALLEL_MIN_WORK", 1)  # split every call
+    spec = {"H": 5, "proj": True, "peep": True, "input_forget": False, "clip": 2.0,
+            "gate": "sigmoid", "hs_alpha": 0.2, "hs_beta": 0.5, "cell": "tanh", "hidden": "tanh"}
+    model = build(3, 9, [("lstm", spec), ("rnn", {"H": 4, "act": "relu", "clip": None}),
+                         ("lstm", dict(spec, plain=True)), ("dense", {"O": 2, "act": "softmax"})],
+                  np.float64)
+    rng = np.random.default_rng(10)
+    n, T = 7, 40
+    X = rng.normal(size=(n, T, 3))
+    S0 = np.stack([random_state(model, rng) for _ in range(n)])
+    b = model.streams(n)
+    b.set_state(S0)
+    Y = b.process(X)
+    Y1 = b.step(X[:, 0])
+    for i in range(n):
+        s = model.stream()
+        s.set_state(S0[i])
+        np.testing.assert_allclose(Y[i], s.process(X[i]), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(Y1[i], s.step(X[i, 0]), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b.get_state()[i], s.get_state(), rtol=0, atol=1e-12)
