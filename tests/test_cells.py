@@ -54,7 +54,9 @@ lstm_specs = st.fixed_dictionaries({
 
 rnn_specs = st.fixed_dictionaries({
     "H": st.integers(1, 6),
-    "act": st.sampled_from(["tanh", "relu"]),
+    # torch and ONNX offer tanh and relu; the layer also takes the bounded others
+    "act": st.sampled_from(["tanh", "relu", "tanh", "relu", "sigmoid",
+                            ("hard_sigmoid", 0.3, 0.4), "identity"]),
     "clip": st.one_of(st.none(), st.floats(0.3, 3.0)),
 })
 
