@@ -29,7 +29,7 @@ class Export:
     batch_first: bool
     head: str  # activation after the Linear head ("" for none)
     dynamo: bool = False
-    dynamic: bool = False  # dynamic batch and time axes (TorchScript only)
+    dynamic: bool = False  # dynamic batch and time axes
     relu: bool = False  # RNN nonlinearity
     last: bool = False  # many-to-one: head on the last time step
     hn: bool = False  # many-to-one through the final state: fc(h_n[-1])
@@ -79,17 +79,23 @@ def export(case: Export, path) -> None:
 
     net = Net().eval()
     Tex = 16 if case.dynamic else T  # static exports bake T into the graph
-    x = torch.randn((1, Tex, I) if case.batch_first else (Tex, 1, I))
+    n = 2 if case.dynamic else 1  # torch.export fixes dimensions of size 1
+    x = torch.randn((n, Tex, I) if case.batch_first else (Tex, n, I))
     args: tuple = (x,)
     names = ["x"]
     if case.state_input:
-        h0 = torch.zeros(case.num_layers, 1, H)
+        h0 = torch.zeros(case.num_layers, n, H)
         args = (x, (h0, h0.clone())) if case.kind == "LSTM" else (x, h0)
         names = ["x", "h0", "c0"] if case.kind == "LSTM" else ["x", "h0"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if case.dynamo:
-            torch.onnx.export(net, args, str(path), dynamo=True, verbose=False)
+            shapes = None
+            if case.dynamic:
+                batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
+                shapes = ({0: batch, 1: time} if case.batch_first else {0: time, 1: batch},)
+            torch.onnx.export(net, args, str(path), dynamo=True, verbose=False,
+                              dynamic_shapes=shapes)
         else:
             dyn = None
             if case.dynamic:

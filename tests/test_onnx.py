@@ -52,6 +52,9 @@ EXPORTS = [
     Export("GRU", 2, True, "tanh", hn=True, dynamic=True),  # fc(h_n[-1])
     Export("LSTM", 3, False, "", hn=True),
     Export("GRU", 2, True, "tanh", dynamo=True),
+    # the dynamic LSTM export must come first: after one LSTM export, torch.export
+    # (torch 2.13) fixes the time axis of later LSTM exports in the same process
+    Export("LSTM", 2, True, "", dynamo=True, dynamic=True, hn=True),
     Export("LSTM", 1, False, "sigmoid", dynamo=True),
     # (the dynamo exporter unrolls torch.nn.RNN into per-step MatMul/Tanh: no RNN node to map)
 ]

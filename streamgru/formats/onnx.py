@@ -588,7 +588,9 @@ def _h_concat(g: _Graph, node: Any, ins: list, at: dict) -> list:
     if any(isinstance(v, _Stream) for v in present):
         if all(isinstance(v, _Stream) for v in present):
             axis = _norm_axis(g, at.get("axis", 0), len(present[0].axes))
-            if all(v.axes == present[0].axes for v in present) and not g.core(present[0].axes[axis]):
+            # same axes up to batch axes of static size 1 (which may or may not be named)
+            cores = {tuple(g.core(a) for a in v.axes) for v in present}
+            if len(cores) == 1 and not g.core(present[0].axes[axis]):
                 return [_Stack(tuple(present), axis)]
         raise g.fail("concatenates the stream with other tensors; a stream is one chain of layers")
     if all(isinstance(v, (_Dims, _Const)) for v in present):
