@@ -440,6 +440,10 @@ HEADS["scaled_gelu_erf_form"] = ([  # h * (1 + erf(h / 3)) = 3 sqrt(2) gelu(sqrt
     helper.make_node("Add", ["erf", "one"], ["p"], name="plus1"),
     helper.make_node("Mul", ["h", "p"], ["Y"], name="scaled_gelu"),
 ], {"one": np.float32(1.0), "three": np.float32(3.0)}, 17)
+HEADS["regression_output_squeezed"] = ([  # fc(y).squeeze(-1) with one output
+    helper.make_node("MatMul", ["h", "w1"], ["r"], name="mm"),
+    helper.make_node("Squeeze", ["r", "last"], ["Y"], name="squeeze_features"),
+], {"w1": _rng_mat(H, 1), "last": np.array([-1], np.int64)}, 17)
 HEADS["merge_time_and_batch_for_gemm_then_split"] = ([
     helper.make_node("Reshape", ["h", "flat_shape"], ["flat"], name="merge"),
     helper.make_node("Gemm", ["flat", "Wg", "bg"], ["g"], name="gemm", transB=1),
