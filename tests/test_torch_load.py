@@ -318,6 +318,9 @@ def test_missing_and_misshaped_tensors_are_named(tmp_path):
     gap = {k: v for k, v in sd.items() if not k.endswith("_l1")}
     with pytest.raises(sg.WeightsError, match=r"rnn\.weight_ih_l1 \(layer 1 is missing\)"):
         sg.load(save(gap, tmp_path))
+    far = {"rnn.weight_ih_l999999999999": sd["rnn.weight_ih_l0"], **sd}
+    with pytest.raises(sg.WeightsError, match=r"rnn\.weight_ih_l3 \(layer 3 is missing\)"):
+        sg.load(save(far, tmp_path))
     no_hh = {k: v for k, v in sd.items() if k != "rnn.weight_hh_l2"}
     with pytest.raises(sg.WeightsError, match=r"rnn\.weight_hh_l2 is missing"):
         sg.load(save(no_hh, tmp_path))

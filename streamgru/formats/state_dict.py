@@ -82,10 +82,10 @@ def _recurrent_layers(path: str, module: str, params: dict[str, np.ndarray],
         )
     numbers = sorted(k for k in by_layer if k is not None)
     if numbers and numbers != list(range(len(numbers))):
-        missing = sorted(set(range(numbers[-1] + 1)) - set(numbers))
+        missing = next(k for k in range(len(numbers)) if k not in by_layer)
         raise WeightsError(
             f"{path}: module {_module_label(module)} has layers {numbers} but no "
-            f"{prefix}weight_ih_l{missing[0]} (layer {missing[0]} is missing)"
+            f"{prefix}weight_ih_l{missing} (layer {missing} is missing)"
         )
     layers: list[Layer] = []
     kinds = set()
@@ -122,8 +122,10 @@ def _recurrent_layers(path: str, module: str, params: dict[str, np.ndarray],
         raise WeightsError(
             f"{path}: module {_module_label(module)} mixes layer kinds {sorted(kinds)}"
         )
-    cell = " cell" if numbers == [] else ""
-    return layers, f"{kinds.pop()}{cell} x{len(layers)}" if len(layers) > 1 else f"{kinds.pop()}{cell}"
+    label = kinds.pop() + ("" if numbers else " cell")
+    if len(layers) > 1:
+        label += f" x{len(layers)}"
+    return layers, label
 
 
 def _kind(path: str, found: dict[str, tuple[str, np.ndarray]], prefix: str, suffix: str) -> str:
