@@ -471,7 +471,10 @@ def _unstack(g: _Graph, st: _Stack, axis: int, idx: list, keep_axis: bool) -> _S
     """One part of a stack (``h_n[k]``)."""
     n = len(st.parts)
     if axis != st.axis or len(idx) != 1 or not -n <= idx[0] < n:
-        raise g.fail(f"selects {idx} on axis {axis} of {n} stacked layer states; only one entry of the stack axis can stream")
+        raise g.fail(
+            f"selects {idx} on axis {axis} of {n} stacked layer states; only one entry "
+            f"of the stack axis can stream"
+        )
     part = st.parts[idx[0]]
     if keep_axis:
         return part
@@ -496,12 +499,15 @@ def _pick(g: _Graph, s: _Stream, axis: int, idx: list | np.ndarray, keep_axis: b
         return dataclasses.replace(out, axes=out.axes[:axis] + out.axes[axis + 1 :])
 
     if core == ("F",):
-        rows = np.array([i % s.features if -s.features <= i < s.features else _bad_index(g, i, s.features) for i in idx])
+        F = s.features
+        rows = np.array([i % F if -F <= i < F else _bad_index(g, i, F) for i in idx])
         return _select(g, s, rows, keep_axis)
     if core == () or core == ("N",):
         # a singleton axis, or the batch: each stream is batch element 0 of its own
         if len(idx) != 1 or idx[0] not in (0, -1):
-            raise g.fail(f"selects entries {idx} of the batch/direction axis; only entry 0 exists per stream")
+            raise g.fail(
+                f"selects entries {idx} of the batch/direction axis; only entry 0 exists per stream"
+            )
         return without_axis(s)
     if core == ("T",):
         T = g.sizes["T"]
@@ -577,8 +583,11 @@ def _h_squeeze(g: _Graph, node: Any, ins: list, at: dict) -> list:
         for i in drop:
             ax = x.axes[i]
             if g.core(ax) and not (i == fi and x.features == 1):
-                raise g.fail(f"squeezes axis {i} of the stream {_describe_axes(x)}, which is not of size 1")
-        return [dataclasses.replace(x, axes=tuple(ax for i, ax in enumerate(x.axes) if i not in drop))]
+                raise g.fail(
+                    f"squeezes axis {i} of the stream {_describe_axes(x)}, which is not of size 1"
+                )
+        kept = tuple(ax for i, ax in enumerate(x.axes) if i not in drop)
+        return [dataclasses.replace(x, axes=kept)]
     raise g.fail(f"Squeeze of a {type(x).__name__}")
 
 
@@ -630,7 +639,8 @@ def _slice_args(g: _Graph, node: Any, ins: list, at: dict, rank: int) -> list[tu
     else:
         starts = _int_list(g, ins[1], "Slice starts")
         ends = _int_list(g, ins[2], "Slice ends")
-        axes = _int_list(g, ins[3], "Slice axes") if _opt(ins, 3) is not None else list(range(len(starts)))
+        axes = (_int_list(g, ins[3], "Slice axes") if _opt(ins, 3) is not None
+                else list(range(len(starts))))
         steps = _int_list(g, ins[4], "Slice steps") if _opt(ins, 4) is not None else [1] * len(starts)
     if not (len(starts) == len(ends) == len(axes) == len(steps)):
         raise WeightsError(f"{g.where()}: Slice starts/ends/axes/steps differ in length")
@@ -733,7 +743,8 @@ def _h_reshape(g: _Graph, node: Any, ins: list, at: dict) -> list:
         if np.all(x.base == x.base.reshape(-1)[0]):
             dims = [x.shape[i] if d == 0 else d for i, d in enumerate(target)]
             dims = ["?" if d == -1 else d for d in dims]
-            return [_Fill(np.full((1,) * len(dims), x.base.reshape(-1)[0], x.base.dtype), tuple(dims), x.source)]
+            base = np.full((1,) * len(dims), x.base.reshape(-1)[0], x.base.dtype)
+            return [_Fill(base, tuple(dims), x.source)]
         raise g.fail("Reshape of a partly known tensor")
     if isinstance(x, _Dims):
         if len(target) == 1 and target[0] in (-1, len(x.values)) and not x.scalar:
@@ -1033,7 +1044,10 @@ def _h_gemm(g: _Graph, node: Any, ins: list, at: dict) -> list:
         raise g.fail("Gemm B must be a constant matrix")
     w = w.T if at.get("transB", 0) else w
     if w.shape[0] != s.features:
-        raise WeightsError(f"{g.where()}: tensor {node.input[1]!r}: shape {w.shape} does not take {s.features} features")
+        raise WeightsError(
+            f"{g.where()}: tensor {node.input[1]!r}: shape {w.shape} does not take "
+            f"{s.features} features"
+        )
     alpha, beta = float(at.get("alpha", 1.0)), float(at.get("beta", 1.0))
     out_size = int(w.shape[1])
     bias = None
@@ -1362,9 +1376,13 @@ def _external(t: Any, path: str, label: str, nbytes: int) -> Any:
             f.seek(offset)
             data = f.read(length)
     except OSError as exc:
-        raise WeightsError(f"{label}: cannot read external data {location!r} ({exc.strerror or exc})") from None
+        raise WeightsError(
+            f"{label}: cannot read external data {location!r} ({exc.strerror or exc})"
+        ) from None
     if len(data) != length:
-        raise WeightsError(f"{label}: external data {location!r} is truncated ({len(data)} of {length} bytes)")
+        raise WeightsError(
+            f"{label}: external data {location!r} is truncated ({len(data)} of {length} bytes)"
+        )
     out = type(t)()
     out.CopyFrom(t)
     del out.external_data[:]
@@ -1564,7 +1582,8 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
     if input is not None:
         chosen = [vi for vi in real_inputs if vi.name == input]
         if not chosen:
-            raise WeightsError(f"{path}: no graph input named {input!r}; inputs: {[v.name for v in real_inputs]}")
+            names = [v.name for v in real_inputs]
+            raise WeightsError(f"{path}: no graph input named {input!r}; inputs: {names}")
         data_input = chosen[0]
     elif real_inputs:
         data_input = real_inputs[0]
