@@ -444,6 +444,10 @@ HEADS["regression_output_squeezed"] = ([  # fc(y).squeeze(-1) with one output
     helper.make_node("MatMul", ["h", "w1"], ["r"], name="mm"),
     helper.make_node("Squeeze", ["r", "last"], ["Y"], name="squeeze_features"),
 ], {"w1": _rng_mat(H, 1), "last": np.array([-1], np.int64)}, 17)
+HEADS["regression_output_reshaped_flat"] = ([  # fc(y).reshape(-1) with one output
+    helper.make_node("MatMul", ["h", "w1"], ["r"], name="mm"),
+    helper.make_node("Reshape", ["r", "flat"], ["Y"], name="flatten_all"),
+], {"w1": _rng_mat(H, 1), "flat": np.array([-1], np.int64)}, 17)
 HEADS["merge_time_and_batch_for_gemm_then_split"] = ([
     helper.make_node("Reshape", ["h", "flat_shape"], ["flat"], name="merge"),
     helper.make_node("Gemm", ["flat", "Wg", "bg"], ["g"], name="gemm", transB=1),

@@ -785,13 +785,14 @@ def _h_reshape(g: _Graph, node: Any, ins: list, at: dict) -> list:
     k = dims.index(-1) if -1 in dims else len(dims)
     left = [grab(d, pool, True) for d in dims[:k]]
     right = [grab(d, pool, False) for d in reversed(dims[k + 1 :])][::-1]
-    if k < len(dims):
-        middle = [tuple(pool)]
-    elif pool:
+    middle = [tuple(pool)] if k < len(dims) else []
+    if k == len(dims) and pool != [] and not (pool == ["F"] and x.features == 1):
         raise g.fail(f"Reshape {_describe_axes(x)} -> {target} drops part of the stream")
-    else:
-        middle = []
-    return [dataclasses.replace(x, axes=tuple(left + middle + right))]
+    axes = left + middle + right
+    if x.features == 1:
+        # a single feature may end up anywhere, or nowhere: it is not an axis of its own
+        axes = [tuple(a for a in ax if a != "F") if len(ax) > 1 else ax for ax in axes]
+    return [dataclasses.replace(x, axes=tuple(axes))]
 
 
 def _h_flatten(g: _Graph, node: Any, ins: list, at: dict) -> list:
