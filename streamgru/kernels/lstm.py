@@ -57,14 +57,15 @@ def pack(layer, packer):
 
 
 @jit_fast
-def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
-    """Run T steps of the LSTM layer at meta row ``r``.
+def finish(w, meta, r, st, h, sc, a, dst, o):
+    """Complete one step of the LSTM layer at meta row ``r`` for one stream.
 
-    Reads inputs ``src[s0 + t*ss : ... + I]``, updates the state
-    ``st[sb + state offset : ...]`` (h of size P, then c of size H) in place
-    and writes each step's h to ``dst[d0 + t*ds : ... + P]``.
+    ``sc[a : a + 4H]`` holds the gate pre-activations ``W x + b + R h``
+    (gate order i, f, g, o); this adds the peepholes, clips, applies the
+    activations, updates the state at ``st[h:]`` (h of size P, then c) in
+    place and writes the new h to ``dst[o : o + P]``. Uses the plan's
+    temporaries at H_SC_TMP.
     """
-    I = meta[r + M_IN]
     H = meta[r + M_HID]
     P = meta[r + M_OUT]
     G = 4 * H
@@ -73,84 +74,87 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     gate_code = meta[r + M_ACT0]
     cell_code = meta[r + M_ACT1]
     hid_code = meta[r + M_ACT2]
-    p = meta[r + M_P]
-    wx = meta[r + M_W0]
-    wh = meta[r + M_W1]
-    b = meta[r + M_W2]
-    pp = meta[r + M_W3]
-    wr = meta[r + M_W4]
-    h = sb + meta[r + M_STATE]
-    c = h + P
-    gx = meta[H_SC_GX]
-    a = meta[H_SC_GH]
-    v = meta[H_SC_TMP]
     has_clip = (flags & F_CLIP) != 0
     peep = (flags & F_PEEPHOLE) != 0
-    proj = (flags & F_PROJ) != 0
     coupled = (flags & F_INPUT_FORGET) != 0
-    clip = w[p + P_CLIP]
-    ga, gb = w[p + P_ALPHA0], w[p + P_BETA0]
-    ca, cb = w[p + P_ALPHA1], w[p + P_BETA1]
-    ha, hb = w[p + P_ALPHA2], w[p + P_BETA2]
-    # the usual cell (sigmoid gates, tanh cell and hidden, no options) runs one fused loop
-    plain = (
-        gate_code == act.SIGMOID and cell_code == act.TANH and hid_code == act.TANH
-        and not (has_clip or peep or coupled)
-    )
+    c = h + P
+    v = meta[H_SC_TMP]
+    if (gate_code == act.SIGMOID and cell_code == act.TANH and hid_code == act.TANH
+            and not (has_clip or peep or coupled)):
+        # the usual cell in one fused loop: v = o * tanh(c'), c' = f * c + i * g
+        for k in range(H):
+            ck = (act.sigmoid(sc[U(a + H + k)]) * st[U(c + k)]
+                  + act.sigmoid(sc[U(a + k)]) * act.tanh(sc[U(a + H2 + k)]))
+            st[U(c + k)] = ck
+            sc[U(v + k)] = act.sigmoid(sc[U(a + H3 + k)]) * act.tanh(ck)
+    else:
+        p = meta[r + M_P]
+        pp = meta[r + M_W3]
+        clip = w[p + P_CLIP]
+        ga, gb = w[p + P_ALPHA0], w[p + P_BETA0]
+        # i and f see the previous c through their peepholes
+        if peep:
+            for k in range(H):
+                ck = st[U(c + k)]
+                sc[U(a + k)] += w[U(pp + k)] * ck
+                sc[U(a + H + k)] += w[U(pp + H + k)] * ck
+        if has_clip:
+            act.clip(sc, a, a + H3, clip)
+        act.apply(sc, a, a + H2, gate_code, ga, gb)
+        act.apply(sc, a + H2, a + H3, cell_code, w[p + P_ALPHA1], w[p + P_BETA1])
+        if coupled:
+            for k in range(H):
+                sc[U(a + H + k)] = 1 - sc[U(a + k)]
+        # c' = f * c + i * g; o sees the new c through its peephole
+        for k in range(H):
+            st[U(c + k)] = (sc[U(a + H + k)] * st[U(c + k)]
+                            + sc[U(a + k)] * sc[U(a + H2 + k)])
+        if peep:
+            for k in range(H):
+                sc[U(a + H3 + k)] += w[U(pp + H2 + k)] * st[U(c + k)]
+        if has_clip:
+            act.clip(sc, a + H3, a + G, clip)
+        act.apply(sc, a + H3, a + G, gate_code, ga, gb)
+        # v = o * act(c')
+        for k in range(H):
+            sc[U(v + k)] = st[U(c + k)]
+        act.apply(sc, v, v + H, hid_code, w[p + P_ALPHA2], w[p + P_BETA2])
+        for k in range(H):
+            sc[U(v + k)] *= sc[U(a + H3 + k)]
+    # h' = v, or W_hr v when projected
+    if (flags & F_PROJ) != 0:
+        for k in range(P):
+            st[U(h + k)] = 0
+        matvec_flat(st, h, sc, v, w, meta[r + M_W4], H, P)
+    else:
+        for k in range(H):
+            st[U(h + k)] = sc[U(v + k)]
+    for k in range(P):
+        dst[U(o + k)] = st[U(h + k)]
 
-    input_projection(src, s0, ss, T, I, G, w, wx, b, sc, gx)
+
+@jit_fast
+def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+    """Run T steps of the LSTM layer at meta row ``r``.
+
+    Reads inputs ``src[s0 + t*ss : ... + I]``, updates the state
+    ``st[sb + state offset : ...]`` (h of size P, then c of size H) in place
+    and writes each step's h to ``dst[d0 + t*ds : ... + P]``.
+    """
+    I = meta[r + M_IN]
+    G = 4 * meta[r + M_HID]
+    P = meta[r + M_OUT]
+    wh = meta[r + M_W1]
+    h = sb + meta[r + M_STATE]
+    gx = meta[H_SC_GX]
+    a = meta[H_SC_GH]
+
+    input_projection(src, s0, ss, T, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
 
     for t in range(T):
-        g = gx + t * G
-        o = d0 + t * ds
         # all four gate pre-activations: input part (with biases) + R h
+        g = gx + t * G
         for k in range(G):
             sc[U(a + k)] = sc[U(g + k)]
         matvec_flat(sc, a, st, h, w, wh, P, G)
-        if plain:
-            # v = o * tanh(c'), c' = f * c + i * g
-            for k in range(H):
-                ck = (act.sigmoid(sc[U(a + H + k)]) * st[U(c + k)]
-                      + act.sigmoid(sc[U(a + k)]) * act.tanh(sc[U(a + H2 + k)]))
-                st[U(c + k)] = ck
-                sc[U(v + k)] = act.sigmoid(sc[U(a + H3 + k)]) * act.tanh(ck)
-        else:
-            # i and f see the previous c through their peepholes
-            if peep:
-                for k in range(H):
-                    ck = st[U(c + k)]
-                    sc[U(a + k)] += w[U(pp + k)] * ck
-                    sc[U(a + H + k)] += w[U(pp + H + k)] * ck
-            if has_clip:
-                act.clip(sc, a, a + H3, clip)
-            act.apply(sc, a, a + H2, gate_code, ga, gb)
-            act.apply(sc, a + H2, a + H3, cell_code, ca, cb)
-            if coupled:
-                for k in range(H):
-                    sc[U(a + H + k)] = 1 - sc[U(a + k)]
-            # c' = f * c + i * g; o sees the new c through its peephole
-            for k in range(H):
-                st[U(c + k)] = (sc[U(a + H + k)] * st[U(c + k)]
-                                + sc[U(a + k)] * sc[U(a + H2 + k)])
-            if peep:
-                for k in range(H):
-                    sc[U(a + H3 + k)] += w[U(pp + H2 + k)] * st[U(c + k)]
-            if has_clip:
-                act.clip(sc, a + H3, a + G, clip)
-            act.apply(sc, a + H3, a + G, gate_code, ga, gb)
-            # v = o * act(c')
-            for k in range(H):
-                sc[U(v + k)] = st[U(c + k)]
-            act.apply(sc, v, v + H, hid_code, ha, hb)
-            for k in range(H):
-                sc[U(v + k)] *= sc[U(a + H3 + k)]
-        # h' = v, or W_hr v when projected
-        if proj:
-            for k in range(P):
-                st[U(h + k)] = 0
-            matvec_flat(st, h, sc, v, w, wr, H, P)
-        else:
-            for k in range(H):
-                st[U(h + k)] = sc[U(v + k)]
-        for k in range(P):
-            dst[U(o + k)] = st[U(h + k)]
+        finish(w, meta, r, st, h, sc, a, dst, d0 + t * ds)
