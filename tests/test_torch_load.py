@@ -603,6 +603,10 @@ def test_zip_without_data_pkl(tmp_path):
     (dumps({"w": _Call("torch._utils", "_rebuild_qtensor", 1)}), "quantized tensor"),
     (dumps({"w": tensor(_Storage("FloatStorage", "0", 4), 0, ("2",), (1,))}), "tensor w: malformed layout"),
     (dumps({"w": tensor(_Storage("FloatStorage", "0", 4), 0, (2,), (-1,))}), "tensor w: malformed layout"),
+    (dumps({"w": tensor(_Storage("FloatStorage", "0", 4), 0, (1,) * 70, (1,) * 70)}),
+     "tensor w: malformed layout"),
+    (dumps({"w": tensor(_Storage("FloatStorage", "0", 4), 0, (2,), (1, 1))}), "tensor w: malformed layout"),
+    (dumps({"w": tensor(_Storage("FloatStorage", "0", 4), True, (2,), (1,))}), "tensor w: malformed layout"),
     (dumps({"w": _Call("torch._utils", "_rebuild_tensor_v2", "not a storage", 0, (2,), (1,))}),
      "tensor w: its storage is not a storage record"),
 ])
@@ -610,6 +614,29 @@ def test_malformed_pickles(tmp_path, pkl, needle):
     path = str(tmp_path / "bad.pt")
     write_archive(path, pkl, {"0": np.zeros(4, "<f4").tobytes()})
     assert_weights_error(path, needle)
+
+
+layout_values = st.one_of(st.integers(0, 5), st.integers(-3, 2**64),
+                          st.sampled_from([2**61, 2**63, 1.5, "2", None, True]))
+
+
+@FAST
+@given(numel=st.sampled_from([0, 1, 4, 10, 10**18]),
+       offset=layout_values,
+       size=st.lists(layout_values, max_size=4) | st.just([1] * 65),
+       stride=st.lists(layout_values, max_size=4),
+       kind=st.sampled_from(["FloatStorage", "HalfStorage", "BFloat16Storage", "LongStorage"]),
+       nbytes=st.integers(0, 48))
+def test_crafted_layouts_fail_cleanly(tmp_path, numel, offset, size, stride, kind, nbytes):
+    path = str(tmp_path / "layout.pt")
+    obj = {"w": tensor(_Storage(kind, "0", numel), offset, tuple(size), tuple(stride))}
+    write_archive(path, dumps(obj), {"0": bytes(nbytes)})
+    try:
+        got = read_pt(path)["w"]
+    except sg.WeightsError as exc:
+        assert path in str(exc)
+    else:
+        assert got.shape == tuple(size)
 
 
 def test_malformed_persistent_id(tmp_path):

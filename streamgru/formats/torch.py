@@ -319,10 +319,12 @@ def _materialise(t: _Tensor, name: str, archive: zipfile.ZipFile, prefix: str,
         offset = int(t.offset)
         size = tuple(int(s) for s in t.size)
         stride = tuple(int(s) for s in t.stride)
-        ok = all(isinstance(v, int) for v in (t.offset, *t.size, *t.stride))
+        # exact ints (not bool, not float) that numpy can index with
+        ok = all(type(v) is int and abs(v) < 2**62 for v in (t.offset, *t.size, *t.stride))
     except (TypeError, ValueError):
         ok = False
-    if not ok or len(size) != len(stride) or offset < 0 or min(size + stride, default=0) < 0:
+    if (not ok or len(size) != len(stride) or len(size) > 32 or offset < 0
+            or min(size + stride, default=0) < 0):
         raise WeightsError(
             f"{path}: tensor {name}: malformed layout (offset {t.offset!r}, size {t.size!r}, "
             f"stride {t.stride!r})"
@@ -350,14 +352,25 @@ def _materialise(t: _Tensor, name: str, archive: zipfile.ZipFile, prefix: str,
         raw = _read_entry(archive, f"{prefix}data/{st.key}", st.numel * item, path,
                           f"storage {st.key} of tensor {name}")
         data = cache[st.key] = np.frombuffer(raw, dtype=st.type.dtype)
+    try:
+        return _copy_view(data, offset, size, stride, count, st.type.bfloat16)
+    except (ValueError, OverflowError, MemoryError) as exc:  # numpy refuses the layout
+        raise WeightsError(f"{path}: tensor {name}: cannot build shape {size} ({exc})") from None
+
+
+def _copy_view(data: np.ndarray, offset: int, size: tuple, stride: tuple, count: int,
+               bfloat16: bool) -> np.ndarray:
+    """A native-order copy of the strided view; float16 and bfloat16 -> float32."""
     item = data.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
         data[offset:] if count else data[:0],
         shape=size,
-        strides=tuple(d * item for d in stride),
+        # a stride along a length-0 or length-1 axis is never used: 0 keeps it
+        # from overflowing; other strides are bounded by the storage read above
+        strides=tuple(d * item if n > 1 and count else 0 for n, d in zip(size, stride)),
         writeable=False,
     )
-    if st.type.bfloat16:
+    if bfloat16:
         # bfloat16 is the top half of a float32
         return (view.astype(np.uint32) << 16).view(np.float32)
     if view.dtype == np.float16:
