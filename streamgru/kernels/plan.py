@@ -78,7 +78,8 @@ def build_plan(layers, dtype) -> Plan:
     meta[H_TILE] = TILE
     meta[H_SC_GX] = 0
     meta[H_SC_GH] = TILE * gates
-    meta[H_SC_TMP] = meta[H_SC_GH] + gates
+    # a tile of rows of recurrent pre-activations: batches run TILE streams at once
+    meta[H_SC_TMP] = meta[H_SC_GH] + TILE * gates
     meta[H_SC_SEQA] = meta[H_SC_TMP] + 2 * tmp
     meta[H_SC_SEQB] = meta[H_SC_SEQA] + TILE * width
     meta[H_SCRATCH] = meta[H_SC_SEQB] + TILE * width
