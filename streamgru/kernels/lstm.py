@@ -16,7 +16,7 @@ from . import activations as act
 from .config import jit_fast
 from .gru import U, input_projection, matvec_flat
 from .layout import (
-    F_CLIP, F_INPUT_FORGET, F_PEEPHOLE, F_PROJ, H_SC_GH, H_SC_GX, H_SC_TMP, KIND_LSTM,
+    F_CLIP, F_INPUT_FORGET, F_PEEPHOLE, F_PROJ, H_SC_GX, H_SC_TMP, KIND_LSTM,
     M_ACT0, M_ACT1, M_ACT2, M_FLAGS, M_HID, M_IN, M_OUT, M_P, M_STATE, M_W0, M_W1,
     M_W2, M_W3, M_W4, P_ALPHA0, P_ALPHA1, P_ALPHA2, P_BETA0, P_BETA1, P_BETA2, P_CLIP,
 )
@@ -147,14 +147,12 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     wh = meta[r + M_W1]
     h = sb + meta[r + M_STATE]
     gx = meta[H_SC_GX]
-    a = meta[H_SC_GH]
 
     input_projection(src, s0, ss, T, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
 
     for t in range(T):
-        # all four gate pre-activations: input part (with biases) + R h
+        # each row of input projections is used once: add R h to it in place
         g = gx + t * G
-        for k in range(G):
-            sc[U(a + k)] = sc[U(g + k)]
-        matvec_flat(sc, a, st, h, w, wh, P, G)
-        finish(w, meta, r, st, h, sc, a, dst, d0 + t * ds)
+        matvec_flat(sc, g, st, h, w, wh, P, G)
+        finish(w, meta, r, st, h, sc, g, dst, d0 + t * ds)
+

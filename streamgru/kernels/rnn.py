@@ -10,7 +10,7 @@ from . import activations as act
 from .config import jit_fast
 from .gru import U, input_projection, matvec_flat
 from .layout import (
-    F_CLIP, H_SC_GH, H_SC_GX, KIND_RNN, M_ACT0, M_FLAGS, M_HID, M_IN, M_P, M_STATE,
+    F_CLIP, H_SC_GX, KIND_RNN, M_ACT0, M_FLAGS, M_HID, M_IN, M_P, M_STATE,
     M_W0, M_W1, M_W2, P_ALPHA0, P_BETA0, P_CLIP,
 )
 
@@ -37,6 +37,21 @@ def pack(layer, packer):
 
 
 @jit_fast
+def finish(w, meta, r, st, h, sc, a, dst, o):
+    """Complete one step of the RNN layer at meta row ``r`` for one stream:
+    ``sc[a : a + H]`` holds ``W x + b + R h``; clip, activate, and store the
+    new h in the state at ``st[h:]`` and in ``dst[o:]``."""
+    H = meta[r + M_HID]
+    p = meta[r + M_P]
+    if (meta[r + M_FLAGS] & F_CLIP) != 0:
+        act.clip(sc, a, a + H, w[p + P_CLIP])
+    act.apply(sc, a, a + H, meta[r + M_ACT0], w[p + P_ALPHA0], w[p + P_BETA0])
+    for k in range(H):
+        st[U(h + k)] = sc[U(a + k)]
+        dst[U(o + k)] = sc[U(a + k)]
+
+
+@jit_fast
 def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     """Run T steps of the RNN layer at meta row ``r``.
 
@@ -46,30 +61,16 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     """
     I = meta[r + M_IN]
     H = meta[r + M_HID]
-    code = meta[r + M_ACT0]
-    p = meta[r + M_P]
-    wx = meta[r + M_W0]
     wh = meta[r + M_W1]
-    b = meta[r + M_W2]
     h = sb + meta[r + M_STATE]
     gx = meta[H_SC_GX]
-    # the new h is built in scratch: every element needs the whole old h
-    a = meta[H_SC_GH]
-    has_clip = (meta[r + M_FLAGS] & F_CLIP) != 0
-    clip = w[p + P_CLIP]
-    alpha, beta = w[p + P_ALPHA0], w[p + P_BETA0]
 
-    input_projection(src, s0, ss, T, I, H, w, wx, b, sc, gx)
+    input_projection(src, s0, ss, T, I, H, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
 
     for t in range(T):
+        # the new h is built in the step's row of input projections (used
+        # once), never in the state: every element needs the whole old h
         g = gx + t * H
-        o = d0 + t * ds
-        for k in range(H):
-            sc[U(a + k)] = sc[U(g + k)]
-        matvec_flat(sc, a, st, h, w, wh, H, H)
-        if has_clip:
-            act.clip(sc, a, a + H, clip)
-        act.apply(sc, a, a + H, code, alpha, beta)
-        for k in range(H):
-            st[U(h + k)] = sc[U(a + k)]
-            dst[U(o + k)] = sc[U(a + k)]
+        matvec_flat(sc, g, st, h, w, wh, H, H)
+        finish(w, meta, r, st, h, sc, g, dst, d0 + t * ds)
+
