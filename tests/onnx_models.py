@@ -122,7 +122,8 @@ def rnn_node_model(op: str, rng: np.random.Generator, *, layout: int = 0,
                    attrs: dict | None = None, bias: bool = True, peepholes: bool = False,
                    initial_h: bool = False, initial_c: bool = False, scale: float = 0.5,
                    opset: int = 22, direction: str = "forward", hidden: int = H,
-                   inputs: int = I) -> tuple[onnx.ModelProto, dict]:
+                   inputs: int = I, recurrent_scale: float | None = None,
+                   ) -> tuple[onnx.ModelProto, dict]:
     """A graph with one ``op`` node (GRU/LSTM/RNN), X a graph input of shape
     (T, 1, I) (layout 0) or (1, T, I) (layout 1), Y the only output.
     Returns the model and its initializer arrays by name."""
@@ -131,7 +132,8 @@ def rnn_node_model(op: str, rng: np.random.Generator, *, layout: int = 0,
     nd = 2 if direction == "bidirectional" else 1
     arrays = {
         "W": rng.normal(0, scale, (nd, gates * H, I)).astype(np.float32),
-        "R": rng.normal(0, scale, (nd, gates * H, H)).astype(np.float32),
+        "R": rng.normal(0, scale if recurrent_scale is None else recurrent_scale,
+                        (nd, gates * H, H)).astype(np.float32),
     }
     if bias:
         arrays["B"] = rng.normal(0, scale, (nd, 2 * gates * H)).astype(np.float32)

@@ -262,8 +262,13 @@ def rnn_nodes(draw):
         attrs["linear_before_reset"] = draw(st.integers(0, 1))
     if op == "LSTM" and draw(st.booleans()):
         attrs["input_forget"] = 1
+    hidden = draw(st.integers(1, 24))
     kw = dict(
-        hidden=draw(st.integers(1, 24)), inputs=draw(st.integers(1, 8)),
+        hidden=hidden, inputs=draw(st.integers(1, 8)),
+        # a contracting recurrence: float32 rounding differences then stay at
+        # rounding size instead of being amplified step after step (ORT itself
+        # drifts 2e-5 from float64 math on expanding ones)
+        recurrent_scale=draw(st.floats(0.1, 0.9)) / np.sqrt(hidden),
         bias=draw(st.booleans()), initial_h=draw(st.booleans()),
         initial_c=op == "LSTM" and draw(st.booleans()),
         peepholes=op == "LSTM" and draw(st.booleans()),
