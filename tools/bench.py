@@ -301,14 +301,33 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_mhz() -> float:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("cpu MHz"):
-                return float(line.split(":", 1)[1])
-    except OSError:
-        pass
-    return float("nan")
+FADD_LATENCY = 3  # cycles of one dependent float add on AMD Zen 4 (4 on recent Intel cores)
+
+
+def cpu_ghz() -> float:
+    """The clock the core actually runs at (boost included, which
+    /proc/cpuinfo does not show): a chain of dependent float adds, one
+    FADD latency each, best of several runs."""
+    from numba import njit
+
+    @njit(cache=False)
+    def chain(n, x, y):
+        for _ in range(n):
+            x = x + y  # strict IEEE: no reassociation, so the chain stays serial
+        return x
+
+    n = 20_000_000
+    chain(10, 1.0, 1e-9)
+    best = min(_time(lambda: chain(n, 1.0, 1e-9)) for _ in range(9))
+    return FADD_LATENCY * n / best / 1e9
+
+
+def _time(fn) -> float:
+    # CPU time of this thread: a run pre-empted by other processes still
+    # counts only the cycles it got
+    t0 = time.thread_time()
+    fn()
+    return time.thread_time() - t0
 
 
 def rows(results: list, peak_gflops: float) -> list:
@@ -399,8 +418,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     target_s, repeat = (0.02, 3) if args.quick else (0.15, 7)
-    mhz = cpu_mhz()
-    peak = 2 * FMA_PER_CYCLE * mhz / 1e3  # GFLOP/s, one core
+    ghz = cpu_ghz()
+    peak = 2 * FMA_PER_CYCLE * ghz  # GFLOP/s, one core
     import streamgru.kernels as kernels
 
     kernels.warmup(("float32",))
@@ -417,14 +436,15 @@ def main(argv=None) -> int:
     import onnxruntime
 
     info = {
-        "cpu": cpu_name(), "mhz": mhz, "peak_gflops_one_core": peak, "load_avg": os.getloadavg(),
+        "cpu": cpu_name(), "ghz_measured": ghz, "peak_gflops_one_core": peak, "load_avg": os.getloadavg(),
         "python": platform.python_version(), "numba": numba.__version__, "numpy": np.__version__,
         "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "quick": args.quick,
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
     tab = rows(results, peak)
-    print(f"CPU: {info['cpu']} at {mhz:.0f} MHz, one thread; estimated peak {peak:.0f} GFLOP/s "
-          f"({FMA_PER_CYCLE} fp32 FMA/cycle); load average {info['load_avg'][0]:.1f}")
+    print(f"CPU: {info['cpu']}, {os.cpu_count()} cores, measured clock {ghz:.2f} GHz; one thread; "
+          f"estimated peak {peak:.0f} GFLOP/s ({FMA_PER_CYCLE} fp32 FMA/cycle x 2 FLOP x clock); "
+          f"load average {info['load_avg'][0]:.1f}")
     print(table(tab))
     print("* RTNeural: figures quoted in issue 7 (C++, same machine type), not measured in this run.")
     mem, cores = extra["memory"], extra["cores"]
