@@ -704,3 +704,31 @@ def test_lstm_rnn_batch_split_across_threads_equals_single_streams(monkeypatch):
         np.testing.assert_allclose(Y[i], s.process(X[i]), rtol=0, atol=1e-12)
         np.testing.assert_allclose(Y1[i], s.step(X[i, 0]), rtol=0, atol=1e-12)
         np.testing.assert_allclose(b.get_state()[i], s.get_state(), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_batch_step_of_many_streams_equals_single_streams(dtype, tol):
+    """n = 19: the batched kernels take streams four at a time through one
+    load of the weights, then the remainder, over more than one tile."""
+    spec = {"H": 6, "proj": False, "peep": True, "input_forget": True, "clip": 1.5,
+            "gate": "hard_sigmoid", "hs_alpha": 0.3, "hs_beta": 0.45,
+            "cell": "tanh", "hidden": "sigmoid"}
+    model = build(3, 12, [("lstm", spec), ("lstm", dict(spec, plain=True, proj=True)),
+                          ("rnn", {"H": 5, "act": "relu", "clip": 2.5}),
+                          ("gru", {"H": 4, "reset_after": True, "clip": None, "gate": "sigmoid"}),
+                          ("dense", {"O": 3, "act": "log_softmax"})], dtype)
+    rng = np.random.default_rng(13)
+    n, T = 19, 6
+    X = rng.normal(size=(n, T, 3)).astype(dtype)
+    S0 = np.stack([random_state(model, rng) for _ in range(n)])
+    b = model.streams(n)
+    b.set_state(S0)
+    Y = np.stack([b.step(X[:, t]) for t in range(T)], axis=1)
+    for i in range(n):
+        s = model.stream()
+        s.set_state(S0[i])
+        np.testing.assert_allclose(Y[i], s.process(X[i]), rtol=0, atol=tol)
+        np.testing.assert_allclose(b.get_state()[i], s.get_state(), rtol=0, atol=tol)
+    if dtype == np.float64:
+        want, _ = ref.run_model(model, X[7], S0[7])
+        np.testing.assert_allclose(Y[7], want, rtol=0, atol=1e-10)

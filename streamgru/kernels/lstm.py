@@ -14,7 +14,7 @@ import numpy as np
 
 from . import activations as act
 from .config import jit_fast
-from .gru import U, input_projection, matvec_flat
+from .gru import U, input_projection, matmul_rows, matvec_flat
 from .layout import (
     F_CLIP, F_INPUT_FORGET, F_PEEPHOLE, F_PROJ, H_SC_GX, H_SC_TMP, KIND_LSTM,
     M_ACT0, M_ACT1, M_ACT2, M_FLAGS, M_HID, M_IN, M_OUT, M_P, M_STATE, M_W0, M_W1,
@@ -156,3 +156,22 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
         matvec_flat(sc, g, st, h, w, wh, P, G)
         finish(w, meta, r, st, h, sc, g, dst, d0 + t * ds)
 
+
+@jit_fast
+def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
+    """One step of B <= TILE independent streams of the LSTM layer at meta
+    row ``r``: row b reads ``src[s0 + b*ss ...]``, updates the state at
+    ``st[sb + b*sst + state offset ...]`` and writes ``dst[d0 + b*ds ...]``.
+
+    Same arithmetic as ``seq`` with T=1 per stream, but the recurrent
+    products of the B streams share each load of W_hh (gru.matmul_rows).
+    """
+    I = meta[r + M_IN]
+    G = 4 * meta[r + M_HID]
+    P = meta[r + M_OUT]
+    h = sb + meta[r + M_STATE]
+    gx = meta[H_SC_GX]
+    input_projection(src, s0, ss, B, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
+    matmul_rows(sc, gx, G, st, h, sst, w, meta[r + M_W1], P, G, B)
+    for b in range(B):
+        finish(w, meta, r, st, h + b * sst, sc, gx + b * G, dst, d0 + b * ds)

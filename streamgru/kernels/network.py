@@ -74,8 +74,8 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc):
 def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
     """One step of B <= TILE independent streams through the whole model: row
     b of ``src`` in, row b of ``dst`` out, stream b's state at ``st[sb + b*sst:]``.
-    GRU layers run the rows together (shared weight loads); other recurrent
-    layers stream by stream; Dense layers are stateless, so all rows at once."""
+    Recurrent layers run the rows together (shared weight loads); Dense
+    layers are stateless, so all rows at once."""
     nl = meta[H_NLAYERS]
     cur, c0, cs = src, s0, ss
     for l in range(nl):
@@ -87,22 +87,13 @@ def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
             out, o0, os = sc, meta[H_SC_SEQA + (l & 1)], meta[r + M_OUT]
         if kind == KIND_GRU:
             gru.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
+        elif kind == KIND_LSTM:
+            lstm.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
+        elif kind == KIND_RNN:
+            rnn.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
         elif kind == KIND_DENSE:
             dense.seq(cur, c0, cs, out, o0, os, B, w, meta, r)
-        else:
-            for b in range(B):
-                _run_layer(kind, cur, c0 + b * cs, cs, out, o0 + b * os, os, w, meta, r, st,
-                           sb + b * sst, sc)
         cur, c0, cs = out, o0, os
-
-
-@jit
-def _run_layer(kind, src, s0, ss, dst, d0, ds, w, meta, r, st, sb, sc):
-    """One step of one stream through one recurrent layer other than GRU."""
-    if kind == KIND_LSTM:
-        lstm.seq(src, s0, ss, dst, d0, ds, 1, w, meta, r, st, sb, sc)
-    elif kind == KIND_RNN:
-        rnn.seq(src, s0, ss, dst, d0, ds, 1, w, meta, r, st, sb, sc)
 
 
 @jit

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import activations as act
 from .config import jit_fast
-from .gru import U, input_projection, matvec_flat
+from .gru import U, input_projection, matmul_rows, matvec_flat
 from .layout import (
     F_CLIP, H_SC_GX, KIND_RNN, M_ACT0, M_FLAGS, M_HID, M_IN, M_P, M_STATE,
     M_W0, M_W1, M_W2, P_ALPHA0, P_BETA0, P_CLIP,
@@ -74,3 +74,18 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
         matvec_flat(sc, g, st, h, w, wh, H, H)
         finish(w, meta, r, st, h, sc, g, dst, d0 + t * ds)
 
+
+@jit_fast
+def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
+    """One step of B <= TILE independent streams of the RNN layer at meta
+    row ``r``: row b reads ``src[s0 + b*ss ...]``, updates the state at
+    ``st[sb + b*sst + state offset ...]`` and writes ``dst[d0 + b*ds ...]``.
+    The recurrent products share each load of W_hh (gru.matmul_rows)."""
+    I = meta[r + M_IN]
+    H = meta[r + M_HID]
+    h = sb + meta[r + M_STATE]
+    gx = meta[H_SC_GX]
+    input_projection(src, s0, ss, B, I, H, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
+    matmul_rows(sc, gx, H, st, h, sst, w, meta[r + M_W1], H, H, B)
+    for b in range(B):
+        finish(w, meta, r, st, h + b * sst, sc, gx + b * H, dst, d0 + b * ds)
