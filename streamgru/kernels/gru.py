@@ -150,25 +150,6 @@ def matmul_rows(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, B):
 
 
 @jit_fast
-def matvec_acc(acc, v, W):
-    """acc[k] += sum_j v[j] * W[j, k]: the same product on views, W (len(v),
-    len(acc)) C-contiguous. Make the views outside loops (each costs a
-    reference count); ``matvec_flat`` avoids them altogether."""
-    nr, nc = W.shape
-    j = 0
-    while j + 4 <= nr:
-        x0, x1, x2, x3 = v[j], v[j + 1], v[j + 2], v[j + 3]
-        for k in range(nc):
-            acc[k] += x0 * W[j, k] + x1 * W[j + 1, k] + x2 * W[j + 2, k] + x3 * W[j + 3, k]
-        j += 4
-    while j < nr:
-        xj = v[j]
-        for k in range(nc):
-            acc[k] += xj * W[j, k]
-        j += 1
-
-
-@jit_fast
 def input_projection(src, s0, ss, T, I, G, w, wx, bi, sc, gx):
     """sc[gx + t*G + k] = b[k] + sum_j src[s0 + t*ss + j] * W^T[j, k] for a tile."""
     for t in range(T):
