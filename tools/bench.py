@@ -396,7 +396,7 @@ def chart(results: list, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['kind'].upper()}\nI={r['I']} H={r['H']}" for r in results]
+    labels = [f"{r['kind'].upper()} {r['I']}/{r['H']}" for r in results]
     fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
     engines = [("sg", "streamgru", "#1b9e77"), ("ort", "ONNX Runtime", "#7570b3"),
                ("torch", "PyTorch", "#d95f02")]
@@ -412,7 +412,8 @@ def chart(results: list, path: Path, title: str) -> None:
             ax.bar(xs + 1.5 * width, rt, width, label="RTNeural (quoted)", color="#999999")
         ax.set_yscale("log")
         ax.set_xticks(xs)
-        ax.set_xticklabels(labels, fontsize=8)
+        ax.set_xticklabels(labels, fontsize=8, rotation=30, ha="right")
+        ax.set_xlabel("cell I/H")
         ax.set_title(name)
         ax.set_ylabel("µs (lower is better)")
         ax.grid(axis="y", which="both", alpha=0.3)
@@ -464,6 +465,9 @@ def main(argv=None) -> int:
           f"load average {info['load_avg'][0]:.1f}")
     print(table(tab))
     print("* RTNeural: figures quoted in issue 7 (C++, same machine type), not measured in this run.")
+    print("float32 accuracy against float64 torch (max abs error): " + "; ".join(
+        f"{r['kind'].upper()} {r['I']}/{r['H']}: {r['err_first_step']:.1e} first step, "
+        f"{r['err_10000_steps']:.1e} over 10,000 steps" for r in results))
     mem, cores = extra["memory"], extra["cores"]
     print(f"\nStreamBatch memory, GRU I=16 H=64 (state {mem['state_bytes_per_stream']} B per stream):")
     for n in ("1", "1024", "1000000"):
