@@ -62,38 +62,38 @@ FMA_PER_CYCLE = 16  # fp32 FMAs per cycle per core: two 256-bit FMA pipes (AVX-5
 
 
 # -- timing -------------------------------------------------------------------
-def timed(fn, target_s: float, repeat: int, per: int = 1) -> float:
-    """Median over ``repeat`` runs of the mean time of one ``fn()`` call, in
-    microseconds divided by ``per`` (samples or streams per call)."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    number = max(1, int(target_s / one))
-    runs = []
-    for _ in range(repeat):
+def looped(fn, inference: bool = False):
+    """run(number): seconds for ``number`` calls of ``fn`` (under torch's
+    inference_mode if asked)."""
+
+    def run(number: int) -> float:
+        if inference:
+            import torch
+
+            with torch.inference_mode():
+                return looped(fn)(number)
         t0 = time.perf_counter()
         for _ in range(number):
             fn()
-        runs.append((time.perf_counter() - t0) / number)
-    return statistics.median(runs) * 1e6 / per
+        return time.perf_counter() - t0
+
+    return run
 
 
-def timed_step(step, x, y, target_s: float, repeat: int) -> float:
-    """``timed`` for ``step(x, out=y)`` called straight from the loop, as a
-    user's loop would (no lambda in between: at under a microsecond per
-    call, a lambda's ~40 ns would be a sizeable part of what is measured)."""
-    step(x, out=y)
-    t0 = time.perf_counter()
-    step(x, out=y)
-    number = max(1, int(target_s / max(time.perf_counter() - t0, 1e-7)))
-    runs = []
+def measure(jobs: dict, target_s: float, repeat: int) -> tuple[dict, dict]:
+    """Median and best over ``repeat`` rounds of the mean time per call of
+    each job, in microseconds divided by the job's ``per``. The jobs take
+    turns within each round, so all of them see the same machine load."""
+    number = {}
+    for name, (run, _) in jobs.items():
+        run(1)  # warm: compile, allocate, fill caches
+        number[name] = max(1, int(target_s / max(run(1), 1e-7)))
+    samples: dict = {name: [] for name in jobs}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            step(x, out=y)
-        runs.append((time.perf_counter() - t0) / number)
-    return statistics.median(runs) * 1e6
+        for name, (run, per) in jobs.items():
+            samples[name].append(run(number[name]) / number[name] * 1e6 / per)
+    return ({k: statistics.median(v) for k, v in samples.items()},
+            {k: min(v) for k, v in samples.items()})
 
 
 # -- models -------------------------------------------------------------------
@@ -166,29 +166,42 @@ def bench_config(kind: str, I: int, H: int, tmp: Path, target_s: float, repeat: 
     nstate = 1 if kind == "gru" else 2
     res: dict = {"kind": kind, "I": I, "H": H, "fma_per_sample": (3 if kind == "gru" else 4) * H * (I + H)}
 
+    from streamgru.kernels import config
+
+    jobs = {}  # name -> (run(number) -> seconds, samples or streams per call)
+
     # streamgru
     s = m.stream()
     x = rng.standard_normal(I).astype(np.float32)
     y = np.empty(H, np.float32)
-    res["sg_step"] = timed_step(s.step, x, y, target_s, repeat)
+
+    def sg_step(number):
+        step = s.step  # called straight from the loop, as a user's loop would
+        t0 = time.perf_counter()
+        for _ in range(number):
+            step(x, out=y)
+        return time.perf_counter() - t0
+
+    jobs["sg_step"] = (sg_step, 1)
     X = rng.standard_normal((T_SEQ, I)).astype(np.float32)
     Y = np.empty((T_SEQ, H), np.float32)
-    res["sg_process"] = timed(lambda: s.process(X, out=Y), target_s, repeat, per=T_SEQ)
+    jobs["sg_process"] = (looped(lambda: s.process(X, out=Y)), T_SEQ)
     b = m.streams(BATCH)
     XB = rng.standard_normal((BATCH, I)).astype(np.float32)
     YB = np.empty((BATCH, H), np.float32)
-    from streamgru.kernels import config
 
-    threads = config.THREADS
-    config.THREADS = 1  # the grid is single-threaded
-    try:
-        res["sg_batch"] = timed(lambda: b.step(XB, out=YB), target_s, repeat, per=BATCH)
-    finally:
-        config.THREADS = threads
+    def sg_batch(number):
+        threads = config.THREADS
+        config.THREADS = 1  # the grid is single-threaded
+        try:
+            return looped(lambda: b.step(XB, out=YB))(number)
+        finally:
+            config.THREADS = threads
+
+    jobs["sg_batch"] = (sg_batch, BATCH)
 
     # ONNX Runtime
-    x1 = x.reshape(1, 1, I)
-    feeds = {"x": x1, "h": np.zeros((1, 1, H), np.float32)}
+    feeds = {"x": x.reshape(1, 1, I), "h": np.zeros((1, 1, H), np.float32)}
     if nstate == 2:
         feeds["c"] = np.zeros((1, 1, H), np.float32)
 
@@ -198,35 +211,39 @@ def bench_config(kind: str, I: int, H: int, tmp: Path, target_s: float, repeat: 
         if nstate == 2:
             feeds["c"] = out[2]
 
-    res["ort_step"] = timed(ort_step, target_s, repeat)
+    jobs["ort_step"] = (looped(ort_step), 1)
     seq_feeds = {"x": X.reshape(T_SEQ, 1, I), "h": np.zeros((1, 1, H), np.float32)}
     if nstate == 2:
         seq_feeds["c"] = np.zeros((1, 1, H), np.float32)
-    res["ort_process"] = timed(lambda: sess.run(None, seq_feeds), target_s, repeat, per=T_SEQ)
+    jobs["ort_process"] = (looped(lambda: sess.run(None, seq_feeds)), T_SEQ)
     bfeeds = {"x": XB.reshape(1, BATCH, I), "h": np.zeros((1, BATCH, H), np.float32)}
     if nstate == 2:
         bfeeds["c"] = np.zeros((1, BATCH, H), np.float32)
-    res["ort_batch"] = timed(lambda: sess.run(None, bfeeds), target_s, repeat, per=BATCH)
+    jobs["ort_batch"] = (looped(lambda: sess.run(None, bfeeds)), BATCH)
 
     # PyTorch
+    xt = torch.from_numpy(x).reshape(1, I)
+    st = [torch.zeros(1, H) for _ in range(nstate)]
+
+    def torch_step():
+        if nstate == 1:
+            st[0] = cell(xt, st[0])
+        else:
+            st[0], st[1] = cell(xt, (st[0], st[1]))
+
+    jobs["torch_step"] = (looped(torch_step, inference=True), 1)
+    Xt = torch.from_numpy(X).reshape(T_SEQ, 1, I)
+    jobs["torch_process"] = (looped(lambda: layer(Xt), inference=True), T_SEQ)
+    XBt = torch.from_numpy(XB)
+    bst = tuple(torch.zeros(BATCH, H) for _ in range(nstate))
+    jobs["torch_batch"] = (looped(lambda: cell(XBt, bst[0] if nstate == 1 else bst), inference=True),
+                           BATCH)
+
+    med, best = measure(jobs, target_s, repeat)
+    res.update(med)
+    res.update({f"{k}_best": v for k, v in best.items()})
+
     with torch.inference_mode():
-        xt = torch.from_numpy(x).reshape(1, I)
-        st = [torch.zeros(1, H) for _ in range(nstate)]
-
-        def torch_step():
-            if nstate == 1:
-                st[0] = cell(xt, st[0])
-            else:
-                st[0], st[1] = cell(xt, (st[0], st[1]))
-
-        res["torch_step"] = timed(torch_step, target_s, repeat)
-        Xt = torch.from_numpy(X).reshape(T_SEQ, 1, I)
-        res["torch_process"] = timed(lambda: layer(Xt), target_s, repeat, per=T_SEQ)
-        XBt = torch.from_numpy(XB)
-        bst = tuple(torch.zeros(BATCH, H) for _ in range(nstate))
-        res["torch_batch"] = timed(lambda: cell(XBt, bst[0] if nstate == 1 else bst), target_s,
-                                   repeat, per=BATCH)
-
         # accuracy: float32 streamgru against float64 torch over 10,000 steps
         Xa = rng.standard_normal((10_000, I)).astype(np.float32)
         ref = layer.double()(torch.from_numpy(Xa.astype(np.float64)).reshape(10_000, 1, I))[0]
@@ -269,7 +286,7 @@ def bench_memory(target_s: float, repeat: int) -> dict:
         row = {}
         for k in sorted({1, threads}):
             config.THREADS = k
-            row[str(k)] = timed(lambda: b.step(X, out=Y), target_s, repeat, per=n)
+            row[str(k)] = measure({"b": (looped(lambda: b.step(X, out=Y)), n)}, target_s, repeat)[0]["b"]
         config.THREADS = threads
         cores[str(n)] = row
     return {"memory": mem, "cores": cores, "threads": threads}
