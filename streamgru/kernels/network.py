@@ -21,7 +21,7 @@ from numba import types
 from . import dense, gru, lstm, rnn
 from .config import jit
 from .layout import (
-    H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SC_SEQB, H_STATE, H_TILE, HEADER,
+    H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_STATE, H_TILE, HEADER,
     KIND_DENSE, KIND_GRU, KIND_LSTM, KIND_RNN, M_KIND, M_OUT, ROW,
 )
 
