@@ -92,6 +92,18 @@ def _nonfinite(arr: np.ndarray) -> str:
     return f"{arr[idx]} at index {idx if len(idx) > 1 else idx[0]}"
 
 
+def _new_state(value: Any, shape: tuple, dtype: np.dtype, noun: str, contains: str,
+               unchanged: str) -> np.ndarray:
+    """``value`` checked as a replacement state (shape, real, finite) for
+    ``set_state``; InputError otherwise, before anything is written."""
+    st = _as_input(value, shape, dtype, "set_state", f"{noun} of shape {shape}")
+    if not np.all(np.isfinite(st)):
+        raise InputError(
+            f"set_state: {contains} {_nonfinite(st)}; expected finite values. {unchanged}"
+        )
+    return st
+
+
 class Stream:
     """One stream: the state of every recurrent layer of a model, updated in place.
 
@@ -246,16 +258,10 @@ class Stream:
 
     def set_state(self, state: Any) -> None:
         """Replace the state with ``state`` (length ``model.state_size``, finite)."""
-        st = _as_input(
-            state, self._state.shape, self._dtype, "set_state",
-            f"a state of shape {self._state.shape}",
+        self._state[:] = _new_state(
+            state, self._state.shape, self._dtype, "a state", "state contains",
+            "The stream's state is unchanged.",
         )
-        if not np.all(np.isfinite(st)):
-            raise InputError(
-                f"set_state: state contains {_nonfinite(st)}; expected finite values. "
-                f"The stream's state is unchanged."
-            )
-        self._state[:] = st
 
     def __repr__(self) -> str:
         return f"<Stream of {self._model!r}>"
@@ -418,14 +424,10 @@ class StreamBatch:
 
     def set_state(self, states: Any) -> None:
         """Replace all states with ``states`` of shape (n, state_size), finite."""
-        shape = self._states.shape
-        st = _as_input(states, shape, self._dtype, "set_state", f"states of shape {shape}")
-        if not np.all(np.isfinite(st)):
-            raise InputError(
-                f"set_state: states contain {_nonfinite(st)}; expected finite values. "
-                f"No stream's state was changed."
-            )
-        self._states[:] = st
+        self._states[:] = _new_state(
+            states, self._states.shape, self._dtype, "states", "states contain",
+            "No stream's state was changed.",
+        )
 
     def __repr__(self) -> str:
         return f"<StreamBatch of {self._n} streams of {self._model!r}>"
