@@ -56,5 +56,5 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch, capsys):
 def test_readme_keeps_the_two_setup_commands():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         text = f.read()
-    assert re.search(r"pip install [^\n]*&& *python", text)  # install and run the main job
+    assert re.search(r"pip install [^\n]*&& *streamgru demo", text)  # install and run the main job
     assert re.search(r"pip install [^\n]*\[test\][^\n]*&& *python -m pytest", text)

@@ -261,7 +261,7 @@ def test_save_into_read_only_directory_leaves_file_identical(tmp_path, monkeypat
             def refuse(*args, **kwargs):
                 raise PermissionError(13, "Permission denied", str(tmp_path))
 
-            monkeypatch.setattr(native.tempfile, "mkstemp", refuse)
+            monkeypatch.setattr(native, "_open_temp", refuse)
         except PermissionError:
             pass
         with pytest.raises(PermissionError):
@@ -270,3 +270,14 @@ def test_save_into_read_only_directory_leaves_file_identical(tmp_path, monkeypat
         os.chmod(tmp_path, 0o755)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == [path.name]
+
+
+def test_saved_file_mode_follows_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        sg.save(make_model(np.float32, np.random.default_rng(8)), tmp_path / "m.npz")
+        sg.save(make_model(np.float32, np.random.default_rng(8)), tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o644

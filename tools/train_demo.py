@@ -257,7 +257,6 @@ def main(argv=None) -> int:
         },
     )
     sg.save(model, os.path.join(data_dir, "watch_gru.npz"))
-    os.chmod(os.path.join(data_dir, "watch_gru.npz"), 0o644)  # shipped: readable by all users
     np.savez_compressed(
         os.path.join(data_dir, "watch_test.npz"),
         samples=samples,

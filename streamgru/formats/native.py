@@ -18,7 +18,7 @@ import io
 import json
 import os
 import struct
-import tempfile
+import secrets
 from typing import Any
 
 import numpy as np
@@ -117,9 +117,21 @@ def _build(desc: Any, tensors: dict[str, np.ndarray], path: str) -> Model:
 # files
 
 
+def _open_temp(folder: str) -> tuple[int, str]:
+    """Create a new temporary file in ``folder``: like mkstemp, but with the
+    mode open() would give (0o666 less the umask), so a saved model is as
+    readable as any other file the user writes."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".streamgru-{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {folder}")
+
+
 def _write_atomic(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".streamgru-", dir=folder)
+    fd, tmp = _open_temp(os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
