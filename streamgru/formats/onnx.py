@@ -728,15 +728,18 @@ def _parse_size(d: Any) -> tuple[int, tuple] | None:
     return 1, tuple(sorted(d.split("*")))
 
 
+def _target_shape(g: _Graph, shape_v: Any, op: str) -> list:
+    """The shape operand of Reshape/Expand as a list (known values or symbols)."""
+    if isinstance(shape_v, _Const):
+        return [int(v) for v in np.asarray(shape_v.value).reshape(-1)]
+    if isinstance(shape_v, _Dims):
+        return list(shape_v.values)
+    raise g.fail(f"{op} to a shape that is not known")
+
+
 def _h_reshape(g: _Graph, node: Any, ins: list, at: dict) -> list:
     # Reshape-14: 0 copies the input's dimension (unless allowzero), -1 is inferred
-    x, shape_v = ins[0], ins[1]
-    if isinstance(shape_v, _Const):
-        target = [int(v) for v in np.asarray(shape_v.value).reshape(-1)]
-    elif isinstance(shape_v, _Dims):
-        target = list(shape_v.values)
-    else:
-        raise g.fail("Reshape to a shape that is not known")
+    x, target = ins[0], _target_shape(g, ins[1], "Reshape")
     if at.get("allowzero", 0) and 0 in target:
         raise g.fail("Reshape with allowzero to an empty shape")
     if isinstance(x, _Fill):
@@ -812,13 +815,7 @@ def _h_flatten(g: _Graph, node: Any, ins: list, at: dict) -> list:
 
 def _h_expand(g: _Graph, node: Any, ins: list, at: dict) -> list:
     # Expand-13: bidirectional broadcast of data to shape
-    x, shape_v = ins[0], ins[1]
-    if isinstance(shape_v, _Const):
-        target = [int(v) for v in np.asarray(shape_v.value).reshape(-1)]
-    elif isinstance(shape_v, _Dims):
-        target = list(shape_v.values)
-    else:
-        raise g.fail("Expand to a shape that is not known")
+    x, target = ins[0], _target_shape(g, ins[1], "Expand")
     if isinstance(x, (_Const, _Fill)):
         base = x.value if isinstance(x, _Const) else x.base
         xs = tuple(base.shape) if isinstance(x, _Const) else x.shape
