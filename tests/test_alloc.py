@@ -23,21 +23,37 @@ PROBE = textwrap.dedent(
     from numba import njit
     from numba.core.runtime import rtsys
     import streamgru as sg
+    from streamgru.kernels import config
+
+    # one kernel call per method: a large StreamBatch call split across
+    # threads makes one call per thread, each registering its own arguments
+    config.THREADS = 1
 
     # big input and output vectors: a hidden copy of either would show in
     # tracemalloc's peak (numpy reports its data buffers to tracemalloc)
     I, H, O, T, N = 400, 16, 400, 32, 3
     rng = np.random.default_rng(0)
-    m = sg.Model([
-        sg.GRU.from_torch(rng.normal(size=(3 * H, I)) * 0.02, rng.normal(size=(3 * H, H)) * 0.1),
-        sg.Dense(rng.normal(size=(O, H)) * 0.1, None, "tanh"),
-    ])
+    if sys.argv[1] == "gru":
+        m = sg.Model([
+            sg.GRU.from_torch(rng.normal(size=(3 * H, I)) * 0.02, rng.normal(size=(3 * H, H)) * 0.1),
+            sg.Dense(rng.normal(size=(O, H)) * 0.1, None, "tanh"),
+        ])
+    else:  # the LSTM (projection, peepholes, clip) and relu RNN kernels, an LSTM last
+        Hc, P = 6, 3
+        m = sg.Model([
+            sg.LSTM(rng.normal(size=(4 * Hc, I)) * 0.02, rng.normal(size=(4 * Hc, P)) * 0.3,
+                    weight_hr=rng.normal(size=(P, Hc)) * 0.3,
+                    peepholes=rng.normal(size=(3, Hc)), clip=2.0),
+            sg.RNN(rng.normal(size=(5, P)), rng.normal(size=(5, 5)) * 0.3, activation="relu"),
+            sg.LSTM(rng.normal(size=(4 * O, 5)) * 0.1, rng.normal(size=(4 * O, O)) * 0.02),
+        ])
     f = m.dtype
     s = m.stream()
     b = m.streams(N)
     x, y = np.ones(I, f), np.empty(O, f)
     X, Y = np.ones((T, I), f), np.empty((T, O), f)
     XB, YB = np.ones((N, I), f), np.empty((N, O), f)
+    XP, YP = np.ones((N, T, I), f), np.empty((N, T, O), f)
 
     @njit
     def noop5(a, b, c, d, e):
@@ -54,6 +70,11 @@ PROBE = textwrap.dedent(
             lambda: b.step(XB, out=YB),
             lambda: noop6(XB, YB, b._w, b._meta, b._states, b._scratch),
             YB,
+        ),
+        "batch_process": (
+            lambda: b.process(XP, out=YP),
+            lambda: noop6(XP, YP, b._w, b._meta, b._states, b._scratch),
+            YP,
         ),
     }
 
@@ -96,7 +117,7 @@ PROBE = textwrap.dedent(
             "nrt": nrt_per_call(fn),
             "nrt_baseline": nrt_per_call(noop),
             "numpy_calls": numpy_calls(fn),
-            "traced": traced(fn, 20000 if name != "process" else 2000),
+            "traced": traced(fn, {"process": 2000, "batch_process": 500}.get(name, 20000)),
         }
     # the probes can see an allocation when there is one
     out["control"] = {
@@ -120,11 +141,12 @@ PROBE = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def probe():
+@pytest.fixture(scope="module", params=["gru", "cells"])
+def probe(request):
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     res = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", PROBE, request.param],
+        env=env, capture_output=True, text=True, timeout=600,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -140,7 +162,7 @@ def test_probes_detect_allocations(probe):
     assert c["nrt"]["mi_alloc"] > c["nrt_baseline"]["mi_alloc"]
 
 
-@pytest.mark.parametrize("path", ["step", "process", "batch_step"])
+@pytest.mark.parametrize("path", ["step", "process", "batch_step", "batch_process"])
 def test_out_path_allocates_nothing(probe, path):
     r = probe[path]
     assert r["returns_out"]
