@@ -1,7 +1,8 @@
 """LSTM kernel: one tile of T steps of one LSTM layer.
 
-Packed block: ``W_ih^T`` (I, 4H) and ``W_hh^T`` (P, 4H) row-major (gate
-columns i, f, g, o, as in the canonical form), then ``b_ih + b_hh`` (4H,),
+Packed block: ``W_ih^T`` (I, 4H) and ``W_hh^T`` (P, 4H) in ``simd`` panel
+form (gate columns i, f, g, o, as in the canonical form; rows of gate
+pre-activations padded to whole vectors), then ``b_ih + b_hh`` (4H, padded),
 then the peepholes (3, H) rows p_i, p_f, p_o if present, then the projection
 ``W_hr^T`` (H, P) if present. The layer's state is h (P) then c (H).
 
@@ -13,8 +14,9 @@ general path, which applies the activations gate block by gate block.
 import numpy as np
 
 from . import activations as act
+from . import simd
 from .config import jit_fast
-from .gru import U, input_projection, matmul_rows, matvec_flat
+from .simd import U
 from .layout import (
     F_CLIP, F_INPUT_FORGET, F_PEEPHOLE, F_PROJ, H_SC_GX, H_SC_TMP, KIND_LSTM,
     M_ACT0, M_ACT1, M_ACT2, M_FLAGS, M_HID, M_IN, M_OUT, M_P, M_STATE, M_W0, M_W1,
@@ -38,18 +40,20 @@ def pack(layer, packer):
          P_ALPHA2: layer.hidden_activation.alpha, P_BETA2: layer.hidden_activation.beta}
     )
     # the two biases are always added together: fold them once, in float64
-    bias = np.asarray(layer.bias_ih, np.float64) + np.asarray(layer.bias_hh, np.float64)
+    G = packer.padded(4 * H)
+    bias = np.zeros(G)
+    bias[: 4 * H] = np.asarray(layer.bias_ih, np.float64) + np.asarray(layer.bias_hh, np.float64)
     return {
         "kind": KIND_LSTM,
-        "gates": 4 * H,
+        "gates": G,
         "tmp": H,
         M_FLAGS: flags,
         M_ACT0: act.CODES[layer.gate_activation.name],
         M_ACT1: act.CODES[layer.cell_activation.name],
         M_ACT2: act.CODES[layer.hidden_activation.name],
         M_P: params,
-        M_W0: packer.add(layer.weight_ih.T),
-        M_W1: packer.add(layer.weight_hh.T),
+        M_W0: packer.panels(layer.weight_ih.T),
+        M_W1: packer.panels(layer.weight_hh.T),
         M_W2: packer.add(bias),
         M_W3: packer.add(layer.peepholes) if layer.peepholes is not None else 0,
         M_W4: packer.add(layer.weight_hr.T) if layer.weight_hr is not None else 0,
@@ -125,7 +129,7 @@ def finish(w, meta, r, st, h, sc, a, dst, o):
     if (flags & F_PROJ) != 0:
         for k in range(P):
             st[U(h + k)] = 0
-        matvec_flat(st, h, sc, v, w, meta[r + M_W4], H, P)
+        simd.matvec_flat(st, h, sc, v, w, meta[r + M_W4], H, P)
     else:
         for k in range(H):
             st[U(h + k)] = sc[U(v + k)]
@@ -142,18 +146,18 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     and writes each step's h to ``dst[d0 + t*ds : ... + P]``.
     """
     I = meta[r + M_IN]
-    G = 4 * meta[r + M_HID]
+    G = simd.width(4 * meta[r + M_HID], w)
     P = meta[r + M_OUT]
     wh = meta[r + M_W1]
     h = sb + meta[r + M_STATE]
     gx = meta[H_SC_GX]
 
-    input_projection(src, s0, ss, T, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
+    simd.project(src, s0, ss, T, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
 
     for t in range(T):
         # each row of input projections is used once: add R h to it in place
         g = gx + t * G
-        matvec_flat(sc, g, st, h, w, wh, P, G)
+        simd.gemv(sc, g, st, h, w, wh, P, G)
         finish(w, meta, r, st, h, sc, g, dst, d0 + t * ds)
 
 
@@ -164,14 +168,14 @@ def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     ``st[sb + b*sst + state offset ...]`` and writes ``dst[d0 + b*ds ...]``.
 
     Same arithmetic as ``seq`` with T=1 per stream, but the recurrent
-    products of the B streams share each load of W_hh (gru.matmul_rows).
+    products of the B streams share each load of W_hh (simd.gemm).
     """
     I = meta[r + M_IN]
-    G = 4 * meta[r + M_HID]
+    G = simd.width(4 * meta[r + M_HID], w)
     P = meta[r + M_OUT]
     h = sb + meta[r + M_STATE]
     gx = meta[H_SC_GX]
-    input_projection(src, s0, ss, B, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
-    matmul_rows(sc, gx, G, st, h, sst, w, meta[r + M_W1], P, G, B)
+    simd.project(src, s0, ss, B, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
+    simd.gemm(sc, gx, G, st, h, sst, w, meta[r + M_W1], P, G, B)
     for b in range(B):
         finish(w, meta, r, st, h + b * sst, sc, gx + b * G, dst, d0 + b * ds)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import dense, gru, lstm, rnn
+from . import dense, gru, lstm, rnn, simd
 from .layout import (
     H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB, H_SC_TMP,
     H_SCRATCH, H_STATE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
@@ -18,9 +18,11 @@ PACKERS = {"gru": gru, "lstm": lstm, "rnn": rnn, "dense": dense}
 
 
 class Packer:
-    """Collects arrays into one flat float buffer, handing out their offsets."""
+    """Collects arrays into one flat float buffer of ``dtype``, handing out
+    their offsets."""
 
-    def __init__(self) -> None:
+    def __init__(self, dtype) -> None:
+        self.dtype = np.dtype(dtype)
         self.parts: list[np.ndarray] = []
         self.size = 0
 
@@ -30,6 +32,19 @@ class Packer:
         self.parts.append(flat)
         self.size += flat.size
         return off
+
+    def panels(self, wt: np.ndarray) -> int:
+        """Add ``wt`` (W^T, inputs x outputs) packed for ``simd.gemv``, at an
+        offset on a vector boundary so no load splits a cache line."""
+        L = simd.lanes(self.dtype)
+        if self.size % L:
+            self.add(np.zeros(L - self.size % L))
+        return self.add(simd.pack_panels(wt, self.dtype))
+
+    def padded(self, n: int) -> int:
+        """Width of a row of ``n`` outputs of a panel product (a multiple of
+        the vector length: the products write whole vectors)."""
+        return simd.padded(n, self.dtype)
 
     def params(self, values: dict[int, float]) -> int:
         block = np.zeros(P_SIZE)
@@ -50,9 +65,18 @@ class Plan:
     output_size: int
 
 
+def _aligned(n: int, dtype) -> np.ndarray:
+    """A zeroed array of ``n`` elements whose data starts on a 64-byte boundary
+    (panel offsets are vector-aligned relative to it)."""
+    dt = np.dtype(dtype)
+    raw = np.zeros(n + simd.VECTOR_BYTES // dt.itemsize, dt)
+    skip = (-raw.ctypes.data % simd.VECTOR_BYTES) // dt.itemsize
+    return raw[skip : skip + n]
+
+
 def build_plan(layers, dtype) -> Plan:
     """Pack ``layers`` (canonical, already in ``dtype``) into a Plan."""
-    packer = Packer()
+    packer = Packer(dtype)
     rows = []
     state = 0
     for layer in layers:
@@ -91,10 +115,12 @@ def build_plan(layers, dtype) -> Plan:
         for field, value in row.items():
             meta[base + field] = value
 
-    w = np.concatenate([p.astype(dtype) for p in packer.parts]) if packer.parts else np.zeros(0, dtype)
+    w = _aligned(packer.size, dtype)
+    if packer.parts:
+        np.concatenate([p.astype(dtype) for p in packer.parts], out=w)
     meta.setflags(write=True)
     return Plan(
-        w=np.ascontiguousarray(w, dtype=dtype),
+        w=w,
         meta=meta,
         state_size=state,
         scratch_size=int(meta[H_SCRATCH]),

@@ -1,14 +1,16 @@
 """Elman RNN kernel: one tile of T steps of ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``.
 
-Packed block: ``W_ih^T`` (I, H) and ``W_hh^T`` (H, H) row-major, then
-``b_ih + b_hh`` (H,). The layer's state is h (H).
+Packed block: ``W_ih^T`` (I, H) and ``W_hh^T`` (H, H) in ``simd`` panel form
+(rows of pre-activations padded to whole vectors), then ``b_ih + b_hh`` (H,
+padded). The layer's state is h (H).
 """
 
 import numpy as np
 
 from . import activations as act
+from . import simd
 from .config import jit_fast
-from .gru import U, input_projection, matmul_rows, matvec_flat
+from .simd import U
 from .layout import (
     F_CLIP, H_SC_GX, KIND_RNN, M_ACT0, M_FLAGS, M_HID, M_IN, M_P, M_STATE,
     M_W0, M_W1, M_W2, P_ALPHA0, P_BETA0, P_CLIP,
@@ -22,16 +24,19 @@ def pack(layer, packer):
          P_ALPHA0: layer.activation.alpha, P_BETA0: layer.activation.beta}
     )
     # the two biases are always added together: fold them once, in float64
-    bias = np.asarray(layer.bias_ih, np.float64) + np.asarray(layer.bias_hh, np.float64)
+    G = packer.padded(layer.hidden_size)
+    bias = np.zeros(G)
+    bias[: layer.hidden_size] = (np.asarray(layer.bias_ih, np.float64)
+                                 + np.asarray(layer.bias_hh, np.float64))
     return {
         "kind": KIND_RNN,
-        "gates": layer.hidden_size,
+        "gates": G,
         "tmp": 0,
         M_FLAGS: F_CLIP if layer.clip else 0,
         M_ACT0: act.CODES[layer.activation.name],
         M_P: params,
-        M_W0: packer.add(layer.weight_ih.T),
-        M_W1: packer.add(layer.weight_hh.T),
+        M_W0: packer.panels(layer.weight_ih.T),
+        M_W1: packer.panels(layer.weight_hh.T),
         M_W2: packer.add(bias),
     }
 
@@ -65,13 +70,14 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     h = sb + meta[r + M_STATE]
     gx = meta[H_SC_GX]
 
-    input_projection(src, s0, ss, T, I, H, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
+    G = simd.width(H, w)
+    simd.project(src, s0, ss, T, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
 
     for t in range(T):
         # the new h is built in the step's row of input projections (used
         # once), never in the state: every element needs the whole old h
-        g = gx + t * H
-        matvec_flat(sc, g, st, h, w, wh, H, H)
+        g = gx + t * G
+        simd.gemv(sc, g, st, h, w, wh, H, G)
         finish(w, meta, r, st, h, sc, g, dst, d0 + t * ds)
 
 
@@ -80,12 +86,13 @@ def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     """One step of B <= TILE independent streams of the RNN layer at meta
     row ``r``: row b reads ``src[s0 + b*ss ...]``, updates the state at
     ``st[sb + b*sst + state offset ...]`` and writes ``dst[d0 + b*ds ...]``.
-    The recurrent products share each load of W_hh (gru.matmul_rows)."""
+    The recurrent products share each load of W_hh (simd.gemm)."""
     I = meta[r + M_IN]
     H = meta[r + M_HID]
     h = sb + meta[r + M_STATE]
     gx = meta[H_SC_GX]
-    input_projection(src, s0, ss, B, I, H, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
-    matmul_rows(sc, gx, H, st, h, sst, w, meta[r + M_W1], H, H, B)
+    G = simd.width(H, w)
+    simd.project(src, s0, ss, B, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
+    simd.gemm(sc, gx, G, st, h, sst, w, meta[r + M_W1], H, G, B)
     for b in range(B):
-        finish(w, meta, r, st, h + b * sst, sc, gx + b * H, dst, d0 + b * ds)
+        finish(w, meta, r, st, h + b * sst, sc, gx + b * G, dst, d0 + b * ds)
