@@ -16,7 +16,6 @@ from .errors import InputError, StreamGRUError, UnsafeWeightsError, WeightsError
 from .formats import from_torch, load, save
 from .layers import GRU, LSTM, RNN, Dense
 from .model import Model
-from .stream import Stream, StreamBatch
 
 __version__ = "0.1.0"
 
@@ -36,3 +35,20 @@ __all__ = [
     "UnsafeWeightsError",
     "InputError",
 ]
+
+
+def __getattr__(name: str):
+    # Stream and StreamBatch bring in numba and the kernels (about 0.2 s before
+    # the first kernel even loads), so they are imported on first use: loading,
+    # inspecting and converting models stays light (``streamgru info``).
+    if name in ("Stream", "StreamBatch"):
+        from . import stream
+
+        value = getattr(stream, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))
