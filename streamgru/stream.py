@@ -133,11 +133,12 @@ class Stream:
     def __init__(self, model) -> None:
         plan = model._plan()
         self._model = model
+        # the buffer's header holds the addresses of w and meta, which the
+        # kernels follow: these references keep them alive as long as _buf
         self._w = plan.w
         self._meta = plan.meta
         self._dtype = model.dtype
-        self._buf = np.zeros(plan.state_size + plan.scratch_size, self._dtype)
-        self._state = self._buf[: plan.state_size]
+        self._buf, self._state = network.stream_buffer(plan)
         self._I = plan.input_size
         self._O = plan.output_size
         self._xshape = (plan.input_size,)
@@ -184,14 +185,14 @@ class Stream:
         if out is None:
             out = np.empty(self._oshape, self._dtype)
         try:
-            status = self._kstep(x, out, self._w, self._meta, self._buf)
+            status = self._kstep(x, out, self._buf)
         except TypeError:
             status = -1
         if status:
             if status == -1:
                 x = _as_input(x, self._xshape, self._dtype, "step", f"x of shape {self._xshape}")
                 _check_out(out, self._oshape, self._dtype, "step")
-                status = self._kstep(x, out, self._w, self._meta, self._buf)
+                status = self._kstep(x, out, self._buf)
             if status:
                 raise InputError(
                     f"step: x contains {_nonfinite(x)}; expected finite values. "
@@ -239,7 +240,7 @@ class Stream:
             _check_out(out, oshape, self._dtype, "process")
         if self._kprocess is None:
             self._kprocess = network.entry("process", self._dtype)
-        bad = self._kprocess(X, out, self._w, self._meta, self._buf)
+        bad = self._kprocess(X, out, self._buf)
         if bad:
             raise InputError(
                 f"process: X row {bad - 1} contains {_nonfinite(X[bad - 1])}; expected finite "
@@ -263,8 +264,20 @@ class Stream:
             "The stream's state is unchanged.",
         )
 
+    def __reduce__(self):
+        # copy, deepcopy and pickle: a new buffer (its header must point at
+        # the copy's own plan, never at this one's) carrying the same state
+        return (_restore_stream, (self._model, self.get_state()))
+
     def __repr__(self) -> str:
         return f"<Stream of {self._model!r}>"
+
+
+def _restore_stream(model, state: np.ndarray) -> Stream:
+    """A stream of ``model`` in ``state`` (how a Stream is copied and unpickled)."""
+    s = model.stream()
+    s.set_state(state)
+    return s
 
 
 class StreamBatch:

@@ -56,7 +56,7 @@ PROBE = textwrap.dedent(
     XP, YP = np.ones((N, T, I), f), np.empty((N, T, O), f)
 
     @njit
-    def noop5(a, b, c, d, e):
+    def noop3(a, b, c):
         return 0
 
     @njit
@@ -64,8 +64,8 @@ PROBE = textwrap.dedent(
         return 0
 
     cases = {
-        "step": (lambda: s.step(x, out=y), lambda: noop5(x, y, s._w, s._meta, s._buf), y),
-        "process": (lambda: s.process(X, out=Y), lambda: noop5(X, Y, s._w, s._meta, s._buf), Y),
+        "step": (lambda: s.step(x, out=y), lambda: noop3(x, y, s._buf), y),
+        "process": (lambda: s.process(X, out=Y), lambda: noop3(X, Y, s._buf), Y),
         "batch_step": (
             lambda: b.step(XB, out=YB),
             lambda: noop6(XB, YB, b._w, b._meta, b._states, b._scratch),

@@ -91,13 +91,22 @@ def test_locked_entry_point_refuses_other_array_types():
     step = network.entry("step", np.float32)
     y = np.empty(m.output_size, np.float32)
     with pytest.raises(TypeError):
-        step(np.ones(m.input_size), y, s._w, s._meta, s._buf)  # float64 x
+        step(np.ones(m.input_size), y, s._buf)  # float64 x
     with pytest.raises(TypeError):
-        step(np.ones(2 * m.input_size, np.float32)[::2], y, s._w, s._meta, s._buf)  # strided
+        step(np.ones(2 * m.input_size, np.float32)[::2], y, s._buf)  # strided
     # sizes are the kernel's own check: status -1, nothing touched
     before = s.get_state()
-    assert step(np.ones(m.input_size + 1, np.float32), y, s._w, s._meta, s._buf) == -1
+    assert step(np.ones(m.input_size + 1, np.float32), y, s._buf) == -1
+    # the buffer carries the plan's addresses: one stream_buffer did not write
+    # is refused, not followed, and so is one too short for state + scratch
+    x = np.ones(m.input_size, np.float32)
+    process = network.entry("process", np.float32)
+    X, Y = np.ones((3, m.input_size), np.float32), np.empty((3, m.output_size), np.float32)
+    for buf in (np.zeros_like(s._buf), s._buf[:-1], s._buf[:3]):
+        assert step(x, y, buf) == -1
+        assert process(X, Y, buf) == -1
     np.testing.assert_array_equal(s.get_state(), before)
+    assert step(x, y, s._buf) == 0 and process(X, Y, s._buf) == 0
 
 
 def test_warmup_prepares_both_dtypes():

@@ -2,17 +2,24 @@
 
 Every entry point first checks sizes and that its whole input is finite, and
 returns a status without touching the state if not; only then does it run.
-Status: 0 on success, -1 if an array's size does not match the plan, else
-1 + the index of the first row (step: 1; batch: stream) holding NaN or inf.
+Status: 0 on success, -1 if an array's size does not match the plan (or
+``buf`` is not a stream buffer), else 1 + the index of the first row (step:
+1; batch: stream) holding NaN or inf.
 
 Arguments are flat so one compiled version per dtype serves every model:
-``w`` and ``meta`` are the plan (layout.py), ``buf`` a stream's state followed
-by its scratch, ``states`` (n, state_size) a batch's states and ``sc`` one
-scratch buffer. ``prepare(dtype)`` compiles (or loads from the disk cache)
+``w`` and ``meta`` are the plan (layout.py), ``states`` (n, state_size) a
+batch's states and ``sc`` one scratch buffer. A single stream's ``step`` and
+``process`` take only ``(x, y, buf)``: every array argument costs the
+dispatcher ~45 ns (type check and unboxing), so ``buf`` (``stream_buffer``)
+carries the plan's addresses in a header, then the stream's state, then its
+scratch. ``prepare(dtype)`` compiles (or loads from the disk cache)
 every entry point for one dtype and then locks the dispatchers: a call with
 any other array type (dtype, layout, read-only, ndim) raises ``TypeError``
 from numba's C dispatcher instead of compiling a new version. That makes the
 dispatcher itself the fast type check of ``Stream.step``.
+
+Inside, arrays are passed on as ``pointers.borrowed`` views (or rebuilt with
+``pointers.array_at``): no reference counting per helper call.
 """
 
 import numpy as np
@@ -21,11 +28,27 @@ from numba import types
 from . import dense, gru, lstm, rnn
 from .config import jit
 from .layout import (
-    H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_STATE, H_TILE, HEADER,
+    H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SCRATCH, H_STATE, H_TILE, HEADER,
     KIND_DENSE, KIND_GRU, KIND_LSTM, KIND_RNN, M_KIND, M_OUT, ROW,
 )
+from .pointers import address, array_at, borrowed
 
 U = np.uint64  # unsigned subscripts: no negative-index wrap, loops vectorise
+
+# A stream buffer (``stream_buffer``): one 1-D array of the model's dtype,
+# starting on a BUF_ALIGN-byte boundary.
+#   bytes [0, BUF_HEADER_BYTES): header, int64 slots (a .view(np.int64) of the
+#       first elements): address and length of the plan's w and meta, and a
+#       check word (those four xor BUF_MAGIC) so a buffer that
+#       ``stream_buffer`` did not write is refused (status -1) instead of
+#       being followed to a wild address;
+#   then the state (meta[H_STATE] elements), then the scratch (meta[H_SCRATCH]).
+# The kernels trust the addresses: whoever holds the buffer must keep the
+# plan's w and meta alive (Stream does).
+BUF_HEADER_BYTES = 64  # header slots: 16 float32 or 8 float64; the state stays 64-byte aligned
+BUF_ALIGN = 64
+B_W, B_NW, B_META, B_NMETA, B_CHECK = 0, 1, 2, 3, 4
+BUF_MAGIC = 0x5347525542554621  # "SGRUBUF!"
 
 
 @jit
@@ -44,6 +67,18 @@ def _first_bad_row(a, rows, cols):
         if not _all_finite(a, i * cols, cols):
             return i
     return -1
+
+
+@jit
+def _plan_of(buf):
+    """The plan (w, meta) whose addresses ``buf``'s header holds, as
+    ``array_at`` views; meta is empty if ``buf`` has no valid header."""
+    if buf.size * buf.itemsize < BUF_HEADER_BYTES:
+        return array_at(0, 0, buf.dtype), array_at(0, 0, np.int64)
+    h = array_at(address(buf), BUF_HEADER_BYTES // 8, np.int64)  # buf[:hb].view(np.int64)
+    if h[B_CHECK] != h[B_W] ^ h[B_NW] ^ h[B_META] ^ h[B_NMETA] ^ BUF_MAGIC or h[B_NMETA] < HEADER:
+        return array_at(0, 0, buf.dtype), array_at(0, 0, np.int64)
+    return array_at(h[B_W], h[B_NW], buf.dtype), array_at(h[B_META], h[B_NMETA], np.int64)
 
 
 @jit
@@ -97,35 +132,44 @@ def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
 
 
 @jit
-def step(x, y, w, meta, buf):
-    """One step of one stream: x (I,) -> y (O,); buf = state + scratch."""
-    if x.size != meta[H_INPUT] or y.size != meta[H_OUTPUT] or buf.size < meta[H_STATE]:
+def step(x, y, buf):
+    """One step of one stream: x (I,) -> y (O,); buf = plan header + state +
+    scratch (``stream_buffer``)."""
+    bx, by, bb = borrowed(x), borrowed(y), borrowed(buf)
+    w, meta = _plan_of(bb)
+    hb = BUF_HEADER_BYTES // buf.itemsize
+    if (meta.size == 0 or x.size != meta[H_INPUT] or y.size != meta[H_OUTPUT]
+            or buf.size < hb + meta[H_STATE] + meta[H_SCRATCH]):
         return -1
-    if not _all_finite(x, 0, x.size):
+    if not _all_finite(bx, 0, x.size):
         return 1
-    S = meta[H_STATE]
-    _run(x, 0, 0, y, 0, 0, 1, w, meta, buf, 0, buf[S:])
+    _run(bx, 0, 0, by, 0, 0, 1, w, meta, bb, hb, bb[hb + meta[H_STATE]:])
     return 0
 
 
 @jit
-def process(X, Y, w, meta, buf):
-    """T steps of one stream: X (T, I) -> Y (T, O), tile by tile."""
+def process(X, Y, buf):
+    """T steps of one stream: X (T, I) -> Y (T, O), tile by tile; buf as for ``step``."""
+    bb = borrowed(buf)
+    w, meta = _plan_of(bb)
+    hb = BUF_HEADER_BYTES // buf.itemsize
     T, I = X.shape
-    O = meta[H_OUTPUT]
-    if I != meta[H_INPUT] or Y.shape[0] != T or Y.shape[1] != O or buf.size < meta[H_STATE]:
+    if meta.size == 0:
         return -1
-    xf = X.reshape(X.size)
+    O = meta[H_OUTPUT]
+    if (I != meta[H_INPUT] or Y.shape[0] != T or Y.shape[1] != O
+            or buf.size < hb + meta[H_STATE] + meta[H_SCRATCH]):
+        return -1
+    xf = borrowed(X).reshape(X.size)
     bad = _first_bad_row(xf, T, I)
     if bad >= 0:
         return bad + 1
-    yf = Y.reshape(Y.size)
-    S = meta[H_STATE]
-    sc = buf[S:]
+    yf = borrowed(Y).reshape(Y.size)
+    sc = bb[hb + meta[H_STATE]:]
     tile = meta[H_TILE]
     for t0 in range(0, T, tile):
         tt = min(tile, T - t0)
-        _run(xf, t0 * I, I, yf, t0 * O, O, tt, w, meta, buf, 0, sc)
+        _run(xf, t0 * I, I, yf, t0 * O, O, tt, w, meta, bb, hb, sc)
     return 0
 
 
@@ -141,12 +185,13 @@ def batch_step(X, Y, w, meta, states, sc, i0, i1):
     if (I != meta[H_INPUT] or Y.shape[0] != n or Y.shape[1] != O or states.shape[0] != n
             or states.shape[1] != S or not 0 <= i0 <= i1 <= n):
         return -1
-    xf = X.reshape(X.size)
+    xf = borrowed(X).reshape(X.size)
     bad = _first_bad_row(xf[i0 * I : i1 * I], i1 - i0, I)
     if bad >= 0:
         return i0 + bad + 1
-    yf = Y.reshape(Y.size)
-    stf = states.reshape(states.size)
+    yf = borrowed(Y).reshape(Y.size)
+    stf = borrowed(states).reshape(states.size)
+    w, meta, sc = borrowed(w), borrowed(meta), borrowed(sc)
     # tiles of streams: scratch holds one tile, whatever n is
     tile = meta[H_TILE]
     for i in range(i0, i1, tile):
@@ -165,12 +210,13 @@ def batch_process(X, Y, w, meta, states, sc, i0, i1):
     if (I != meta[H_INPUT] or Y.shape[0] != n or Y.shape[1] != T or Y.shape[2] != O
             or states.shape[0] != n or states.shape[1] != S or not 0 <= i0 <= i1 <= n):
         return -1
-    xf = X.reshape(X.size)
+    xf = borrowed(X).reshape(X.size)
     bad = _first_bad_row(xf[i0 * T * I : i1 * T * I], i1 - i0, T * I)
     if bad >= 0:
         return i0 + bad + 1
-    yf = Y.reshape(Y.size)
-    stf = states.reshape(states.size)
+    yf = borrowed(Y).reshape(Y.size)
+    stf = borrowed(states).reshape(states.size)
+    w, meta, sc = borrowed(w), borrowed(meta), borrowed(sc)
     tile = meta[H_TILE]
     for i in range(i0, i1):
         for t0 in range(0, T, tile):
@@ -189,6 +235,30 @@ ENTRY_POINTS = {"first_bad": first_bad, "step": step, "process": process, "batch
                 "batch_process": batch_process}
 
 
+def stream_buffer(plan) -> tuple[np.ndarray, np.ndarray]:
+    """A new zeroed buffer for ``step``/``process`` with ``plan`` (header,
+    state, scratch; see BUF_HEADER_BYTES), and the view of its state slots.
+
+    The header holds ``plan.w``'s and ``plan.meta``'s addresses: the caller
+    must keep both arrays alive for as long as the buffer is used.
+    """
+    dt, w, meta = plan.w.dtype, plan.w, plan.meta
+    if not (w.ndim == 1 and w.flags.c_contiguous and dt in (np.float32, np.float64)
+            and meta.ndim == 1 and meta.flags.c_contiguous and meta.dtype == np.int64):
+        raise ValueError("stream_buffer: the plan's w and meta must be 1-D C-contiguous "
+                         "float32/float64 and int64 arrays")
+    hb = BUF_HEADER_BYTES // dt.itemsize
+    n = hb + plan.state_size + plan.scratch_size
+    raw = np.zeros(n + BUF_ALIGN // dt.itemsize, dt)
+    skip = (-address(raw) % BUF_ALIGN) // dt.itemsize
+    buf = raw[skip : skip + n]
+    h = buf[:hb].view(np.int64)
+    h[B_W], h[B_NW] = address(w), w.size
+    h[B_META], h[B_NMETA] = address(meta), meta.size
+    h[B_CHECK] = h[B_W] ^ h[B_NW] ^ h[B_META] ^ h[B_NMETA] ^ BUF_MAGIC
+    return buf, buf[hb : hb + plan.state_size]
+
+
 def signatures(dtype) -> dict:
     """The one numba signature of each entry point for float ``dtype``."""
     f = types.float32 if np.dtype(dtype) == np.float32 else types.float64
@@ -199,8 +269,8 @@ def signatures(dtype) -> dict:
     i = types.int64
     return {
         "first_bad": (m,),
-        "step": (v, v, v, meta, v),
-        "process": (m, m, v, meta, v),
+        "step": (v, v, v),
+        "process": (m, m, v),
         "batch_step": (m, m, v, meta, m, v, i, i),
         "batch_process": (t, t, v, meta, m, v, i, i),
     }
