@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .kernels import config, network
+from .kernels import config, fastcall, network
 
 __all__ = ["Stream", "StreamBatch"]
 
@@ -92,6 +92,11 @@ def _nonfinite(arr: np.ndarray) -> str:
     return f"{arr[idx]} at index {idx if len(idx) > 1 else idx[0]}"
 
 
+def _decline(x: Any, out: Any) -> None:
+    """Stand-in for the fast step where it is unavailable: always declines."""
+    return None
+
+
 def _new_state(value: Any, shape: tuple, dtype: np.dtype, noun: str, contains: str,
                unchanged: str) -> np.ndarray:
     """``value`` checked as a replacement state (shape, real, finite) for
@@ -128,7 +133,7 @@ class Stream:
     """
 
     __slots__ = ("_model", "_w", "_meta", "_buf", "_state", "_dtype", "_xshape", "_oshape", "_I", "_O",
-                 "_kstep", "_kprocess")
+                 "_fast", "_kstep", "_kprocess")
 
     def __init__(self, model) -> None:
         plan = model._plan()
@@ -144,10 +149,14 @@ class Stream:
         self._xshape = (plan.input_size,)
         self._oshape = (plan.output_size,)
         self._state[:] = model.initial_state
-        # compiled kernels locked to this dtype: they raise TypeError for any
-        # other array type, which step() uses as its whole type check
-        self._kstep = network.entry("step", self._dtype)
-        self._kprocess = None  # loaded at the first process(): keeps start-up short
+        # step's fast path: a builtin that runs the kernel when x and out are
+        # exactly what it needs and declines (returns something other than
+        # out, having changed nothing) otherwise
+        self._fast = fastcall.builtin(self._buf, self._dtype) or _decline
+        # the checked path's kernels, loaded when first needed (start-up):
+        # locked to this dtype, they raise TypeError for any other array type
+        self._kstep = None
+        self._kprocess = None
 
     @property
     def model(self):
@@ -178,12 +187,19 @@ class Stream:
         InputError
             Wrong shape or type, or NaN/inf in ``x``; the state is unchanged.
         """
-        # Fast path: the locked kernel's C dispatcher checks every array's
-        # dtype, ndim, C-contiguity and writeability (TypeError otherwise) and
-        # the kernel checks sizes (status -1), for a fraction of what the same
-        # checks cost in Python; anything else is converted below.
         if out is None:
             out = np.empty(self._oshape, self._dtype)
+        if self._fast(x, out) is out:
+            return out
+        return self._step_checked(x, out)
+
+    def _step_checked(self, x: Any, out: np.ndarray) -> np.ndarray:
+        """``step`` for whatever the fast path declined: the locked kernel's
+        numba dispatcher checks each array's dtype, ndim, C-contiguity and
+        writeability (TypeError otherwise) and the kernel checks sizes
+        (status -1); anything else is converted, or refused with InputError."""
+        if self._kstep is None:
+            self._kstep = network.entry("step", self._dtype)
         try:
             status = self._kstep(x, out, self._buf)
         except TypeError:
