@@ -16,7 +16,10 @@ H=64, 128; for each, three paths:
 Times are medians over repeats of per-call means (microseconds per sample,
 per stream for batch). RTNeural's figures are constants quoted from issue 7
 (C++, measured on this machine type earlier), not measured here. Also
-reported: achieved GFLOP/s against an estimated FMA peak, float32 accuracy
+reported: achieved GFLOP/s against an estimated FMA peak; for one stream
+(step, process), the weights' bytes read per second against this core's
+measured streaming read bandwidth (a single stream's step reads every weight
+once and is bound by that, not by FMAs, from H=64 on); float32 accuracy
 after 10,000 steps against float64 torch, StreamBatch bytes per stream, 1 vs
 all cores, cold start, and (full run only) the first-ever compile time.
 
@@ -78,6 +81,28 @@ def looped(fn, inference: bool = False):
         return time.perf_counter() - t0
 
     return run
+
+
+def read_bandwidth(nbytes: int, repeat: int) -> float:
+    """GB/s at which one core streams through ``nbytes`` of float32 over and
+    over (a vectorised sum): the memory roof of a step, which must read every
+    weight once per sample. A model's weights up to ~1 MB stay in this
+    core's L2 between steps, so this is the L2-to-core bandwidth there."""
+    from numba import njit
+
+    @njit(cache=False, fastmath=True)
+    def total(a, n):
+        s = np.float32(0)
+        for _ in range(n):
+            for i in range(a.size):
+                s += a[i]
+        return s
+
+    a = np.ones(max(nbytes // 4, 1024), np.float32)
+    n = max(3, 100_000_000 // a.nbytes)
+    total(a, 1)
+    best = min(_time(lambda: total(a, n)) for _ in range(repeat))
+    return a.nbytes * n / best / 1e9
 
 
 def measure(jobs: dict, target_s: float, repeat: int) -> tuple[dict, dict]:
@@ -254,6 +279,8 @@ def bench_config(kind: str, I: int, H: int, tmp: Path, target_s: float, repeat: 
         res["err_10000_steps"] = float(err.max())
 
     res["rtneural"] = RTNEURAL_US.get((kind, I, H))
+    res["weight_bytes"] = 4 * res["fma_per_sample"]
+    res["read_roof_gbs"] = read_bandwidth(res["weight_bytes"], repeat)
     return res
 
 
@@ -425,6 +452,9 @@ def rows(results: list, peak_gflops: float) -> list:
                 "model": label, "path": path, "sg_us": sgt, "ort_us": ortt, "torch_us": tt,
                 "rtneural_us": rt if path != "batch" else None, "vs_ort": vs_ort,
                 "vs_torch": vs_torch, "gflops": flop / sgt / 1e3, "peak_pct": 100 * flop / sgt / 1e3 / peak_gflops,
+                # one stream reads every weight once per sample; a batch shares them
+                "weight_gbs": r["weight_bytes"] / sgt / 1e3 if path != "batch" else None,
+                "roof_gbs": r["read_roof_gbs"],
                 "targets": ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in checks),
             })
     return out
@@ -432,14 +462,16 @@ def rows(results: list, peak_gflops: float) -> list:
 
 def table(rows_: list) -> str:
     head = ("| model | path | streamgru µs | ORT µs | torch µs | RTNeural µs* | ×ORT | ×torch "
-            "| GFLOP/s (% peak) | targets |")
-    lines = [head, "|" + "---|" * 10]
+            "| GFLOP/s (% peak) | weights GB/s (% roof) | targets |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows_:
         rt = f"{r['rtneural_us']:.3f}" if r["rtneural_us"] is not None else "–"
+        gbs = (f"{r['weight_gbs']:.0f} ({100 * r['weight_gbs'] / r['roof_gbs']:.0f}%)"
+               if r["weight_gbs"] is not None else "–")
         lines.append(
             f"| {r['model']} | {r['path']} | {r['sg_us']:.3f} | {r['ort_us']:.3f} | {r['torch_us']:.3f} "
             f"| {rt} | {r['vs_ort']:.1f} | {r['vs_torch']:.1f} | {r['gflops']:.1f} ({r['peak_pct']:.0f}%) "
-            f"| {r['targets']} |"
+            f"| {gbs} | {r['targets']} |"
         )
     return "\n".join(lines)
 
@@ -519,6 +551,10 @@ def main(argv=None) -> int:
           f"load average {info['load_avg'][0]:.1f}")
     print(table(tab))
     print("* RTNeural: figures quoted in issue 7 (C++, same machine type), not measured in this run.")
+    print("weights GB/s: bytes of weights a stream reads per sample over the time per sample; "
+          "roof: this core's streaming read bandwidth over a buffer of the same size, measured "
+          "in this run (" + ", ".join(f"{r['kind'].upper()} {r['I']}/{r['H']} {r['weight_bytes'] / 1024:.0f} KB: "
+                                      f"{r['read_roof_gbs']:.0f} GB/s" for r in results) + ")")
     print("float32 accuracy against float64 torch (max abs error): " + "; ".join(
         f"{r['kind'].upper()} {r['I']}/{r['H']}: {r['err_first_step']:.1e} first step, "
         f"{r['err_10000_steps']:.1e} over 10,000 steps" for r in results))

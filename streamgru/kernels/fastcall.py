@@ -33,7 +33,6 @@ import numpy as np
 from numba import cfunc, njit, types
 from numba.core import config
 
-from . import network
 from .config import JIT_OPTIONS
 from .network import step
 from .pointers import address, array_at
@@ -99,10 +98,17 @@ def _step_float64(self, args, nargs):
 
 def _make(dtype):
     """Compile (or load from numba's cache) the builtin's C function for ``dtype``."""
-    # the step dispatcher is locked to the signatures it has: give it this one
-    network.prepare(dtype, ("step",))
     py = _step_float32 if np.dtype(dtype) == np.float32 else _step_float64
-    return cfunc(_SIGNATURE, cache=True, error_model="numpy")(py)
+    # from numba's cache this never touches the step dispatcher (a cold
+    # start loads one function); compiling types a call to it, which its
+    # lock (network.prepare) would refuse for a signature not loaded yet
+    locked = not getattr(step, "_can_compile", True)
+    step.disable_compile(False)
+    try:
+        return cfunc(_SIGNATURE, cache=True, error_model="numpy")(py)
+    finally:
+        if locked:
+            step.disable_compile(True)
 
 
 _usable: bool | None = None
