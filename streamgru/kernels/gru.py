@@ -120,7 +120,11 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
                 sc[U(a + k)] = sc[U(g + k)]
             for k in range(H):
                 sc[U(a + H2 + k)] = w[U(bhn + k)]
-            simd.gemv(sc, a, st, h, w, wh, H, simd.width(3 * H, w))
+            # alternate directions: part of W_hh is still in L1 (simd.gemv_backward)
+            if t & 1:
+                simd.gemv_backward(sc, a, st, h, w, wh, H, simd.width(3 * H, w))
+            else:
+                simd.gemv(sc, a, st, h, w, wh, H, simd.width(3 * H, w))
             if plain:
                 for k in range(H):
                     rk = act.sigmoid(sc[U(a + k)])

@@ -181,6 +181,17 @@ def matvec_flat(acc, a0, v, v0, w, w0, nr, nc):
 
 
 @_inline
+def _last_group(acc, a0, v, v0, w, w0, nr, rest):
+    """The product for a group of ``rest`` < 4 blocks (the panels' last)."""
+    if rest == 3:
+        _r1b3(acc, a0, 0, v, v0, 0, w, w0, nr)
+    elif rest == 2:
+        _r1b2(acc, a0, 0, v, v0, 0, w, w0, nr)
+    elif rest == 1:
+        _r1b1(acc, a0, 0, v, v0, 0, w, w0, nr)
+
+
+@_inline
 def gemv(acc, a0, v, v0, w, w0, nr, nc):
     """acc[a0 + k] += sum_{j < nr} v[v0 + j] * W^T[j, k] for k < nc, with W^T
     packed by ``pack_panels`` at ``w[w0:]``; nc is the padded column count."""
@@ -191,13 +202,23 @@ def gemv(acc, a0, v, v0, w, w0, nr, nc):
     while b + 4 <= nb:
         _r1b4(acc, a0 + b * L, 0, v, v0, 0, w, w0 + b * span, nr)
         b += 4
-    rest = nb - b
-    if rest == 3:
-        _r1b3(acc, a0 + b * L, 0, v, v0, 0, w, w0 + b * span, nr)
-    elif rest == 2:
-        _r1b2(acc, a0 + b * L, 0, v, v0, 0, w, w0 + b * span, nr)
-    elif rest == 1:
-        _r1b1(acc, a0 + b * L, 0, v, v0, 0, w, w0 + b * span, nr)
+    _last_group(acc, a0 + b * L, v, v0, w, w0 + b * span, nr, nb - b)
+
+
+@_inline
+def gemv_backward(acc, a0, v, v0, w, w0, nr, nc):
+    """``gemv`` visiting the weight groups last to first. A sequence
+    alternates the two directions: the weights one step read last are the
+    first the next step reads, while they are still in L1, so a W_hh up to
+    about twice the L1's size is partly served from there."""
+    L = 64 // w.itemsize
+    nb = nc // L
+    span = nr * L
+    b = nb - nb % 4
+    _last_group(acc, a0 + b * L, v, v0, w, w0 + b * span, nr, nb - b)
+    while b >= 4:
+        b -= 4
+        _r1b4(acc, a0 + b * L, 0, v, v0, 0, w, w0 + b * span, nr)
 
 
 @_inline
@@ -241,6 +262,8 @@ if config.DISABLE_JIT:  # pragma: no cover - exercised only with NUMBA_DISABLE_J
 
     def gemv(acc, a0, v, v0, w, w0, nr, nc):  # noqa: F811
         acc[a0 : a0 + nc] += v[v0 : v0 + nr] @ _unpack(w, w0, nr, nc)
+
+    gemv_backward = gemv  # noqa: F811
 
     def gemm(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):  # noqa: F811
         wt = _unpack(w, w0, nr, nc)
