@@ -61,3 +61,7 @@ def test_products_match_numpy(dtype, nr, nc, rows, seed):
     one = acc0.copy()
     simd.gemv(one, 3, V[0], 1, w, 5, nr, ncp)
     np.testing.assert_array_equal(one[3 : 3 + ncp], acc[3 : 3 + ncp])
+    # the same sums visited group by group from the end: bit for bit the same
+    back = acc0.copy()
+    simd.gemv_backward(back, 3, V[0], 1, w, 5, nr, ncp)
+    np.testing.assert_array_equal(back, one)
