@@ -219,7 +219,9 @@ def test_dense_activations_match_reference(activation, dtype, tol):
     # inputs scaled so every activation sees both signs and its nonlinear range
     head = sg.Dense(rng.normal(size=(4, 5)) * 3, rng.normal(size=4), activation)
     model = sg.Model([gru, head], dtype=dtype)
-    check_paths(model, 20, 11, ref_tol=tol, path_tol=tol * 1e-2)
+    # outputs reach about 8: step and process sum the same products in
+    # different orders (one vector vs a tile), a few float32 ulps apart
+    check_paths(model, 20, 11, ref_tol=tol, path_tol=tol * 1e-1)
 
 
 def test_dense_activation_values_are_the_documented_functions():

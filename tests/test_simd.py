@@ -60,7 +60,12 @@ def test_products_match_numpy(dtype, nr, nc, rows, seed):
 
     one = acc0.copy()
     simd.gemv(one, 3, V[0], 1, w, 5, nr, ncp)
-    np.testing.assert_array_equal(one[3 : 3 + ncp], acc[3 : 3 + ncp])
+    # one vector sums even and odd rows apart (a shorter FMA chain): the
+    # same products, rounded in another order
+    assert np.abs(one[3 : 3 + nc] - want[3 : 3 + nc]).max() <= TOL[dtype] * scale * nr
+    np.testing.assert_array_equal(one[3 + nc : 3 + ncp], acc0[3 + nc : 3 + ncp])
+    np.testing.assert_array_equal(one[3 + ncp :], acc0[3 + ncp :])
+    np.testing.assert_array_equal(one[:3], acc0[:3])
     # the same sums visited group by group from the end: bit for bit the same
     back = acc0.copy()
     simd.gemv_backward(back, 3, V[0], 1, w, 5, nr, ncp)

@@ -105,16 +105,39 @@ def _group_kernel(R, NB):
             for r in range(R):
                 for b in range(NB):
                     builder.store(vload(ap, builder.add(arow[r], c(b * L))), slots[r][b])
-            with cgutils.for_range(builder, nr_) as loop:
-                j = loop.index
+
+            def rows(j, sl):
+                """Add input row j's products into the accumulators ``sl``."""
                 wrow = builder.add(w0_, builder.mul(j, c(NB * L)))
                 ws = [vload(wp, builder.add(wrow, c(b * L))) for b in range(NB)]
                 for r in range(R):
                     x = builder.load(builder.gep(vp, [builder.add(vrow[r], j)]))
                     xv = builder.shuffle_vector(builder.insert_element(undef, x, zero32), undef, splat)
                     for b in range(NB):
-                        s = slots[r][b]
-                        builder.store(builder.call(fma, [ws[b], xv, builder.load(s)]), s)
+                        builder.store(builder.call(fma, [ws[b], xv, builder.load(sl[r][b])]), sl[r][b])
+
+            if R >= ROWS:
+                with cgutils.for_range(builder, nr_) as loop:
+                    rows(loop.index, slots)
+            else:
+                # one vector: even and odd rows into two sets of accumulators,
+                # which halves the chain of dependent FMAs (the latency of a
+                # step when the weights are few and sit in L1)
+                odd = [[cgutils.alloca_once(builder, vec) for _ in range(NB)] for _ in range(R)]
+                zero = ir.Constant(vec, [0.0] * L)
+                for r in range(R):
+                    for b in range(NB):
+                        builder.store(zero, odd[r][b])
+                with cgutils.for_range(builder, builder.ashr(nr_, c(1))) as loop:
+                    j = builder.shl(loop.index, c(1))
+                    rows(j, slots)
+                    rows(builder.add(j, c(1)), odd)
+                with builder.if_then(builder.icmp_signed("!=", builder.and_(nr_, c(1)), c(0))):
+                    rows(builder.sub(nr_, c(1)), slots)
+                for r in range(R):
+                    for b in range(NB):
+                        builder.store(builder.fadd(builder.load(slots[r][b]), builder.load(odd[r][b])),
+                                      slots[r][b])
             for r in range(R):
                 for b in range(NB):
                     p = builder.bitcast(builder.gep(ap, [builder.add(arow[r], c(b * L))]), vptr)
