@@ -116,6 +116,10 @@ def test_warmup_prepares_both_dtypes():
     assert set(took) == {"float32", "float64"} and all(t >= 0 for t in took.values())
     for fn in network.ENTRY_POINTS.values():
         assert {str(sig[0].dtype) for sig in fn.signatures} == {"float32", "float64"}
+    # and Stream.step's fast path, compiled separately
+    from streamgru.kernels import fastcall
+
+    assert set(fastcall._defs) == {np.dtype(np.float32), np.dtype(np.float64)}
 
 
 def test_batch_scratch_does_not_grow_with_n():

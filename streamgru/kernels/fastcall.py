@@ -145,6 +145,24 @@ class _MethodDef(ctypes.Structure):
 _defs: dict = {}
 
 
+def prepare(dtype) -> bool:
+    """Compile, or load from numba's disk cache, the fast step for ``dtype``
+    (part of ``streamgru warmup``); False where the fast path is unavailable."""
+    global _usable
+    if config.DISABLE_JIT:
+        return False
+    if _usable is None:
+        _usable = _layout_ok()
+    if not _usable:
+        return False
+    dt = np.dtype(dtype)
+    if dt not in _defs:
+        fn = _make(dt)
+        mdef = _MethodDef(b"fast_step", fn.address, _METH_FASTCALL, None)
+        _defs[dt] = (fn, mdef)  # both must outlive every builtin made from them
+    return True
+
+
 def builtin(buf: np.ndarray, dtype):
     """A builtin ``f(x, out)`` running one step on the stream buffer ``buf``
     (see ``network.stream_buffer``): returns ``out`` on success, ``None`` if
@@ -155,18 +173,9 @@ def builtin(buf: np.ndarray, dtype):
     caller must keep ``buf`` (and the plan it points to) alive as long as
     the function.
     """
-    global _usable
-    if config.DISABLE_JIT:
-        return None
-    if _usable is None:
-        _usable = _layout_ok()
-    if not _usable:
+    if not prepare(dtype):
         return None
     dt = np.dtype(dtype)
-    if dt not in _defs:
-        fn = _make(dt)
-        mdef = _MethodDef(b"fast_step", fn.address, _METH_FASTCALL, None)
-        _defs[dt] = (fn, mdef)  # both must outlive every builtin made from them
     mdef = _defs[dt][1]
     table = np.zeros(T_SIZE, np.int64)
     table[T_NDARRAY] = id(np.ndarray)
