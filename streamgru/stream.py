@@ -152,7 +152,9 @@ class Stream:
         # step's fast path: a builtin that runs the kernel when x and out are
         # exactly what it needs and declines (returns something other than
         # out, having changed nothing) otherwise
-        self._fast = fastcall.builtin(self._buf, self._dtype) or _decline
+        self._fast = fastcall.builtin(
+            self._buf, self._dtype,
+            release_gil=plan.w.nbytes >= fastcall.RELEASE_GIL_BYTES) or _decline
         # the checked path's kernels, loaded when first needed (start-up):
         # locked to this dtype, they raise TypeError for any other array type
         self._kstep = None

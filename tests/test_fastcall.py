@@ -118,3 +118,45 @@ def test_step_uses_it_and_still_refuses_bad_input(model):
 
 def test_layout_check_passes_here():
     assert fastcall._layout_ok()
+
+
+def test_large_model_releases_the_gil_and_threads_agree():
+    """Weights of RELEASE_GIL_BYTES or more: the kernel runs without the GIL;
+    streams stepped from two threads at once give the numbers they give
+    stepped one after the other."""
+    import threading
+
+    H2 = 128
+    rng = np.random.default_rng(5)
+    gru = sg.GRU.from_torch(rng.normal(size=(3 * H2, I)) / 3, rng.normal(size=(3 * H2, H2)) / 11)
+    m = sg.Model([gru], dtype=np.float32)
+    assert m._plan().w.nbytes >= fastcall.RELEASE_GIL_BYTES
+    X = rng.normal(size=(2, 300, I)).astype(np.float32)
+    want = []
+    for k in range(2):
+        s = m.stream()
+        assert s._fast.__self__[fastcall.T_SAVE_THREAD] != 0
+        want.append(np.array([s.step(x).copy() for x in X[k]]))
+    streams = [m.stream(), m.stream()]
+    got = [np.empty((300, H2), np.float32) for _ in range(2)]
+
+    fast = [0, 0]
+
+    def run(k):
+        y = np.empty(H2, np.float32)
+        for t, x in enumerate(X[k]):
+            fast[k] += streams[k]._fast(x, y) is y
+            got[k][t] = y
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert fast == [300, 300]
+    for k in range(2):
+        np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_small_model_keeps_the_gil(model):
+    assert model.stream()._fast.__self__[fastcall.T_SAVE_THREAD] == 0

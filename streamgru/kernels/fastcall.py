@@ -13,14 +13,21 @@ aligned, the stream's dtype (its canonical descriptor object), and ``out``
 writeable. It then runs ``network.step`` and returns ``out`` (a new
 reference). In every other case, including a status other than success
 from the kernel (a size mismatch, NaN/inf in x: the state is then
-unchanged), it returns ``None`` and changes nothing, and the caller takes
-the checked Python path, which converts or raises the project's errors.
+unchanged), it declines: it returns its own table (never one of the
+arguments), having changed nothing, and the caller takes the checked
+Python path, which converts or raises the project's errors.
 
-``builtin(buf, dtype)`` returns such a function bound to one stream buffer,
-or ``None`` where the fast path is unavailable: the JIT disabled, an
-interpreter whose object header or numpy whose array layout differs from
-what the code reads (checked at first use against a real array), or a
-free-threaded Python build.
+For a large model the step releases the GIL while the kernel runs (through
+``PyEval_SaveThread``/``PyEval_RestoreThread``, whose addresses the table
+holds), so threads stepping different streams run on different cores as
+they did through numba's ``nogil`` dispatcher; for a small one the pair
+would cost more than it frees.
+
+``builtin(buf, dtype, release_gil)`` returns such a function bound to one
+stream buffer, or ``None`` where the fast path is unavailable: the JIT
+disabled, an interpreter whose object header or numpy whose array layout
+differs from what the code reads (checked at first use against a real
+array), or a free-threaded or debug Python build.
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ import ctypes
 import sys
 import sysconfig
 
+import llvmlite.ir as ir
 import numpy as np
 from numba import cfunc, njit, types
 from numba.core import config
+from numba.extending import intrinsic
 
 from .config import JIT_OPTIONS
 from .network import step
@@ -45,13 +54,39 @@ _C_CONTIGUOUS, _ALIGNED, _WRITEABLE = 0x1, 0x100, 0x400
 _X_FLAGS = _C_CONTIGUOUS | _ALIGNED
 _OUT_FLAGS = _C_CONTIGUOUS | _ALIGNED | _WRITEABLE
 # the table a builtin's ``self`` holds (an int64 array)
-T_NDARRAY, T_DESCR, T_BUF, T_NBUF = range(4)
-T_SIZE = 4
+T_NDARRAY, T_DESCR, T_BUF, T_NBUF, T_SAVE_THREAD, T_RESTORE_THREAD = range(6)
+T_SIZE = 6
+# weights from which a step releases the GIL: about 1 µs of work or more,
+# against some 0.05 µs for releasing and taking it back
+RELEASE_GIL_BYTES = 128 * 1024
 _METH_FASTCALL = 0x80
 
 # (PyObject *self, PyObject *const *args, Py_ssize_t nargs) -> PyObject *,
 # with pointers as int64: the same registers on every 64-bit ABI numba targets
 _SIGNATURE = types.int64(types.int64, types.CPointer(types.int64), types.intp)
+
+
+@intrinsic
+def _save_thread(typingctx, fn):
+    """Call ``PyThreadState *fn(void)`` (PyEval_SaveThread) at address ``fn``."""
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        f = builder.inttoptr(args[0], ir.FunctionType(i64, []).as_pointer())
+        return builder.call(f, [])
+
+    return types.int64(types.int64), codegen
+
+
+@intrinsic
+def _restore_thread(typingctx, fn, tstate):
+    """Call ``void fn(PyThreadState *)`` (PyEval_RestoreThread) at address ``fn``."""
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        f = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), [i64]).as_pointer())
+        builder.call(f, [args[1]])
+        return context.get_dummy_value()
+
+    return types.none(types.int64, types.int64), codegen
 
 
 @_inline
@@ -74,7 +109,14 @@ def _fast_step(self, args, nargs, el):
     x = array_at(xa[_DATA], array_at(xa[_DIMS], 1, np.int64)[0], el)
     out = array_at(oa[_DATA], array_at(oa[_DIMS], 1, np.int64)[0], el)
     buf = array_at(table[T_BUF], table[T_NBUF], el)
-    if step(x, out, buf) != 0:
+    if table[T_SAVE_THREAD] != 0:
+        tstate = _save_thread(table[T_SAVE_THREAD])
+        status = step(x, out, buf)
+        _restore_thread(table[T_RESTORE_THREAD], tstate)
+    else:
+        status = step(x, out, buf)
+    # reference counts only with the GIL held
+    if status != 0:
         return _decline(self)
     oa[_REFCNT] += 1  # the returned reference
     return out_obj
@@ -163,11 +205,12 @@ def prepare(dtype) -> bool:
     return True
 
 
-def builtin(buf: np.ndarray, dtype):
+def builtin(buf: np.ndarray, dtype, release_gil: bool = False):
     """A builtin ``f(x, out)`` running one step on the stream buffer ``buf``
-    (see ``network.stream_buffer``): returns ``out`` on success, ``None`` if
-    the arguments need the checked path; or ``None`` instead of a function
-    where the fast path is unavailable (see the module docstring).
+    (see ``network.stream_buffer``): returns ``out`` on success, something
+    else if the arguments need the checked path; or ``None`` instead of a
+    function where the fast path is unavailable (see the module docstring).
+    With ``release_gil`` the kernel runs without the GIL.
 
     The function keeps a reference to its table but not to ``buf``: the
     caller must keep ``buf`` (and the plan it points to) alive as long as
@@ -182,6 +225,10 @@ def builtin(buf: np.ndarray, dtype):
     table[T_DESCR] = id(dt)
     table[T_BUF] = address(buf)
     table[T_NBUF] = buf.size
+    if release_gil:
+        api = ctypes.pythonapi
+        table[T_SAVE_THREAD] = ctypes.cast(api.PyEval_SaveThread, ctypes.c_void_p).value
+        table[T_RESTORE_THREAD] = ctypes.cast(api.PyEval_RestoreThread, ctypes.c_void_p).value
     new = ctypes.pythonapi.PyCFunction_NewEx
     new.restype = ctypes.py_object
     new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
