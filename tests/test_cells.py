@@ -72,7 +72,8 @@ DENSE_ACTS = [
     ("elu", 1.3), "gelu", "softmax", "log_softmax", "identity",
 ]
 dense_specs = st.fixed_dictionaries({
-    "O": st.integers(1, 5),
+    # both of the kernel's forms: narrow heads (dot products) and wide layers
+    "O": st.sampled_from([1, 2, 3, 5, 16, 19]),
     "act": st.sampled_from(DENSE_ACTS),
 })
 
@@ -222,6 +223,15 @@ def test_dense_activations_match_reference(activation, dtype, tol):
     # outputs reach about 8: step and process sum the same products in
     # different orders (one vector vs a tile), a few float32 ulps apart
     check_paths(model, 20, 11, ref_tol=tol, path_tol=tol * 1e-1)
+
+
+@pytest.mark.parametrize("O", [3, 16, 19])
+def test_dense_narrow_and_wide_forms_match_reference(O):
+    """Fewer than 16 outputs: dot products; 16 or more: axpy rows (dense.py)."""
+    rng = np.random.default_rng(O)
+    gru = make_gru(rng, 3, {"H": 6, "reset_after": True})
+    head = sg.Dense(rng.normal(size=(O, 6)), rng.normal(size=O), "tanh")
+    check_paths(sg.Model([gru, head], dtype=np.float64), 12, O, ref_tol=1e-10, path_tol=1e-12)
 
 
 def test_dense_activation_values_are_the_documented_functions():

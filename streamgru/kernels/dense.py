@@ -1,10 +1,17 @@
 """Dense kernel: y = act(W x + b) for a tile of T rows.
 
-Packed block: ``W^T`` (in, out) row-major, then ``b`` (out,).
+Packed block: the weights, then ``b`` (out,). A narrow layer (fewer than
+NARROW outputs: a classifier or regression head) keeps ``W`` (out, in)
+row-major and computes each output as one dot product, summed in
+registers; a wider one keeps ``W^T`` (in, out) and adds each input's row of
+weights to all outputs at once (an axpy per input).
 """
 
 from . import activations as act
-from .config import jit
+from .config import jit_fast
+from .simd import U
+
+NARROW = 16
 from .layout import KIND_DENSE, M_ACT0, M_IN, M_OUT, M_P, M_W0, M_W1, P_ALPHA0, P_BETA0
 
 
@@ -17,12 +24,12 @@ def pack(layer, packer):
         "tmp": 0,
         M_ACT0: act.CODES[layer.activation.name],
         M_P: params,
-        M_W0: packer.add(layer.weight.T),
+        M_W0: packer.add(layer.weight if layer.output_size < NARROW else layer.weight.T),
         M_W1: packer.add(layer.bias),
     }
 
 
-@jit
+@jit_fast
 def seq(src, s0, ss, dst, d0, ds, T, w, meta, r):
     """y_t = act(W x_t + b) for T rows of ``src`` into T rows of ``dst``."""
     I = meta[r + M_IN]
@@ -34,11 +41,20 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r):
     alpha, beta = w[p + P_ALPHA0], w[p + P_BETA0]
     for t in range(T):
         o = d0 + t * ds
-        for k in range(O):
-            dst[o + k] = w[b + k]
-        for j in range(I):
-            xj = src[s0 + t * ss + j]
-            row = wt + j * O
+        x0 = s0 + t * ss
+        if O < NARROW:
             for k in range(O):
-                dst[o + k] += xj * w[row + k]
+                row = wt + k * I
+                acc = w[U(b + k)]
+                for j in range(I):
+                    acc += w[U(row + j)] * src[U(x0 + j)]
+                dst[U(o + k)] = acc
+        else:
+            for k in range(O):
+                dst[U(o + k)] = w[U(b + k)]
+            for j in range(I):
+                xj = src[U(x0 + j)]
+                row = wt + j * O
+                for k in range(O):
+                    dst[U(o + k)] += xj * w[U(row + k)]
         act.apply(dst, o, o + O, code, alpha, beta)
