@@ -220,9 +220,10 @@ def test_dense_activations_match_reference(activation, dtype, tol):
     # inputs scaled so every activation sees both signs and its nonlinear range
     head = sg.Dense(rng.normal(size=(4, 5)) * 3, rng.normal(size=4), activation)
     model = sg.Model([gru, head], dtype=dtype)
-    # outputs reach about 8: step and process sum the same products in
-    # different orders (one vector vs a tile), a few float32 ulps apart
-    check_paths(model, 20, 11, ref_tol=tol, path_tol=tol * 1e-1)
+    # outputs reach about 14 (log_softmax), where a float32 ulp is 1e-6:
+    # step and process sum the same products in different orders (one
+    # vector vs a tile), a few ulps apart
+    check_paths(model, 20, 11, ref_tol=tol, path_tol=tol if dtype == np.float32 else tol * 1e-2)
 
 
 @pytest.mark.parametrize("O", [3, 16, 19])

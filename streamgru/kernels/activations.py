@@ -75,10 +75,15 @@ def tanh_f32(x):
     # min/max first: +-inf clamp to +-9, where the approximation is +-1
     x = min(max(x, -_CLAMP), _CLAMP)
     s = x * x
-    p = (((_P4 * s + _P3) * s + _P2) * s + _P1) * s + _P0
-    q = (((_Q4 * s + _Q3) * s + _Q2) * s + _Q1) * s + _Q0
-    # near 9 the rounded quotient can exceed 1 by an ulp: keep |tanh| <= 1
-    return min(max(x * p / q, -_ONE), _ONE)
+    # Estrin's scheme: three dependent steps after s instead of Horner's four
+    # (a recurrent step waits on this latency twice: reset gate, candidate)
+    s2 = s * s
+    p = (_P1 * s + _P0) + s2 * ((_P3 * s + _P2) + s2 * _P4)
+    q = (_Q1 * s + _Q0) + s2 * ((_Q3 * s + _Q2) + s2 * _Q4)
+    # near 9 the rounded quotient can exceed 1 by an ulp: keep |tanh| <= 1;
+    # from 9 on (and for +-inf) float32 tanh is +-1 exactly
+    r = min(max(x * p / q, -_ONE), _ONE)
+    return r if abs(x) < _CLAMP else min(max(x, -_ONE), _ONE)
 
 
 @jit_fast
