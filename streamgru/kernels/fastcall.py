@@ -179,6 +179,12 @@ def _layout_ok() -> bool:
     return True
 
 
+# a private prototype of PyCFunction_NewEx (ctypes.pythonapi's own
+# attribute is shared with every other user of it), typed once
+_new_builtin = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.py_object,
+                                 ctypes.py_object)(("PyCFunction_NewEx", ctypes.pythonapi))
+
+
 class _MethodDef(ctypes.Structure):
     _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),
                 ("ml_flags", ctypes.c_int), ("ml_doc", ctypes.c_char_p)]
@@ -229,7 +235,4 @@ def builtin(buf: np.ndarray, dtype, release_gil: bool = False):
         api = ctypes.pythonapi
         table[T_SAVE_THREAD] = ctypes.cast(api.PyEval_SaveThread, ctypes.c_void_p).value
         table[T_RESTORE_THREAD] = ctypes.cast(api.PyEval_RestoreThread, ctypes.c_void_p).value
-    new = ctypes.pythonapi.PyCFunction_NewEx
-    new.restype = ctypes.py_object
-    new.argtypes = [ctypes.c_void_p, ctypes.py_object, ctypes.py_object]
-    return new(ctypes.addressof(mdef), table, __name__)
+    return _new_builtin(ctypes.addressof(mdef), table, __name__)

@@ -10,10 +10,11 @@ it. G (``row_width``) is the padded row of gate pre-activations in scratch.
 """
 
 import numpy as np
+from numba import njit
 
 from . import activations as act
 from . import simd
-from .config import jit_fast
+from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .layout import (
     F_CLIP, F_RESET_AFTER, H_SC_GH, H_SC_GX, H_SC_TMP, KIND_GRU, M_ACT0, M_ACT1,
     M_HID, M_IN, M_P, M_STATE, M_FLAGS, M_W0, M_W1, M_W2, M_W3, M_W4, P_ALPHA0,
@@ -67,6 +68,9 @@ def pack(layer, packer):
 # reference count inc/dec pair, too dear inside a loop and at these sizes.
 U = np.uint64
 
+# inlined into seq and rows: no call boundary (and its refcounts) per step
+_inline_fast = njit(inline="always", fastmath=FAST_FLAGS, **JIT_OPTIONS)
+
 
 @jit_fast
 def row_width(H, w):
@@ -74,6 +78,22 @@ def row_width(H, w):
     products write whole vectors, so the row is padded past 2H + width(H)
     (the reset-before form adds the n product at 2H)."""
     return simd.width(2 * H + simd.width(H, w), w)
+
+
+@_inline_fast
+def plain_update(sc, a, g, st, h, dst, o, H):
+    """The usual cell's gates and new h in one fused loop (sigmoid gates,
+    tanh candidate, reset after the product, no clip): ``sc[a:]`` holds
+    [gx_r + W_hr h, gx_z + W_hz h, b_hn + W_hn h], ``sc[g + 2H:]`` gx_n;
+    h' = (1 - z) n + z h goes to the state at ``st[h:]`` and to ``dst[o:]``."""
+    H2 = 2 * H
+    for k in range(H):
+        rk = act.sigmoid(sc[U(a + k)])
+        zk = act.sigmoid(sc[U(a + H + k)])
+        n = act.tanh(sc[U(g + H2 + k)] + rk * sc[U(a + H2 + k)])
+        hn = n + zk * (st[U(h + k)] - n)
+        st[U(h + k)] = hn
+        dst[U(o + k)] = hn
 
 
 @jit_fast
@@ -120,19 +140,9 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
                 sc[U(a + k)] = sc[U(g + k)]
             for k in range(H):
                 sc[U(a + H2 + k)] = w[U(bhn + k)]
-            # alternate directions: part of W_hh is still in L1 (simd.gemv_backward)
-            if t & 1:
-                simd.gemv_backward(sc, a, st, h, w, wh, H, simd.width(3 * H, w))
-            else:
-                simd.gemv(sc, a, st, h, w, wh, H, simd.width(3 * H, w))
+            simd.gemv_step(sc, a, st, h, w, wh, H, simd.width(3 * H, w), t)
             if plain:
-                for k in range(H):
-                    rk = act.sigmoid(sc[U(a + k)])
-                    zk = act.sigmoid(sc[U(a + H + k)])
-                    n = act.tanh(sc[U(g + H2 + k)] + rk * sc[U(a + H2 + k)])
-                    hn = n + zk * (st[U(h + k)] - n)
-                    st[U(h + k)] = hn
-                    dst[U(o + k)] = hn
+                plain_update(sc, a, g, st, h, dst, o, H)
                 continue
             if has_clip:
                 act.clip(sc, a, a + H2, c)
@@ -205,12 +215,4 @@ def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     for b in range(B):
         ab = a + b * G
         g = gx + b * G
-        hb = h + b * sst
-        o = d0 + b * ds
-        for k in range(H):
-            rk = act.sigmoid(sc[U(ab + k)])
-            zk = act.sigmoid(sc[U(ab + H + k)])
-            n = act.tanh(sc[U(g + H2 + k)] + rk * sc[U(ab + H2 + k)])
-            hn = n + zk * (st[U(hb + k)] - n)
-            st[U(hb + k)] = hn
-            dst[U(o + k)] = hn
+        plain_update(sc, ab, g, st, h + b * sst, dst, d0 + b * ds, H)

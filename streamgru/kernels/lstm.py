@@ -157,10 +157,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     for t in range(T):
         # each row of input projections is used once: add R h to it in place
         g = gx + t * G
-        if t & 1:  # alternate directions: part of W_hh is still in L1
-            simd.gemv_backward(sc, g, st, h, w, wh, P, G)
-        else:
-            simd.gemv(sc, g, st, h, w, wh, P, G)
+        simd.gemv_step(sc, g, st, h, w, wh, P, G, t)
         finish(w, meta, r, st, h, sc, g, dst, d0 + t * ds)
 
 

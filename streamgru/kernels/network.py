@@ -23,10 +23,10 @@ Inside, arrays are passed on as ``pointers.borrowed`` views (or rebuilt with
 """
 
 import numpy as np
-from numba import types
+from numba import njit, types
 
 from . import dense, gru, lstm, rnn
-from .config import jit
+from .config import JIT_OPTIONS, jit
 from .layout import (
     H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SCRATCH, H_STATE, H_TILE, HEADER,
     KIND_DENSE, KIND_GRU, KIND_LSTM, KIND_RNN, M_KIND, M_OUT, ROW,
@@ -34,6 +34,7 @@ from .layout import (
 from .pointers import address, array_at, borrowed
 
 U = np.uint64  # unsigned subscripts: no negative-index wrap, loops vectorise
+_inline = njit(inline="always", **JIT_OPTIONS)
 
 # A stream buffer (``stream_buffer``): one 1-D array of the model's dtype,
 # starting on a BUF_ALIGN-byte boundary.
@@ -81,6 +82,15 @@ def _plan_of(buf):
     return array_at(h[B_W], h[B_NW], buf.dtype), array_at(h[B_META], h[B_NMETA], np.int64)
 
 
+@_inline
+def _layer_output(l, nl, r, meta, dst, d0, ds, sc):
+    """Where layer ``l`` of ``nl`` (meta row ``r``) writes its rows: the
+    last into ``dst``, the others alternately into the two scratch tiles."""
+    if l == nl - 1:
+        return dst, d0, ds
+    return sc, meta[H_SC_SEQA + (l & 1)], meta[r + M_OUT]
+
+
 @jit
 def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc):
     """T steps of the whole model: rows of ``src`` in, rows of ``dst`` out,
@@ -90,10 +100,7 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc):
     for l in range(nl):
         r = HEADER + ROW * l
         kind = meta[r + M_KIND]
-        if l == nl - 1:
-            out, o0, os = dst, d0, ds
-        else:
-            out, o0, os = sc, meta[H_SC_SEQA + (l & 1)], meta[r + M_OUT]
+        out, o0, os = _layer_output(l, nl, r, meta, dst, d0, ds, sc)
         if kind == KIND_GRU:
             gru.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
         elif kind == KIND_LSTM:
@@ -116,10 +123,7 @@ def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
     for l in range(nl):
         r = HEADER + ROW * l
         kind = meta[r + M_KIND]
-        if l == nl - 1:
-            out, o0, os = dst, d0, ds
-        else:
-            out, o0, os = sc, meta[H_SC_SEQA + (l & 1)], meta[r + M_OUT]
+        out, o0, os = _layer_output(l, nl, r, meta, dst, d0, ds, sc)
         if kind == KIND_GRU:
             gru.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
         elif kind == KIND_LSTM:

@@ -77,10 +77,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
         # the new h is built in the step's row of input projections (used
         # once), never in the state: every element needs the whole old h
         g = gx + t * G
-        if t & 1:  # alternate directions: part of W_hh is still in L1
-            simd.gemv_backward(sc, g, st, h, w, wh, H, G)
-        else:
-            simd.gemv(sc, g, st, h, w, wh, H, G)
+        simd.gemv_step(sc, g, st, h, w, wh, H, G, t)
         finish(w, meta, r, st, h, sc, g, dst, d0 + t * ds)
 
 

@@ -245,6 +245,17 @@ def gemv_backward(acc, a0, v, v0, w, w0, nr, nc):
 
 
 @_inline
+def gemv_step(acc, a0, v, v0, w, w0, nr, nc, t):
+    """The recurrent product of step ``t`` of a sequence: ``gemv`` on even
+    steps, ``gemv_backward`` on odd ones (the same sums, bit for bit), so
+    each step starts on the part of W_hh still in L1."""
+    if t & 1:
+        gemv_backward(acc, a0, v, v0, w, w0, nr, nc)
+    else:
+        gemv(acc, a0, v, v0, w, w0, nr, nc)
+
+
+@_inline
 def gemm(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):
     """``gemv`` for R vectors at once: row r reads ``v[v0 + r*vstride:]`` and
     adds into ``acc[a0 + r*astride:]``. Rows go four at a time, so each
@@ -287,6 +298,9 @@ if config.DISABLE_JIT:  # pragma: no cover - exercised only with NUMBA_DISABLE_J
         acc[a0 : a0 + nc] += v[v0 : v0 + nr] @ _unpack(w, w0, nr, nc)
 
     gemv_backward = gemv  # noqa: F811
+
+    def gemv_step(acc, a0, v, v0, w, w0, nr, nc, t):  # noqa: F811
+        gemv(acc, a0, v, v0, w, w0, nr, nc)
 
     def gemm(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):  # noqa: F811
         wt = _unpack(w, w0, nr, nc)
