@@ -30,6 +30,7 @@ PT = os.path.join(WEIGHTS, "watch_gru.pt")
 ONNX = os.path.join(WEIGHTS, "watch_gru.onnx")
 STREAM = os.path.join(WEIGHTS, "watch_test.npz")
 CSV = os.path.join(WEIGHTS, "watch_sample.csv")
+README = os.path.join(ROOT, "README.md")
 DATA_DIR = os.path.dirname(WATCH_GRU)
 
 
@@ -239,7 +240,7 @@ def test_every_subcommand_has_help(command, capsys):
         (["frobnicate"], 2, "invalid choice"),
         (["run"], 2, "required: MODEL"),
         (["info", "missing.onnx"], 1, "missing.onnx: no such file"),
-        (["info", "model.h5"], 1, "unknown file type"),
+        (["info", README], 1, "unknown file type '.md'"),
         (["convert", PT, "out.onnx"], 2, "use a .npz or .safetensors suffix"),
         (["bench", NATIVE, "--steps", "5"], 2, "--steps must be"),
         (["run", NATIVE, "no/such/input.csv"], 1, "no/such/input.csv"),

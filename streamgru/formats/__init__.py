@@ -1,60 +1,180 @@
 """Reading and writing weight files; each format in its own module.
 
-Loaders convert a file's conventions into canonical layers (layers.py) and
-know nothing of the kernels.
+Readers convert a file's conventions into canonical layers (``layers``) and
+know nothing of the kernels. ``load`` picks a reader from ``READERS`` by
+suffix, and by the file's first bytes where a suffix is ambiguous or wrong;
+every reader is called as ``module.load(path, budget=budget, **options)``
+and may allocate only what its ``guard.Budget`` allows.
+
+Adding a format: one module here with ``load(path, *, budget, ...)``,
+``OPTIONS`` (its keyword names) and ``sniff(head) -> bool`` (does a file
+starting with ``head`` look like this format), and one ``Reader`` row below.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import WeightsError
 from ..model import Model
+from .guard import Budget, check_regular
 
-LOADERS = {
-    ".npz": ("native", "load"),
-    ".safetensors": ("native", "load"),
-    ".pt": ("torch", "load"),
-    ".pth": ("torch", "load"),
-    ".onnx": ("onnx", "load"),
-}
+HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Reader:
+    name: str                   # shown in messages
+    module: str                 # streamgru.formats.<module>
+    suffixes: tuple[str, ...]   # lower-case, with the dot
+
+
+READERS: tuple[Reader, ...] = (
+    Reader("streamgru native", "native", (".npz", ".safetensors")),
+    Reader("PyTorch", "torch", (".pt", ".pth", ".ckpt", ".bin")),
+    Reader("ONNX", "onnx", (".onnx",)),
+)
+
+
+def _module(reader: Reader):
+    return __import__(f"{__name__}.{reader.module}", fromlist=["load"])
 
 
 def _suffix(path: str) -> str:
     return os.path.splitext(path)[1].lower()
 
 
+def _supported() -> str:
+    return ", ".join(s for r in READERS for s in r.suffixes)
+
+
+def _candidates(path: str, head: bytes) -> list[Reader]:
+    """Readers to try, best first: those for the suffix whose ``sniff``
+    accepts the head, then any other reader whose ``sniff`` accepts it (a
+    file with a misleading suffix), then the suffix's readers regardless
+    (their own errors are the most useful)."""
+    by_suffix = [r for r in READERS if _suffix(path) in r.suffixes]
+    sniffed = []
+    for r in READERS:
+        sniff = getattr(_module(r), "sniff", None)
+        if sniff is not None and sniff(head):
+            sniffed.append(r)
+    first = [r for r in by_suffix if r in sniffed]
+    rest = [r for r in sniffed if r not in first]
+    last = [r for r in by_suffix if r not in first]
+    return first + rest + last
+
+
+def _check_options(reader: Reader, module: Any, options: dict) -> None:
+    allowed = tuple(getattr(module, "OPTIONS", ()))
+    unknown = sorted(set(options) - set(allowed) - {"max_bytes"})
+    if unknown:
+        raise TypeError(
+            f"sg.load() got unexpected keyword argument(s) {', '.join(map(repr, unknown))} for a "
+            f"{reader.name} file; it takes: {', '.join(allowed + ('max_bytes',))}"
+        )
+
+
+def _named(exc: WeightsError, path: str) -> WeightsError:
+    """``exc`` with the file's name in front if its message lacks it."""
+    msg = str(exc)
+    if path not in msg and os.path.basename(path) not in msg:
+        exc.args = (f"{path}: {msg}",) + exc.args[1:]
+    return exc
+
+
+class UnexpectedReaderError(WeightsError):
+    """A reader raised something other than ``WeightsError``: a bug in the
+    reader, reported as a ``WeightsError`` naming the file with the original
+    exception chained. The fuzz tests fail if this is ever raised."""
+
+
 def load(path: str | os.PathLike, **options: Any) -> Model:
-    """Load a model from a weight file, choosing the reader by suffix.
+    """Load a model from a weight file.
+
+    The reader is chosen by suffix and, where that is ambiguous or does not
+    match the content, by the file's first bytes.
 
     Parameters
     ----------
     path : str or path-like
-        ``.onnx`` (ONNX graph), ``.pt``/``.pth`` (a ``torch.save``\\ d state
-        dict or checkpoint, read without torch and without running code),
-        ``.safetensors`` or ``.npz`` (streamgru's native format).
+        ``.onnx`` (ONNX graph); ``.pt``/``.pth``/``.ckpt``/``.bin`` (a
+        ``torch.save``\\ d state dict, checkpoint or Lightning checkpoint,
+        read without torch and without running code); ``.safetensors`` or
+        ``.npz`` (streamgru's native format; a safetensors file without a
+        streamgru description is read as a PyTorch state dict).
+    dtype : float32 (default) or float64, optional
+        The float type the model computes in (every format).
+    max_bytes : int, optional
+        The most a load may allocate (default: 8 times the file's size plus
+        256 MiB); a file that would need more is refused before allocating.
     **options
-        Passed to the reader, e.g. ``dtype=np.float64``; see each reader.
+        Format-specific keywords; an unknown one raises ``TypeError`` listing
+        what the file's reader takes. PyTorch state dicts: ``order``,
+        ``activations``, ``rnn_nonlinearity``
+        (``streamgru.formats.state_dict.model_from_state_dict``). ONNX:
+        ``input``, ``output`` (``streamgru.formats.onnx.load``).
+
+    Returns
+    -------
+    Model
 
     Raises
     ------
     WeightsError
-        The file is missing, unreadable, corrupt or unsupported; the message
-        names the file.
+        The file is missing, not a regular file, unreadable, corrupt, over
+        its budget or unsupported; the message names the file (and the
+        tensor or layer) and, for an unrecognised file, the readers tried.
+    UnsafeWeightsError
+        A pickle asked for code outside the allow-list (nothing was run).
+
+    Examples
+    --------
+    >>> import streamgru as sg
+    >>> from streamgru.data import WATCH_GRU
+    >>> sg.load(WATCH_GRU)
+    Model([GRU(6->48), Dense(48->7)], dtype=float32)
     """
     path = os.fspath(path)
-    suffix = _suffix(path)
-    if suffix not in LOADERS:
+    if not isinstance(path, str):
+        path = os.fsdecode(path)
+    st = check_regular(path)
+    budget = Budget(path, st.st_size, options.pop("max_bytes", None))
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    candidates = _candidates(path, head)
+    if not candidates:
         raise WeightsError(
-            f"{path}: unknown file type {suffix or '(no suffix)'!r}; supported: "
-            f"{', '.join(LOADERS)}"
+            f"{path}: unknown file type {_suffix(path) or '(no suffix)'!r} and its content "
+            f"matches no reader; supported: {_supported()}"
         )
-    if not os.path.isfile(path):
-        raise WeightsError(f"{path}: no such file")
-    module_name, func = LOADERS[suffix]
-    module = __import__(f"{__name__}.{module_name}", fromlist=[func])
-    return getattr(module, func)(path, **options)
+    errors = []
+    for reader in candidates:
+        module = _module(reader)
+        _check_options(reader, module, options)
+        try:
+            return module.load(path, budget=budget, **options)
+        except WeightsError as exc:
+            errors.append((reader, _named(exc, path)))
+        except Exception as exc:  # a reader bug: still a WeightsError for the caller
+            err = UnexpectedReaderError(
+                f"{path}: the {reader.name} reader failed unexpectedly "
+                f"({type(exc).__name__}: {exc}); please report this file"
+            )
+            raise err from exc
+        budget.used = 0
+    if len(errors) == 1:
+        raise errors[0][1]
+    # several readers tried: the suffix's own reader's error first, then the others
+    first = errors[0][1]
+    tried = "; ".join(f"as {r.name}: {str(e).removeprefix(path + ': ')}" for r, e in errors[1:])
+    first.args = (f"{first} (also tried {tried})",)
+    raise first
 
 
 def save(model: Model, path: str | os.PathLike) -> None:
@@ -63,6 +183,22 @@ def save(model: Model, path: str | os.PathLike) -> None:
     The file loads back bit-exact (same layers, flags, dtype and initial
     state). It is written to a temporary file first and renamed into place,
     so a failed save leaves any existing file untouched.
+
+    Parameters
+    ----------
+    model : Model
+    path : str or path-like
+        Ending in ``.npz`` or ``.safetensors``.
+
+    Examples
+    --------
+    >>> import os, tempfile, streamgru as sg
+    >>> from streamgru.data import WATCH_GRU
+    >>> m = sg.load(WATCH_GRU)
+    >>> p = os.path.join(tempfile.mkdtemp(), "m.safetensors")
+    >>> sg.save(m, p)
+    >>> sg.load(p) == m
+    True
     """
     from . import native
 
@@ -72,8 +208,28 @@ def save(model: Model, path: str | os.PathLike) -> None:
 def from_torch(module: Any, **options: Any) -> Model:
     """Build a Model from a live ``torch.nn.Module`` (torch is imported lazily).
 
-    See ``streamgru.formats.torch_module`` for what is supported.
-    """
-    from .torch_module import from_module
+    Parameters
+    ----------
+    module : torch.nn.Module
+        A recurrent module or cell, ``nn.Linear``, an activation, an
+        ``nn.Sequential`` of these, or a custom module whose ``forward``
+        chains them (traced with ``torch.fx``); see
+        ``streamgru.formats.torch_module`` for the full list.
+    dtype : float32 (default) or float64, optional
 
+    Raises
+    ------
+    WeightsError
+        An unsupported module or operation (named, with where it is).
+    TypeError
+        An unknown keyword.
+    """
+    from .torch_module import OPTIONS, from_module
+
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"sg.from_torch() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"it takes: {', '.join(OPTIONS)}"
+        )
     return from_module(module, **options)

@@ -159,7 +159,18 @@ def save(model: Model, path: str) -> None:
     _write_atomic(path, data)
 
 
-def load(path: str, dtype: Any = None, **state_dict_options: Any) -> Model:
+OPTIONS = ("dtype", "rnn_nonlinearity", "activations", "order")
+
+
+def sniff(head: bytes) -> bool:
+    """A zip (``.npz``) holding the description member, or a safetensors
+    header (8-byte little-endian length, then JSON)."""
+    if head.startswith(b"PK"):
+        return META_KEY.encode() in head
+    return len(head) > 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 27)
+
+
+def load(path: str, dtype: Any = None, *, budget: Any = None, **state_dict_options: Any) -> Model:
     """Read a native ``.npz`` or ``.safetensors`` file.
 
     A ``.safetensors`` file without a streamgru description (e.g. written by

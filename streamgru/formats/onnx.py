@@ -1530,8 +1530,17 @@ def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
     return env, g
 
 
+OPTIONS = ("dtype", "output", "input")
+
+
+def sniff(head: bytes) -> bool:
+    """A ModelProto starts with field 1 (ir_version, varint: tag 0x08) and
+    usually names its producer (field 2) early."""
+    return head[:1] == b"\x08" and (b"pytorch" in head or b"onnx" in head or b"\x12" in head[:16])
+
+
 def load(path: str, dtype: Any = np.float32, output: str | None = None,
-         input: str | None = None) -> Model:
+         input: str | None = None, *, budget: Any = None) -> Model:
     """Load an ONNX model as a streaming ``Model``.
 
     Parameters

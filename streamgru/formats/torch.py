@@ -456,7 +456,15 @@ def _find_state_dict(obj: Any, path: str) -> dict[str, _Tensor]:
     )
 
 
-def load(path: str, dtype: Any = np.float32, **options: Any) -> Model:
+OPTIONS = ("dtype", "rnn_nonlinearity", "activations", "order")
+
+
+def sniff(head: bytes) -> bool:
+    """A ``torch.save`` zip (a member ``<name>/data.pkl``) or the legacy format."""
+    return head.startswith(_LEGACY_MAGIC) or (head.startswith(b"PK") and b"data.pkl" in head)
+
+
+def load(path: str, dtype: Any = np.float32, *, budget: Any = None, **options: Any) -> Model:
     """Load a ``torch.save``\\ d state dict (or checkpoint) as a Model, without torch.
 
     Parameters

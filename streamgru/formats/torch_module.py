@@ -34,6 +34,9 @@ from ..model import Model
 
 __all__ = ["from_module"]
 
+# the keywords sg.from_torch takes
+OPTIONS = ("dtype",)
+
 # marks a step that leaves values unchanged (Dropout, Identity, .contiguous())
 _SKIP = "skip"
 
