@@ -36,8 +36,10 @@ class Model:
         Applied first to last; each layer's ``input_size`` must equal the
         previous layer's ``output_size``.
     dtype : float32 (default) or float64
-        The float type the model computes in; the layers' arrays are
-        converted to it.
+        The float type the model computes in; ``layers`` hold the layers'
+        arrays converted to it. The layers as given are kept too, so
+        ``astype`` converts from their precision: float64 layers in a float32
+        model give a float64 model with the original float64 weights.
     initial_state : array (state_size,), optional
         The state a stream starts from and ``reset()`` returns to; zeros by
         default.
@@ -78,6 +80,10 @@ class Model:
                     f"but layer {i} ({type(cur).__name__}) takes {cur.input_size}"
                 )
         self._dtype = _model_dtype(dtype)
+        # the layers as given, so astype() converts from the source precision
+        # (float64 layers in a float32 model widen back exactly), and the
+        # layers the model computes with, in its dtype
+        self._sources = tuple(layers)
         self._layers = tuple(layer.astype(self._dtype) for layer in layers)
         self._state_size = sum(layer.state_size for layer in self._layers)
         init = np.zeros(self._state_size, self._dtype)
@@ -91,6 +97,10 @@ class Model:
             if not np.all(np.isfinite(given)):
                 raise WeightsError("initial_state: contains NaN or inf")
             init[:] = given
+            # kept at its own precision for astype, like the layers
+            self._initial_source = np.array(given, np.float64 if given.dtype.kind != "f" else None)
+        else:
+            self._initial_source = None
         init.setflags(write=False)
         self._initial_state = init
         self.metadata: dict[str, Any] = dict(metadata or {})
@@ -132,8 +142,18 @@ class Model:
 
     # -- conversion -----------------------------------------------------------
     def astype(self, dtype: Any) -> "Model":
-        """A new Model computing in ``dtype`` (float32 or float64)."""
-        return Model(self._layers, _model_dtype(dtype), self._initial_state, self.metadata)
+        """A new Model computing in ``dtype`` (float32 or float64), converted
+        from the layers as they were given (not from this model's rounding).
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> w = np.full((3, 1), 0.1)                       # float64 weights
+        >>> m = sg.Model([sg.Dense(w)])                     # computes in float32
+        >>> float(m.astype(np.float64).layers[0].weight[0, 0]) == 0.1
+        True
+        """
+        return Model(self._sources, _model_dtype(dtype), self._initial_source, self.metadata)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Model):
