@@ -33,8 +33,8 @@ class Reader:
 
 READERS: tuple[Reader, ...] = (
     Reader("streamgru native", "native", (".npz", ".safetensors")),
-    Reader("PyTorch", "torch", (".pt", ".pth", ".ckpt", ".bin")),
-    Reader("ONNX", "onnx", (".onnx",)),
+    Reader("PyTorch state dict", "torch", (".pt", ".pth", ".ckpt", ".bin")),
+    Reader("ONNX graph", "onnx", (".onnx",)),
 )
 
 
