@@ -1,8 +1,25 @@
 """streamgru: run trained recurrent networks one sample at a time, fast.
 
-Load a model with ``sg.load(path)`` (``.onnx``, ``.pt``/``.pth``,
-``.safetensors``, ``.npz``) or ``sg.from_torch(module)``, or build one from
-arrays, then stream samples through it:
+Public API (everything else is internal)::
+
+    m = sg.load(path)                 # .onnx .pt .pth .ckpt .safetensors .npz ...
+    m = sg.from_torch(module)         # a live torch.nn.Module
+    sg.save(m, "m.npz")               # native .npz / .safetensors, loads back bit-exact
+    m = sg.Model([sg.GRU.from_torch(w_ih, w_hh), sg.Dense(w)])   # from arrays
+
+    s = m.stream()                    # one stream at the model's initial state
+    y = s.step(x, out=None)           # (input_size,) -> (output_size,)
+    Y = s.process(X, out=None)        # (T, input_size) -> (T, output_size)
+    s.get_state(), s.set_state(st), s.reset()
+
+    b = m.streams(n)                  # n streams sharing one set of weights
+    Y = b.step(X)                     # (n, input_size) -> (n, output_size)
+
+Layers: GRU, LSTM, RNN (``from_torch`` / ``from_onnx`` / ``from_keras``
+take each framework's layout), Dense. Errors: ``WeightsError`` (a file or
+weights), ``UnsafeWeightsError`` (a pickle asked for code), ``InputError``
+(bad input to a stream), all ``StreamGRUError``. The command line:
+``streamgru --help``.
 
     >>> import numpy as np, streamgru as sg
     >>> rng = np.random.default_rng(0)
@@ -37,18 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    # Stream and StreamBatch bring in numba and the kernels (about 0.2 s before
-    # the first kernel even loads), so they are imported on first use: loading,
-    # inspecting and converting models stays light (``streamgru info``).
-    if name in ("Stream", "StreamBatch"):
-        from . import stream
-
-        value = getattr(stream, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return sorted(set(globals()) | set(__all__))
+from ._lazy import module_dir as __dir__, module_getattr as __getattr__  # noqa: E402

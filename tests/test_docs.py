@@ -58,3 +58,14 @@ def test_readme_keeps_the_two_setup_commands():
         text = f.read()
     assert re.search(r"pip install [^\n]*&& *streamgru demo", text)  # install and run the main job
     assert re.search(r"pip install [^\n]*\[test\][^\n]*&& *python -m pytest", text)
+
+
+def test_help_shows_the_public_api_first():
+    import pydoc
+
+    text = pydoc.render_doc(streamgru, renderer=pydoc.plaintext)
+    description = text[text.index("DESCRIPTION") : text.index("PACKAGE CONTENTS")]
+    for name in ("sg.load", "sg.from_torch", "sg.save", "m.stream()", "s.step", "WeightsError"):
+        assert name in description, name
+    functions = text[text.index("FUNCTIONS") :]
+    assert "__getattr__" not in functions and "__dir__" not in functions  # internals stay out
