@@ -54,4 +54,8 @@ __all__ = [
 ]
 
 
-from ._lazy import module_dir as __dir__, module_getattr as __getattr__  # noqa: E402
+import sys as _sys  # noqa: E402
+
+from ._lazy import LazyModule as _LazyModule  # noqa: E402
+
+_sys.modules[__name__].__class__ = _LazyModule  # Stream, StreamBatch on first use

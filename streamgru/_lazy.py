@@ -2,28 +2,29 @@
 
 Stream and StreamBatch bring in numba and the kernels (about 0.2 s before
 the first kernel even loads), so they are imported on first use: loading,
-inspecting and converting models stays light (``streamgru info``). The
-hooks live here, not in ``__init__``, so ``help(streamgru)`` shows only the
-public API.
+inspecting and converting models stays light (``streamgru info``). The hook
+is a module subclass rather than a module-level ``__getattr__``, so
+``help(streamgru)`` shows only the public API.
 """
 
 from __future__ import annotations
 
-import sys
+import types
 
 LAZY = ("Stream", "StreamBatch")
 
 
-def module_getattr(name: str):
-    if name in LAZY:
-        from . import stream
+class LazyModule(types.ModuleType):
+    """The class of the ``streamgru`` module object."""
 
-        value = getattr(stream, name)
-        setattr(sys.modules["streamgru"], name, value)
-        return value
-    raise AttributeError(f"module 'streamgru' has no attribute {name!r}")
+    def __getattr__(self, name: str):
+        if name in LAZY:
+            from . import stream
 
+            value = getattr(stream, name)
+            setattr(self, name, value)
+            return value
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
 
-def module_dir() -> list:
-    pkg = sys.modules["streamgru"]
-    return sorted(set(vars(pkg)) | set(pkg.__all__))
+    def __dir__(self) -> list:
+        return sorted(set(vars(self)) | set(self.__all__))
