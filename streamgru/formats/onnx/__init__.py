@@ -82,6 +82,7 @@ import numpy as np
 from ...errors import WeightsError
 from ...layers import Dense, Layer
 from ...model import Model
+from ..guard import Budget, check_regular
 from .graph import _guesses, _shape_of_input, _walk
 from .tensors import _read, _tensor
 from .values import _ErfOf, _Graph, _Mismatch, _Poison, _Stream
@@ -98,7 +99,7 @@ def sniff(head: bytes) -> bool:
 
 
 def load(path: str, dtype: Any = np.float32, output: str | None = None,
-         input: str | None = None, *, budget: Any = None) -> Model:
+         input: str | None = None, *, budget: Budget | None = None) -> Model:
     """Load an ONNX model as a streaming ``Model``.
 
     Parameters
@@ -133,7 +134,9 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
     ``sequence_lens`` inputs are ignored: a stream has no sequence length.
     """
     path = os.fspath(path)
-    model = _read(path)
+    if budget is None:
+        budget = Budget(path, check_regular(path).st_size)
+    model = _read(path, budget)
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
@@ -142,7 +145,7 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
         raise WeightsError(f"{path}: sparse initializers are not supported")
     tensors: dict[str, np.ndarray] = {}
     for t in graph.initializer:
-        tensors[t.name] = _tensor(t, path)
+        tensors[t.name] = _tensor(t, path, budget)
     real_inputs = [vi for vi in graph.input if vi.name not in tensors]
     if input is not None:
         chosen = [vi for vi in real_inputs if vi.name == input]
@@ -164,8 +167,10 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
         raise WeightsError(f"{path}: no graph output named {out_name!r}; outputs: {out_names}")
 
     errors: list[_Mismatch] = []
+    used, work = budget.used, budget.work
     for roles in _guesses(len(shape)):
-        env, g = _walk(model, path, tensors, data_input, others, roles, opset)
+        budget.used, budget.work = used, work  # each guess walks the graph afresh
+        env, g = _walk(model, path, tensors, data_input, others, roles, opset, budget)
         v = env.get(out_name)
         if isinstance(v, _Poison):
             if isinstance(v.error, _Mismatch):
@@ -191,14 +196,13 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
 
 
 def _is_identity(layer: Layer) -> bool:
-    """A Dense that changes nothing (left behind when folded constants cancel)."""
-    return (
-        isinstance(layer, Dense)
-        and layer.activation.name == "identity"
-        and layer.input_size == layer.output_size
-        and np.array_equal(layer.weight, np.eye(layer.input_size))
-        and not np.any(layer.bias)
-    )
+    """A Dense that changes nothing (left behind when folded constants cancel);
+    checked without building an identity matrix to compare with."""
+    if not (isinstance(layer, Dense) and layer.activation.name == "identity"
+            and layer.input_size == layer.output_size and not np.any(layer.bias)):
+        return False
+    w = layer.weight
+    return bool(np.all(np.diagonal(w) == 1) and np.count_nonzero(w) == layer.input_size)
 
 
 def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name: str,

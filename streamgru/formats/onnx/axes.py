@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import WeightsError
 from .chain import _select
 from .values import (_INT_MAX, _Const, _Dims, _Fill, _Graph, _Stack, _Stream, _describe_axes, _dims,
-                     _int_list, _norm_axis, _opt)
+                     _int_list, _int_values, _norm_axis, _opt)
 
 
 def _h_shape(g: _Graph, node: Any, ins: list, at: dict) -> list:
@@ -37,7 +37,7 @@ def _h_gather(g: _Graph, node: Any, ins: list, at: dict) -> list:
     data, idx = ins[0], ins[1]
     if not isinstance(idx, _Const):
         raise g.fail("Gather indices must be constant")
-    idx = np.asarray(idx.value, dtype=np.int64)
+    idx = np.asarray(_int_values(g, idx.value, "Gather indices"), np.int64).reshape(np.shape(idx.value))
     if isinstance(data, _Stack):
         axis = _norm_axis(g, at.get("axis", 0), len(data.parts[0].axes))
         return [_unstack(g, data, axis, idx.reshape(-1).tolist(), keep_axis=idx.ndim > 0)]

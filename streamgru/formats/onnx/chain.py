@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...layers import Dense, Layer
+from ...layers import Dense, Layer, make_activation
 from .values import _Graph, _Stream, _describe_axes
 
 
@@ -25,7 +25,16 @@ def _last_dense(s: _Stream) -> Dense | None:
     return None
 
 
-def _affine(s: _Stream, scale: np.ndarray, shift: np.ndarray) -> _Stream:
+def _square(g: _Graph, s: _Stream, what: str) -> None:
+    """Charge an (F, F) Dense weight (float64, then the model's copy) to the
+    budget before it is built: an activation on a 20,000-wide input would
+    otherwise be a 3.2 GB identity matrix from a file of a few bytes."""
+    g.budget.take(12 * s.features * s.features,
+                  f"{g.label()}: {what} as a "
+                  f"{s.features}x{s.features} Dense (no Dense before it to fold into)")
+
+
+def _affine(g: _Graph, s: _Stream, scale: np.ndarray, shift: np.ndarray) -> _Stream:
     """y = x * scale + shift, per feature: folded into the preceding Dense
     (W' = diag(scale) W, b' = scale * b + shift), else a diagonal Dense."""
     d = _last_dense(s)
@@ -34,6 +43,7 @@ def _affine(s: _Stream, scale: np.ndarray, shift: np.ndarray) -> _Stream:
         b = np.asarray(d.bias, np.float64) * scale + shift
         out = dataclasses.replace(s, layers=s.layers[:-1] + ((Dense(w, b), None),))
     else:
+        _square(g, s, "a per-feature scale and shift")
         out = _append(s, Dense(np.diag(scale), shift))
     return dataclasses.replace(out, origin=(s, scale, shift))
 
@@ -48,13 +58,14 @@ def _root(s: _Stream) -> tuple[_Stream, np.ndarray, np.ndarray]:
     return s, scale, shift
 
 
-def _activate(s: _Stream, act: Any) -> _Stream:
+def _activate(g: _Graph, s: _Stream, act: Any) -> _Stream:
     """Attach an activation to the preceding Dense, or add an identity Dense."""
     d = _last_dense(s)
     if d is not None:
         return dataclasses.replace(
             s, layers=s.layers[:-1] + ((Dense(d.weight, d.bias, act), None),), origin=None
         )
+    _square(g, s, f"activation {make_activation(act).name}")
     return _append(s, Dense(np.eye(s.features), None, act))
 
 
@@ -65,6 +76,9 @@ def _select(g: _Graph, s: _Stream, rows: np.ndarray, keep_axis: bool) -> _Stream
         raise g.fail("selects no features")
     if keep_axis and np.array_equal(rows, np.arange(s.features)):
         return s
+    g.budget.take(12 * rows.size * s.features,
+                  f"{g.label()}: selecting {rows.size} of "
+                  f"{s.features} features as a Dense")
     w = np.zeros((rows.size, s.features))
     w[np.arange(rows.size), rows] = 1.0
     out = _append(s, Dense(w), features=int(rows.size))

@@ -22,7 +22,8 @@ from .chain import _activate, _affine, _append, _feature_vector, _root
 from .recurrent import _h_recurrent
 from .shapes import _h_concat, _h_constant_of_shape, _h_expand, _h_reshape, _h_tile
 from .values import (_Const, _Dims, _ErfOf, _Fill, _Graph, _Poison, _Stream, _describe_axes,
-                     _dims, _materialize, _norm_axis, _opt)
+                     _broadcast, _dims, _int_values, _materialize, _norm_axis,
+                     _opt)
 
 Handler = Callable[[_Graph, Any, list, dict], list]
 
@@ -71,17 +72,17 @@ def _h_binary(g: _Graph, node: Any, ins: list, at: dict) -> list:
         vec, axes = _feature_vector(g, s, arr)
         one, zero = np.ones_like(vec), np.zeros_like(vec)
         if op == "Add":
-            out = _affine(s, one, vec)
+            out = _affine(g, s, one, vec)
         elif op == "Mul":
-            out = _affine(s, vec, zero)
+            out = _affine(g, s, vec, zero)
         elif op == "Sub":
-            out = _affine(s, one, -vec) if stream_first else _affine(s, -one, vec)
+            out = _affine(g, s, one, -vec) if stream_first else _affine(g, s, -one, vec)
         else:
             if not stream_first:
                 raise g.fail("divides a constant by the stream (not an affine map)")
             if np.any(vec == 0):
                 raise WeightsError(f"{g.where()}: divides the stream by zero")
-            out = _affine(s, 1.0 / vec, zero)
+            out = _affine(g, s, 1.0 / vec, zero)
         return [dataclasses.replace(out, axes=axes)]
     if isinstance(a, (_Dims, _Const)) and isinstance(b, (_Dims, _Const)):
         return [_dims_arith(g, op, a, b)]
@@ -97,6 +98,8 @@ def _h_binary(g: _Graph, node: Any, ins: list, at: dict) -> list:
         rank = max(len(sa), len(sb))
         sa, sb = (1,) * (rank - len(sa)) + tuple(sa), (1,) * (rank - len(sb)) + tuple(sb)
         shape = tuple(x if y == 1 else y for x, y in zip(sa, sb))
+        g.budget.take(8 * math.prod(_broadcast([ba.shape, bb.shape])),
+                      f"{g.label()}: {op} of two known tensors")
         with np.errstate(all="ignore"):
             base = _BINARY[op](ba.reshape((1,) * (rank - ba.ndim) + ba.shape),
                                bb.reshape((1,) * (rank - bb.ndim) + bb.shape))
@@ -131,8 +134,8 @@ def _gelu_part(g: _Graph, op: str, a: Any, b: Any) -> Any:
                 # the exporter's sqrt(2) is a float32 constant: c is exact to float32
                 c0 = float(np.float32(c[0]))
                 n = e.features
-                x = m if c0 == 1.0 else _affine(m, np.full(n, 1.0 / c0), np.zeros(n))
-                return _affine(_activate(x, "gelu"), np.full(n, 2.0 * c0), np.zeros(n))
+                x = m if c0 == 1.0 else _affine(g, m, np.full(n, 1.0 / c0), np.zeros(n))
+                return _affine(g, _activate(g, x, "gelu"), np.full(n, 2.0 * c0), np.zeros(n))
     raise g.fail(
         f"Erf (node {erf.node!r}) is only supported in GELU's form x * 0.5 * (1 + erf(x / sqrt(2)))"
     )
@@ -144,8 +147,7 @@ def _dims_arith(g: _Graph, op: str, a: Any, b: Any) -> Any:
     def entries(v: Any) -> tuple[list, bool]:
         if isinstance(v, _Dims):
             return list(v.values), v.scalar
-        arr = np.asarray(v.value)
-        return [int(x) for x in arr.reshape(-1)], arr.ndim == 0
+        return _int_values(g, v.value, f"{op} on a shape"), np.ndim(v.value) == 0
     va, sa = entries(a)
     vb, sb = entries(b)
     n = max(len(va), len(vb))
@@ -177,7 +179,7 @@ def _h_neg(g: _Graph, node: Any, ins: list, at: dict) -> list:
     s = ins[0]
     if not isinstance(s, _Stream):
         raise g.fail(f"Neg of a {type(s).__name__}")
-    return [_affine(s, -np.ones(s.features), np.zeros(s.features))]
+    return [_affine(g, s, -np.ones(s.features), np.zeros(s.features))]
 
 
 def _h_matmul(g: _Graph, node: Any, ins: list, at: dict) -> list:
@@ -271,7 +273,7 @@ def _h_activation(g: _Graph, node: Any, ins: list, at: dict) -> list:
                 not g.core(ax) for i, ax in enumerate(s.axes[axis:], axis) if i != fi)
         if not ok:
             raise g.fail(f"{node.op_type} over an axis other than the features {_describe_axes(s)}")
-    return [_activate(s, act)]
+    return [_activate(g, s, act)]
 
 
 HANDLERS: dict[str, Handler] = {

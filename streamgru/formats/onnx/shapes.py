@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import WeightsError
-from .values import (_MAX_FOLD_ELEMENTS, _Const, _Dims, _Fill, _Graph, _Stack, _Stream,
-                     _describe_axes, _dims, _norm_axis)
+from .values import (_Const, _Dims, _Fill, _Graph, _Stack, _Stream,
+                     _describe_axes, _dims, _int_values, _norm_axis)
 
 
 def _h_concat(g: _Graph, node: Any, ins: list, at: dict) -> list:
@@ -33,7 +33,7 @@ def _h_concat(g: _Graph, node: Any, ins: list, at: dict) -> list:
             if isinstance(v, _Dims):
                 vals.extend(v.values)
             else:
-                vals.extend(int(x) for x in np.asarray(v.value).reshape(-1))
+                vals.extend(_int_values(g, v.value, "Concat of a shape"))
         return [_dims(vals)]
     fills = [v for v in present if isinstance(v, _Fill)]
     if fills and all(isinstance(v, (_Fill, _Const)) for v in present):
@@ -67,7 +67,7 @@ def _parse_size(d: Any) -> tuple[int, tuple] | None:
 def _target_shape(g: _Graph, shape_v: Any, op: str) -> list:
     """The shape operand of Reshape/Expand as a list (known values or symbols)."""
     if isinstance(shape_v, _Const):
-        return [int(v) for v in np.asarray(shape_v.value).reshape(-1)]
+        return _int_values(g, shape_v.value, f"{op} shape")
     if isinstance(shape_v, _Dims):
         return list(shape_v.values)
     raise g.fail(f"{op} to a shape that is not known")
@@ -161,7 +161,7 @@ def _h_tile(g: _Graph, node: Any, ins: list, at: dict) -> list:
     # an unknown count (the batch) must have size 1 on that axis
     x, reps = ins[0], ins[1]
     if isinstance(reps, _Const):
-        counts = [int(v) for v in np.asarray(reps.value).reshape(-1)]
+        counts = _int_values(g, reps.value, "Tile repeats")
     elif isinstance(reps, _Dims):
         counts = list(reps.values)
     else:
@@ -177,8 +177,8 @@ def _h_tile(g: _Graph, node: Any, ins: list, at: dict) -> list:
         if isinstance(k, int) and isinstance(d, int):
             out_shape.append(d * k)
             if base.shape[i] > 1:
-                if base.size * k > _MAX_FOLD_ELEMENTS:
-                    raise WeightsError(f"{g.where()}: Tile would build {base.size * k} elements; refused")
+                g.budget.take(base.nbytes * k, f"{g.label()}: Tile "
+                                               f"of {base.size * k:,} elements")
                 base = np.tile(base, [k if j == i else 1 for j in range(base.ndim)])
         elif base.shape[i] == 1:
             out_shape.append(k if d == 1 else "?")

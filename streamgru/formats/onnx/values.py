@@ -10,10 +10,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import WeightsError
+from ..guard import Budget
 
-
-# folding refuses to build constants larger than this many elements
-_MAX_FOLD_ELEMENTS = 1 << 26
 
 _INT_MAX = 2**62  # Slice ends at or beyond this mean "to the end"
 
@@ -122,21 +120,27 @@ class _Graph:
     """What the handlers share while walking one graph with one guess of the
     input's axis roles."""
 
-    def __init__(self, path: str, opset: int, sizes: dict[str, Any]) -> None:
+    def __init__(self, path: str, opset: int, sizes: dict[str, Any], budget: Budget) -> None:
         self.path = path
         self.opset = opset
+        self.budget = budget
+        self.evaluators: dict[int, tuple] = {}  # id(node) -> (node, its folding evaluator)
         self.sizes = sizes  # atom -> int, or the symbol itself when unknown
         self.state_sources: set[str] = set()
         self.node = None  # the node being handled, for messages
         self.index = 0  # its position in the graph
 
     # -- messages
-    def where(self) -> str:
+    def label(self) -> str:
+        """The node being handled, as ``node 'name' (OpType)``."""
         n = self.node
         if n is None:
-            return self.path
+            return "the graph"
         name = repr(n.name) if n.name else f"#{self.index} (unnamed)"
-        return f"{self.path}: node {name} ({n.op_type})"
+        return f"node {name} ({n.op_type})"
+
+    def where(self) -> str:
+        return self.path if self.node is None else f"{self.path}: {self.label()}"
 
     def fail(self, msg: str) -> _Unstreamable:
         return _Unstreamable(f"{self.where()}: {msg}")
@@ -199,10 +203,30 @@ def _norm_axis(g: _Graph, axis: int, rank: int) -> int:
     return a
 
 
+def _int_values(g: _Graph, value: Any, what: str) -> list[int]:
+    """The entries of a constant that the spec makes an int64 list (axes,
+    shapes, indices): a float or non-finite entry is a malformed file, not an
+    ``OverflowError`` later."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iub":
+        raise WeightsError(f"{g.where()}: {what} must be integers (int64), got {arr.dtype} values")
+    return [int(x) for x in arr.reshape(-1)]
+
+
 def _int_list(g: _Graph, v: Any, what: str) -> list[int]:
     if isinstance(v, _Const):
-        return [int(x) for x in np.asarray(v.value).reshape(-1)]
+        return _int_values(g, v.value, what)
     raise g.fail(f"{what} must be a constant")
+
+
+def _broadcast(shapes: list[tuple]) -> list[int]:
+    """The multidirectional-broadcast shape, in Python ints (no overflow)."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = [1] * rank
+    for s in shapes:
+        for i, d in enumerate((1,) * (rank - len(s)) + tuple(s)):
+            out[i] = d if out[i] == 1 else out[i]
+    return out
 
 
 def _opt(inputs: list, i: int) -> Any:
@@ -210,12 +234,12 @@ def _opt(inputs: list, i: int) -> Any:
 
 
 def _materialize(g: _Graph, v: Any) -> np.ndarray | None:
-    """The values of a constant, or of a fill whose shape is fully known."""
+    """The values of a constant, or of a fill whose shape is fully known
+    (charged to the budget before it is built)."""
     if isinstance(v, _Const):
         return v.value
     if isinstance(v, _Fill) and v.source is None and all(isinstance(d, int) for d in v.shape):
-        if math.prod(v.shape) > _MAX_FOLD_ELEMENTS:
-            raise WeightsError(f"{g.where()}: tensor of shape {v.shape} is too large to build")
+        g.budget.take(math.prod(v.shape) * v.base.dtype.itemsize,
+                      f"{g.label()}: a tensor of shape {v.shape}")
         return np.broadcast_to(v.base, v.shape).copy()
     return None
-
