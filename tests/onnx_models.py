@@ -179,3 +179,26 @@ def dense_graph(nodes: list, initializers: dict, out_shape: list, opset: int = 1
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     return model
+
+
+def gru_then(nodes, inits, out_shape, opset=17, rng_seed=0, batch=1):
+    """X (T, batch, I) -> GRU -> Squeeze(dir) -> ``nodes`` (consuming 'h') -> Y."""
+    model, arrays = rnn_node_model("GRU", np.random.default_rng(rng_seed), opset=opset,
+                                   attrs={"linear_before_reset": 1})
+    gru = model.graph.node[0]
+    gru.output[0] = "Yg"
+    if opset >= 13:
+        axes = {"dir_axis": np.array([1], np.int64)}
+        pre = [helper.make_node("Squeeze", ["Yg", "dir_axis"], ["h"], name="sq")]
+    else:  # Squeeze-11: axes is an attribute
+        axes = {}
+        pre = [helper.make_node("Squeeze", ["Yg"], ["h"], name="sq", axes=[1])]
+    inits = {**axes, **inits, **arrays}
+    model = dense_graph([gru] + pre + nodes, inits, out_shape, opset=opset)
+    if batch != 1:
+        model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = batch
+    return model
+
+
+def rng_mat(*shape, seed=0):
+    return np.random.default_rng(seed).normal(0, 0.5, shape).astype(np.float32)

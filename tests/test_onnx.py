@@ -19,7 +19,8 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import streamgru as sg  # noqa: E402
-from onnx_models import H, I, O, T, Export, dense_graph, export, ort_run, rnn_node_model  # noqa: E402
+from onnx_models import (H, I, O, T, Export, dense_graph, export, gru_then,  # noqa: E402
+                         ort_run, rng_mat, rnn_node_model)
 from reference import run_model  # noqa: E402
 
 TOL = 2e-5
@@ -368,43 +369,24 @@ def test_float64_option(tmp_path):
 # the ops around the recurrent nodes
 
 
-def _gru_then(nodes, inits, out_shape, opset=17, rng_seed=0, batch=1):
-    """X (T, batch, I) -> GRU -> Squeeze(dir) -> ``nodes`` (consuming 'h') -> Y."""
-    model, arrays = rnn_node_model("GRU", np.random.default_rng(rng_seed), opset=opset,
-                                   attrs={"linear_before_reset": 1})
-    gru = model.graph.node[0]
-    gru.output[0] = "Yg"
-    axes = {"dir_axis": np.array([1], np.int64)}
-    pre = [helper.make_node("Squeeze", ["Yg", "dir_axis"], ["h"], name="sq")]
-    inits = {**axes, **inits, **arrays}
-    model = dense_graph([gru] + pre + nodes, inits, out_shape, opset=opset)
-    if batch != 1:
-        model.graph.input[0].type.tensor_type.shape.dim[1].dim_param = batch
-    return model
-
-
-def _rng_mat(*shape, seed=0):
-    return np.random.default_rng(seed).normal(0, 0.5, shape).astype(np.float32)
-
-
 HEADS = {
     "matmul_add_leakyrelu": ([
         helper.make_node("MatMul", ["h", "Wt"], ["a"], name="mm"),
         helper.make_node("Add", ["a", "b"], ["c"], name="add"),
         helper.make_node("LeakyRelu", ["c"], ["Y"], name="lrelu", alpha=0.2),
-    ], {"Wt": _rng_mat(H, O), "b": _rng_mat(O)}, 17),
+    ], {"Wt": rng_mat(H, O), "b": rng_mat(O)}, 17),
     "gemm_softmax_after_flatten": ([
         helper.make_node("Flatten", ["h"], ["f"], name="flat", axis=2),
         helper.make_node("Gemm", ["f", "Wg", "bg"], ["g"], name="gemm", transB=1, alpha=0.7, beta=1.3),
         helper.make_node("Softmax", ["g"], ["Y"], name="sm", axis=1),
-    ], {"Wg": _rng_mat(O, H), "bg": _rng_mat(O)}, 17),
+    ], {"Wg": rng_mat(O, H), "bg": rng_mat(O)}, 17),
     "affine_by_constants_then_elu": ([
         helper.make_node("Mul", ["h", "scale"], ["m"], name="mul"),
         helper.make_node("Sub", ["m", "shift"], ["s"], name="sub"),
         helper.make_node("Div", ["s", "two"], ["d"], name="div"),
         helper.make_node("Elu", ["d"], ["e"], name="elu", alpha=0.5),
         helper.make_node("Sub", ["one", "e"], ["Y"], name="rsub"),
-    ], {"scale": _rng_mat(H), "shift": _rng_mat(1, 1, H), "two": np.float32(2.0),
+    ], {"scale": rng_mat(H), "shift": rng_mat(1, 1, H), "two": np.float32(2.0),
         "one": np.float32(1.0)}, 17),
     "transpose_reshape_gelu_logsoftmax": ([
         helper.make_node("Transpose", ["h"], ["tr"], name="tr", perm=[1, 0, 2]),
@@ -414,7 +396,7 @@ HEADS = {
         helper.make_node("Identity", ["dr"], ["id"], name="ident"),
         helper.make_node("MatMul", ["id", "Wt"], ["mm"], name="mm"),
         helper.make_node("LogSoftmax", ["mm"], ["Y"], name="lsm", axis=-1),
-    ], {"shape": np.array([0, -1, H], np.int64), "Wt": _rng_mat(H, O)}, 20),
+    ], {"shape": np.array([0, -1, H], np.int64), "Wt": rng_mat(H, O)}, 20),
     "select_features_hardsigmoid": ([
         helper.make_node("Slice", ["h", "st", "en", "ax"], ["sl"], name="slice"),
         helper.make_node("Gather", ["sl", "idx"], ["ga"], name="gather", axis=2),
@@ -437,7 +419,7 @@ HEADS["gelu_erf_form_half_first"] = ([
     helper.make_node("Erf", ["e"], ["erf"], name="erf"),
     helper.make_node("Add", ["one", "erf"], ["p"], name="plus1"),
     helper.make_node("Mul", ["hx", "p"], ["Y"], name="gelu"),
-], {"Wt": _rng_mat(H, O), "half": np.float32(0.5), "sqrt2": np.float32(np.sqrt(2)),
+], {"Wt": rng_mat(H, O), "half": np.float32(0.5), "sqrt2": np.float32(np.sqrt(2)),
     "one": np.float32(1.0)}, 17)
 HEADS["scaled_gelu_erf_form"] = ([  # h * (1 + erf(h / 3)) = 3 sqrt(2) gelu(sqrt(2) h / 3)
     helper.make_node("Div", ["h", "three"], ["e"], name="div3"),
@@ -448,11 +430,11 @@ HEADS["scaled_gelu_erf_form"] = ([  # h * (1 + erf(h / 3)) = 3 sqrt(2) gelu(sqrt
 HEADS["regression_output_squeezed"] = ([  # fc(y).squeeze(-1) with one output
     helper.make_node("MatMul", ["h", "w1"], ["r"], name="mm"),
     helper.make_node("Squeeze", ["r", "last"], ["Y"], name="squeeze_features"),
-], {"w1": _rng_mat(H, 1), "last": np.array([-1], np.int64)}, 17)
+], {"w1": rng_mat(H, 1), "last": np.array([-1], np.int64)}, 17)
 HEADS["regression_output_reshaped_flat"] = ([  # fc(y).reshape(-1) with one output
     helper.make_node("MatMul", ["h", "w1"], ["r"], name="mm"),
     helper.make_node("Reshape", ["r", "flat"], ["Y"], name="flatten_all"),
-], {"w1": _rng_mat(H, 1), "flat": np.array([-1], np.int64)}, 17)
+], {"w1": rng_mat(H, 1), "flat": np.array([-1], np.int64)}, 17)
 HEADS["merge_time_and_batch_for_gemm_then_split"] = ([
     helper.make_node("Reshape", ["h", "flat_shape"], ["flat"], name="merge"),
     helper.make_node("Gemm", ["flat", "Wg", "bg"], ["g"], name="gemm", transB=1),
@@ -460,7 +442,7 @@ HEADS["merge_time_and_batch_for_gemm_then_split"] = ([
     helper.make_node("Slice", ["sh", "zero", "two"], ["tn"], name="first_two"),
     helper.make_node("Concat", ["tn", "o"], ["tno"], name="cat", axis=0),
     helper.make_node("Reshape", ["g", "tno"], ["Y"], name="split"),
-], {"flat_shape": np.array([-1, H], np.int64), "Wg": _rng_mat(O, H), "bg": _rng_mat(O),
+], {"flat_shape": np.array([-1, H], np.int64), "Wg": rng_mat(O, H), "bg": rng_mat(O),
     "zero": np.array([0], np.int64), "two": np.array([2], np.int64),
     "o": np.array([O], np.int64)}, 17)
 
@@ -469,7 +451,7 @@ HEADS["merge_time_and_batch_for_gemm_then_split"] = ([
 def test_graph_ops_around_the_rnn(tmp_path, name):
     nodes, inits, opset = HEADS[name]
     # a symbolic batch axis, so reshapes must follow time and batch separately
-    model = _gru_then(nodes, inits, None, opset=opset, batch="N")
+    model = gru_then(nodes, inits, None, opset=opset, batch="N")
     path = save(model, tmp_path / f"{name}.onnx")
     X = np.random.default_rng(8).normal(size=(T, I)).astype(np.float32)
     ref = ort_run(path, {"X": X[:, None]})[0]
@@ -484,7 +466,7 @@ def test_graph_ops_around_the_rnn(tmp_path, name):
 
 
 def test_input_and_output_options(tmp_path):
-    model = _gru_then([helper.make_node("Relu", ["h"], ["Y"], name="relu")], {}, None)
+    model = gru_then([helper.make_node("Relu", ["h"], ["Y"], name="relu")], {}, None)
     path = save(model, tmp_path / "g.onnx")
     m = sg.load(path, input="X", output="Y")
     assert (m.metadata["input"], m.metadata["output"]) == ("X", "Y")
@@ -519,7 +501,7 @@ def test_reverse_and_bidirectional_refused(tmp_path, direction):
 
 
 def test_unsupported_op_names_op_node_and_supported_list(tmp_path):
-    model = _gru_then([helper.make_node("Sin", ["h"], ["Y"], name="my_sine")], {}, None)
+    model = gru_then([helper.make_node("Sin", ["h"], ["Y"], name="my_sine")], {}, None)
     msg = _err(save(model, tmp_path / "sin.onnx"), "'Sin'", "my_sine", "supported", "Gemm", "GRU")
     assert "MatMul" in msg
 
@@ -527,7 +509,7 @@ def test_unsupported_op_names_op_node_and_supported_list(tmp_path):
 def test_unsupported_op_on_an_unused_output_is_harmless(tmp_path):
     nodes = [helper.make_node("Identity", ["h"], ["Y"], name="id"),
              helper.make_node("Cos", ["h"], ["unused"], name="cos")]
-    model = _gru_then(nodes, {}, None)
+    model = gru_then(nodes, {}, None)
     model.graph.output.append(helper.make_tensor_value_info("unused", TensorProto.FLOAT, None))
     path = save(model, tmp_path / "two_outputs.onnx")
     assert sg.load(path).output_size == H
@@ -537,7 +519,7 @@ def test_unsupported_op_on_an_unused_output_is_harmless(tmp_path):
 def test_erf_outside_gelu_refused(tmp_path):
     nodes = [helper.make_node("Erf", ["h"], ["e"], name="lone_erf"),
              helper.make_node("Add", ["e", "one"], ["Y"], name="plus1")]
-    model = _gru_then(nodes, {"one": np.float32(1.0)}, None)
+    model = gru_then(nodes, {"one": np.float32(1.0)}, None)
     _err(save(model, tmp_path / "erf.onnx"), "lone_erf", "GELU")
     # (h + 1) * (1 + erf(h / 3)) is not proportional to a GELU of one stream
     nodes = [helper.make_node("Div", ["h", "three"], ["e"], name="div3"),
@@ -545,14 +527,14 @@ def test_erf_outside_gelu_refused(tmp_path):
              helper.make_node("Add", ["erf", "one"], ["p"], name="plus1"),
              helper.make_node("Add", ["h", "one"], ["h1"], name="shift"),
              helper.make_node("Mul", ["h1", "p"], ["Y"], name="not_gelu")]
-    model = _gru_then(nodes, {"one": np.float32(1.0), "three": np.float32(3.0)}, None)
+    model = gru_then(nodes, {"one": np.float32(1.0), "three": np.float32(3.0)}, None)
     _err(save(model, tmp_path / "erf3.onnx"), "not_gelu", "GELU")
 
 
 def test_huge_constant_refused(tmp_path):
     nodes = [helper.make_node("ConstantOfShape", ["big"], ["zeros"]),
              helper.make_node("Add", ["h", "zeros"], ["Y"], name="add")]
-    model = _gru_then(nodes, {"big": np.array([100000, 100000], np.int64)}, None)
+    model = gru_then(nodes, {"big": np.array([100000, 100000], np.int64)}, None)
     _err(save(model, tmp_path / "big.onnx"), "#2 (unnamed)", "ConstantOfShape", "refused")
 
 
@@ -563,7 +545,7 @@ def test_malformed_node_is_a_weights_error(tmp_path):
 
 
 def test_stream_combined_with_itself_is_refused(tmp_path):
-    model = _gru_then([helper.make_node("Mul", ["h", "h"], ["Y"], name="square")], {}, None)
+    model = gru_then([helper.make_node("Mul", ["h", "h"], ["Y"], name="square")], {}, None)
     _err(save(model, tmp_path / "sq.onnx"), "square", "Mul")
 
 
@@ -574,7 +556,7 @@ def test_unsupported_gate_activation(tmp_path):
 
 def test_middle_time_step_refused(tmp_path):
     nodes = [helper.make_node("Gather", ["h", "three"], ["Y"], name="step3", axis=0)]
-    model = _gru_then(nodes, {"three": np.array(3, np.int64)}, None)
+    model = gru_then(nodes, {"three": np.array(3, np.int64)}, None)
     _err(save(model, tmp_path / "mid.onnx"), "step3", "last time step")
 
 

@@ -1,0 +1,232 @@
+"""ONNX import: a whole recurrent model from an ``.onnx`` file, as a streaming Model.
+
+ONNX Runtime runs a graph over a whole sequence and forgets everything
+between calls; this module turns the same file into canonical layers
+(layers.py) that a Stream advances one sample at a time.
+
+How a graph is read
+-------------------
+Every tensor of the graph becomes one of a few kinds of value:
+
+* a constant (initializers, ``Constant`` nodes and everything computed from
+  them only; such nodes are folded with onnx's own reference implementation
+  of the op, ``onnx.reference``, so they follow the spec exactly);
+* a shape vector, some of whose entries are the unknown time or batch size
+  (``Shape`` of the data and the arithmetic exporters do on it);
+* a fill, a tensor of partly unknown shape whose values are known (what
+  ``ConstantOfShape`` / ``Expand`` build, typically an all-zero initial state);
+* *the stream*: the per-sample data flowing from the graph input through
+  RNN nodes, Dense-like ops and element-wise ops. For it the importer tracks
+  which axis is time, batch, features or a singleton (the direction axis),
+  and the chain of layers that produced it.
+
+Ops are handled by a flat table (``HANDLERS``) from op type to one function
+per op, each citing the spec. An absent optional input and an empty-named one
+are treated the same. An op that cannot be streamed does not stop the import
+at once: its outputs become "unstreamable" values, and the import fails,
+naming the op type, the node and the supported ops, only if the chosen output
+depends on one (so the ``h_n`` / ``c_n`` outputs exporters add do no harm).
+
+Mapping
+-------
+* ``GRU``, ``LSTM``, ``RNN`` (every attribute: ``hidden_size``,
+  ``activations`` with ``activation_alpha`` / ``activation_beta``, ``clip``,
+  ``linear_before_reset``, ``input_forget``, ``layout`` 0 and 1; inputs W, R,
+  B, P) become ``GRU.from_onnx`` / ``LSTM.from_onnx`` / ``RNN.from_onnx``.
+  ``linear_before_reset`` is always taken from the file (the dynamo exporter
+  has been known to write it wrongly; the file is what ONNX Runtime runs).
+  ``direction="reverse"`` or ``"bidirectional"`` is refused: it needs the
+  future of the sequence, which a stream does not have.
+* ``sequence_lens`` is ignored: a stream has no sequence length.
+* ``initial_h`` / ``initial_c`` given as constants become the model's initial
+  state (what ``reset()`` returns to); the all-zero states exporters build
+  from ``Shape``/``Gather``/``ConstantOfShape``/``Expand``/``Tile`` are zeros. A state
+  fed from a second graph input (a model exported as ``f(x, h) -> (y, h')``)
+  starts at zeros; the Stream carries the state itself.
+* ``Gemm``, ``MatMul`` (+ ``Add``) become ``Dense``; ``Add``/``Sub``/``Mul``/
+  ``Div``/``Neg`` by constants fold into the preceding Dense (or become a Dense
+  with a diagonal weight); ``Relu``, ``Tanh``, ``Sigmoid``, ``LeakyRelu``,
+  ``Elu``, ``Gelu``, ``HardSigmoid``, ``Softmax``/``LogSoftmax`` on the feature
+  axis attach to the preceding Dense (or become an identity-weight Dense);
+  GELU in the form exporters write below opset 20,
+  ``x * 0.5 * (1 + erf(x / sqrt(2)))``, is recognised as ``gelu``.
+  ``Gather``/``Slice`` on the feature axis become a selection Dense.
+* ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten``,
+  ``Slice``, ``Gather`` of the direction and batch axes only move axes.
+  Taking the last time step (``y[-1]``, ``y[:, -1]``, the ``Y_h`` output, or
+  one layer of ``h_n``, the ``Y_h`` of each layer concatenated) makes a
+  many-to-one model; streamed, step ``t`` gives the model's output
+  for the sequence ending at ``t`` (``metadata["many_to_one"]``).
+* The streamed output is the graph's first output (or ``output=name``).
+
+Refused (``WeightsError`` naming the node): reverse or bidirectional
+recurrent nodes; a recurrence unrolled into per-step ops (the dynamo exporter
+does this for ``torch.nn.RNN``; export it with ``dynamo=False``); ops that mix
+time steps or samples (convolutions, reductions, attention); the stream
+combined with itself (residual connections, ``x * x``) other than in GELU's
+erf form, since a Model is one chain of layers; LSTM's ``Y_c`` as the output.
+
+Safety: the file is parsed as a protobuf and never executed; external-data
+tensors must lie inside the model's folder; every tensor's byte size must
+match its shape; a malformed file, a missing initializer or a bad tensor
+raises ``WeightsError`` naming the file and the tensor.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ...errors import WeightsError
+from ...layers import Dense, Layer
+from ...model import Model
+from ..guard import Budget, check_regular
+from .graph import _guesses, _shape_of_input, _walk
+from .tensors import _read, _tensor
+from .values import _ErfOf, _Graph, _Mismatch, _Poison, _Stream
+
+__all__ = ["load", "sniff", "OPTIONS"]
+
+OPTIONS = ("dtype", "output", "input")
+
+
+def sniff(head: bytes) -> bool:
+    """A ModelProto starts with field 1 (ir_version, varint: tag 0x08) and
+    usually names its producer (field 2) early."""
+    return head[:1] == b"\x08" and (b"pytorch" in head or b"onnx" in head or b"\x12" in head[:16])
+
+
+def load(path: str, dtype: Any = np.float32, output: str | None = None,
+         input: str | None = None, *, budget: Budget | None = None) -> Model:
+    """Load an ONNX model as a streaming ``Model``.
+
+    Parameters
+    ----------
+    path : str
+        The ``.onnx`` file. External-data tensors are read from its folder.
+    dtype : float32 (default, also for None) or float64
+        The float type the model computes in.
+    output : str, optional
+        Name of the graph output to stream (default: the first output).
+    input : str, optional
+        Name of the graph input carrying the data (default: the first input
+        that is not an initializer); other inputs (e.g. a state ``h0``) start
+        at zeros.
+
+    Returns
+    -------
+    Model
+        ``metadata`` holds ``format="onnx"``, ``source``, ``input``,
+        ``output``, ``opset``, ``producer``, ``many_to_one`` and
+        ``state_inputs`` (graph inputs replaced by the stream's own state).
+
+    Raises
+    ------
+    WeightsError
+        Malformed file, unsafe external data, missing or mis-sized tensors,
+        an op or pattern that cannot be streamed (naming op type, node and the
+        supported ops), or a reverse / bidirectional recurrent node.
+
+    Notes
+    -----
+    ``sequence_lens`` inputs are ignored: a stream has no sequence length.
+    """
+    path = os.fspath(path)
+    if budget is None:
+        budget = Budget(path, check_regular(path).st_size)
+    model = _read(path, budget)
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        raise WeightsError(f"{path}: no default-domain opset import")
+    if graph.sparse_initializer:
+        raise WeightsError(f"{path}: sparse initializers are not supported")
+    tensors: dict[str, np.ndarray] = {}
+    for t in graph.initializer:
+        tensors[t.name] = _tensor(t, path, budget)
+    real_inputs = [vi for vi in graph.input if vi.name not in tensors]
+    if input is not None:
+        chosen = [vi for vi in real_inputs if vi.name == input]
+        if not chosen:
+            names = [v.name for v in real_inputs]
+            raise WeightsError(f"{path}: no graph input named {input!r}; inputs: {names}")
+        data_input = chosen[0]
+    elif real_inputs:
+        data_input = real_inputs[0]
+    else:
+        raise WeightsError(f"{path}: the graph has no input")
+    shape = _shape_of_input(data_input)
+    if shape is None:
+        raise WeightsError(f"{path}: graph input {data_input.name!r} has no shape")
+    others = [vi for vi in real_inputs if vi is not data_input]
+    out_names = [o.name for o in graph.output]
+    out_name = out_names[0] if output is None else output
+    if out_name not in out_names:
+        raise WeightsError(f"{path}: no graph output named {out_name!r}; outputs: {out_names}")
+
+    errors: list[_Mismatch] = []
+    used, work = budget.used, budget.work
+    for roles in _guesses(len(shape)):
+        budget.used, budget.work = used, work  # each guess walks the graph afresh
+        env, g = _walk(model, path, tensors, data_input, others, roles, opset, budget)
+        v = env.get(out_name)
+        if isinstance(v, _Poison):
+            if isinstance(v.error, _Mismatch):
+                errors.append(v.error)
+                continue
+            raise WeightsError(str(v.error))
+        if isinstance(v, _ErfOf):
+            raise WeightsError(
+                f"{path}: output {out_name!r} comes from Erf node {v.node!r}; Erf is only "
+                f"supported in GELU's form x * 0.5 * (1 + erf(x / sqrt(2)))"
+            )
+        if not isinstance(v, _Stream):
+            raise WeightsError(
+                f"{path}: output {out_name!r} does not depend on input {data_input.name!r}"
+            )
+        g.feature_axis(v)
+        if not v.layers:
+            raise WeightsError(f"{path}: output {out_name!r} is the input itself; no layers to run")
+        return _build(path, model, v, g, data_input.name, out_name, opset, dtype)
+    if errors:
+        raise WeightsError(str(errors[0]))
+    raise WeightsError(f"{path}: input {data_input.name!r} of rank {len(shape)} cannot be streamed")
+
+
+def _is_identity(layer: Layer) -> bool:
+    """A Dense that changes nothing (left behind when folded constants cancel);
+    checked without building an identity matrix to compare with."""
+    if not (isinstance(layer, Dense) and layer.activation.name == "identity"
+            and layer.input_size == layer.output_size and not np.any(layer.bias)):
+        return False
+    w = layer.weight
+    return bool(np.all(np.diagonal(w) == 1) and np.count_nonzero(w) == layer.input_size)
+
+
+def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name: str,
+           opset: int, dtype: Any) -> Model:
+    chain = [(layer, init) for layer, init in v.layers if not _is_identity(layer)] or list(v.layers[:1])
+    layers = [layer for layer, _ in chain]
+    parts, has_init = [], False
+    for layer, init in chain:
+        if layer.state_size:
+            has_init |= init is not None
+            parts.append(np.zeros(layer.state_size) if init is None else init)
+    initial = np.concatenate(parts) if has_init else None
+    meta = {
+        "format": "onnx",
+        "source": path,
+        "input": in_name,
+        "output": out_name,
+        "opset": opset,
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "many_to_one": bool(v.last),
+        "state_inputs": sorted(g.state_sources),
+    }
+    try:
+        return Model(layers, dtype=np.float32 if dtype is None else dtype,
+                     initial_state=initial, metadata=meta)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: {exc}") from None
