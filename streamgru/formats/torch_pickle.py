@@ -151,7 +151,7 @@ class _Interpreter:
         self.check_key(s, value)
         s.add(value)
 
-    def memo_put(self, index: Any, pos: int) -> None:
+    def memo_put(self, index: Any) -> None:
         # a pickler numbers its memo 0, 1, 2, ...; anything far beyond is not one
         if type(index) is not int or not 0 <= index <= len(self.memo) + MAX_STACK:
             raise _Bad(f"memo index {describe(index)} is out of range")
@@ -179,6 +179,7 @@ class _Interpreter:
     # -- the loop ---------------------------------------------------------------
     def run(self) -> Any:
         ops = pickletools.genops(io.BytesIO(self.data))
+        table = self.table()
         pending = 0
         while True:
             try:
@@ -193,145 +194,171 @@ class _Interpreter:
                 self.budget.take(BATCH * OP_BYTES, "data.pkl (objects it builds)")
                 pending = 0
             self.pos = pos
-            name = op.name
-            if name == "STOP":
-                value, _ = self.pop()
-                return value
-            self.step(name, arg, pos)
+            if op.name == "STOP":
+                return self.pop()[0]
+            handler = table.get(op.name)
+            if handler is None:  # EXT1/2/4, NEXT_BUFFER, READONLY_BUFFER, BYTEARRAY8
+                raise _Bad(f"opcode {op.name} is not used by torch.save and is not read")
+            handler(arg)
 
-    def step(self, name: str, arg: Any, pos: int) -> None:
-        if name in _IMMEDIATE:
-            if isinstance(arg, (str, bytes)):
-                # a decoded str may take four bytes per byte of the file
-                self.budget.take(4 * len(arg), "data.pkl (a string)")
-            self.push(arg)
-        elif name == "LONG4":
-            if arg.bit_length() > 8 * MAX_LONG_BYTES:
-                raise _Bad(f"an integer of {arg.bit_length():,} bits")
-            self.push(arg)
-        elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
-            self.push({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[name])
-        elif name in ("PROTO", "FRAME"):
-            pass
-        elif name == "MARK":
-            if len(self.stack) + len(self.marks) >= MAX_STACK:
-                raise _Bad(f"more than {MAX_STACK:,} values on the pickle stack")
-            self.marks.append(len(self.stack))
-        elif name == "POP":
-            if self.marks and self.marks[-1] == len(self.stack):
-                self.marks.pop()  # POP of a mark, as pickle allows
-            else:
-                self.pop()
-        elif name == "POP_MARK":
-            self.pop_mark()
-        elif name == "DUP":
-            value, depth = self.pop()
-            self.push(value, depth)
-            self.push(value, depth)
-        elif name in ("EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "EMPTY_TUPLE"):
-            self.push({"EMPTY_LIST": [], "EMPTY_DICT": {}, "EMPTY_SET": set(),
-                       "EMPTY_TUPLE": ()}[name], 1)
-        elif name in ("TUPLE", "LIST", "FROZENSET", "DICT"):
-            items, depth = self.pop_mark()
-            if name == "TUPLE":
-                self.push(tuple(items), depth + 1)
-            elif name == "LIST":
-                self.push(items, depth + 1)
-            elif name == "FROZENSET":
-                self.push(frozen_set(self, items), depth + 1)
-            else:
-                if len(items) % 2:
-                    raise _Bad("DICT with an odd number of items")
-                d: dict = {}
-                for k, v in zip(items[::2], items[1::2]):
-                    self.insert(d, k, v)
-                self.push(d, depth + 1)
-        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            n = int(name[-1])
-            got = [self.pop() for _ in range(n)][::-1]
-            self.push(tuple(v for v, _ in got), 1 + max(d for _, d in got))
-        elif name in ("APPEND", "APPENDS"):
-            if name == "APPEND":
-                value, depth = self.pop()
-                items = [value]
-            else:
-                items, depth = self.pop_mark()
-            at = self.top(list, name)
-            self.grow(at, depth)
-            self.stack[at].extend(items)
-        elif name in ("SETITEM", "SETITEMS"):
-            if name == "SETITEM":
-                v, dv = self.pop()
-                k, dk = self.pop()
-                items, depth = [k, v], max(dk, dv)
-            else:
-                items, depth = self.pop_mark()
-                if len(items) % 2:
-                    raise _Bad("SETITEMS with an odd number of items")
-            at = self.top(dict, name)
-            self.grow(at, depth)
-            for k, v in zip(items[::2], items[1::2]):
-                self.insert(self.stack[at], k, v)
-        elif name == "ADDITEMS":
-            items, depth = self.pop_mark()
-            at = self.top(set, name)
-            self.grow(at, depth)
-            for v in items:
-                self.add(self.stack[at], v)
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            self.memo_put(arg, pos)
-        elif name == "MEMOIZE":
-            self.memo_put(len(self.memo), pos)
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            self.memo_get(arg)
-        elif name in ("GLOBAL", "STACK_GLOBAL"):
-            if name == "GLOBAL":
-                module, _, qual = arg.partition(" ")
-            else:
-                (qual, _), (module, _) = self.pop(), self.pop()
-                if type(module) is not str or type(qual) is not str:
-                    raise _Bad("STACK_GLOBAL needs two strings")
-            self.push(find_class(self.path, module, qual))
-        elif name in ("REDUCE", "NEWOBJ"):
-            args, depth = self.pop()
-            fn, _ = self.pop()
-            self.call(fn, args, depth)
-        elif name in ("INST", "OBJ", "NEWOBJ_EX"):
-            self.old_style_call(name, arg)
-        elif name == "BUILD":
-            state, _ = self.pop()
-            if not self.stack:
-                raise _Bad("BUILD with nothing to build")
-            target = self.stack[-1]
-            # torch's state dict keeps a ``_metadata`` attribute (module
-            # versions) as OrderedDict state; it says nothing about the values
-            if not (type(target) is collections.OrderedDict and type(state) is dict):
-                raise _Bad(f"unexpected pickle state for {describe(target)}")
-        elif name in ("PERSID", "BINPERSID"):
-            pid = arg if name == "PERSID" else self.pop()[0]
-            if name == "PERSID":
-                pid = _text_pid(arg)
-            self.push(self.persistent_load(pid), 1)
-        else:  # EXT1/2/4, NEXT_BUFFER, READONLY_BUFFER, BYTEARRAY8
-            raise _Bad(f"opcode {name} is not used by torch.save and is not read")
+    def table(self) -> dict[str, Callable[[Any], None]]:
+        """Opcode name -> handler taking the decoded argument."""
+        t: dict[str, Callable[[Any], None]] = dict.fromkeys(_IMMEDIATE, self.immediate)
+        constant = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False, "EMPTY_TUPLE": ()}
+        for name, value in constant.items():
+            t[name] = lambda arg, v=value: self.push(v, 1 if v == () else 0)
+        for name, make in (("EMPTY_LIST", list), ("EMPTY_DICT", dict), ("EMPTY_SET", set)):
+            t[name] = lambda arg, make=make: self.push(make(), 1)
+        t.update({
+            "PROTO": lambda arg: None, "FRAME": lambda arg: None,
+            "LONG4": self.long4, "MARK": self.mark, "POP": self.pop_op,
+            "POP_MARK": lambda arg: self.pop_mark(), "DUP": self.dup,
+            "TUPLE": self.tuple_mark, "LIST": self.list_mark, "FROZENSET": self.frozenset_mark,
+            "DICT": self.dict_mark, "TUPLE1": lambda arg: self.tuple_n(1),
+            "TUPLE2": lambda arg: self.tuple_n(2), "TUPLE3": lambda arg: self.tuple_n(3), "APPEND": self.append, "APPENDS": self.appends,
+            "SETITEM": self.setitem, "SETITEMS": self.setitems, "ADDITEMS": self.additems,
+            "PUT": self.memo_put, "BINPUT": self.memo_put, "LONG_BINPUT": self.memo_put,
+            "MEMOIZE": lambda arg: self.memo_put(len(self.memo)),
+            "GET": self.memo_get, "BINGET": self.memo_get, "LONG_BINGET": self.memo_get,
+            "GLOBAL": self.global_op, "STACK_GLOBAL": self.stack_global,
+            "REDUCE": self.reduce, "NEWOBJ": self.reduce, "NEWOBJ_EX": self.newobj_ex,
+            "INST": self.inst, "OBJ": self.obj, "BUILD": self.build,
+            "PERSID": lambda arg: self.push(self.persistent_load(_text_pid(arg)), 1),
+            "BINPERSID": lambda arg: self.push(self.persistent_load(self.pop()[0]), 1),
+        })
+        return t
 
-    def old_style_call(self, name: str, arg: Any) -> None:
-        if name == "INST":
-            module, _, qual = arg.partition(" ")
-            args, depth = self.pop_mark()
-            fn = find_class(self.path, module, qual)
-        elif name == "OBJ":
-            items, depth = self.pop_mark()
-            if not items:
-                raise _Bad("OBJ without a class")
-            fn, args = items[0], items[1:]
+    # -- handlers ---------------------------------------------------------------
+    def immediate(self, arg: Any) -> None:
+        if isinstance(arg, (str, bytes)):
+            # a decoded str may take four bytes per byte of the file
+            self.budget.take(4 * len(arg), "data.pkl (a string)")
+        self.push(arg)
+
+    def long4(self, arg: int) -> None:
+        if arg.bit_length() > 8 * MAX_LONG_BYTES:
+            raise _Bad(f"an integer of {arg.bit_length():,} bits")
+        self.push(arg)
+
+    def mark(self, arg: Any) -> None:
+        if len(self.stack) + len(self.marks) >= MAX_STACK:
+            raise _Bad(f"more than {MAX_STACK:,} values on the pickle stack")
+        self.marks.append(len(self.stack))
+
+    def pop_op(self, arg: Any) -> None:
+        if self.marks and self.marks[-1] == len(self.stack):
+            self.marks.pop()  # POP of a mark, as pickle allows
         else:
-            kwargs, _ = self.pop()
-            args, depth = self.pop()
-            fn, _ = self.pop()
-            if kwargs:
-                raise _Bad("NEWOBJ_EX with keyword arguments")
-        self.call(fn, tuple(args) if type(args) is list else args, depth + 1)
+            self.pop()
+
+    def dup(self, arg: Any) -> None:
+        value, depth = self.pop()
+        self.push(value, depth)
+        self.push(value, depth)
+
+    def tuple_mark(self, arg: Any) -> None:
+        items, depth = self.pop_mark()
+        self.push(tuple(items), depth + 1)
+
+    def list_mark(self, arg: Any) -> None:
+        items, depth = self.pop_mark()
+        self.push(items, depth + 1)
+
+    def frozenset_mark(self, arg: Any) -> None:
+        items, depth = self.pop_mark()
+        self.push(frozen_set(self, items), depth + 1)
+
+    def dict_mark(self, arg: Any) -> None:
+        items, depth = self.pop_mark()
+        d: dict = {}
+        self.insert_pairs(d, items, "DICT")
+        self.push(d, depth + 1)
+
+    def tuple_n(self, n: int) -> None:
+        got = [self.pop() for _ in range(n)][::-1]
+        self.push(tuple(v for v, _ in got), 1 + max(d for _, d in got))
+
+    def append(self, arg: Any) -> None:
+        value, depth = self.pop()
+        at = self.top(list, "APPEND")
+        self.grow(at, depth)
+        self.stack[at].append(value)
+
+    def appends(self, arg: Any) -> None:
+        items, depth = self.pop_mark()
+        at = self.top(list, "APPENDS")
+        self.grow(at, depth)
+        self.stack[at].extend(items)
+
+    def setitem(self, arg: Any) -> None:
+        v, dv = self.pop()
+        k, dk = self.pop()
+        at = self.top(dict, "SETITEM")
+        self.grow(at, max(dk, dv))
+        self.insert(self.stack[at], k, v)
+
+    def setitems(self, arg: Any) -> None:
+        items, depth = self.pop_mark()
+        at = self.top(dict, "SETITEMS")
+        self.grow(at, depth)
+        self.insert_pairs(self.stack[at], items, "SETITEMS")
+
+    def insert_pairs(self, d: dict, items: list, what: str) -> None:
+        if len(items) % 2:
+            raise _Bad(f"{what} with an odd number of items")
+        for k, v in zip(items[::2], items[1::2]):
+            self.insert(d, k, v)
+
+    def additems(self, arg: Any) -> None:
+        items, depth = self.pop_mark()
+        at = self.top(set, "ADDITEMS")
+        self.grow(at, depth)
+        for v in items:
+            self.add(self.stack[at], v)
+
+    def global_op(self, arg: str) -> None:
+        module, _, qual = arg.partition(" ")
+        self.push(find_class(self.path, module, qual))
+
+    def stack_global(self, arg: Any) -> None:
+        (qual, _), (module, _) = self.pop(), self.pop()
+        if type(module) is not str or type(qual) is not str:
+            raise _Bad("STACK_GLOBAL needs two strings")
+        self.push(find_class(self.path, module, qual))
+
+    def reduce(self, arg: Any) -> None:
+        args, depth = self.pop()
+        fn, _ = self.pop()
+        self.call(fn, args, depth)
+
+    def newobj_ex(self, arg: Any) -> None:
+        kwargs, _ = self.pop()
+        args, depth = self.pop()
+        fn, _ = self.pop()
+        if kwargs:
+            raise _Bad("NEWOBJ_EX with keyword arguments")
+        self.call(fn, args, depth)
+
+    def inst(self, arg: str) -> None:
+        module, _, qual = arg.partition(" ")
+        args, depth = self.pop_mark()
+        self.call(find_class(self.path, module, qual), tuple(args), depth + 1)
+
+    def obj(self, arg: Any) -> None:
+        items, depth = self.pop_mark()
+        if not items:
+            raise _Bad("OBJ without a class")
+        self.call(items[0], tuple(items[1:]), depth + 1)
+
+    def build(self, arg: Any) -> None:
+        state, _ = self.pop()
+        if not self.stack or (self.marks and self.marks[-1] == len(self.stack)):
+            raise _Bad("BUILD with nothing to build")
+        target = self.stack[-1]
+        # torch's state dict keeps a ``_metadata`` attribute (module versions)
+        # as OrderedDict state; it says nothing about the values
+        if not (type(target) is collections.OrderedDict and type(state) is dict):
+            raise _Bad(f"unexpected pickle state for {describe(target)}")
 
 
 def _text_pid(text: Any) -> Any:
