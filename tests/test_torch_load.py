@@ -151,7 +151,9 @@ def test_nested_and_numbered_module_names(tmp_path):
     assert [type(l).__name__ for l in m.layers] == ["RNN", "GRU", "GRU", "Dense"]
     assert not m.layers[-1].bias.any()
     np.testing.assert_array_equal(m.layers[2].weight_ih, sd["model.encoder.1.weight_ih_l1"].numpy())
-    assert m.metadata["modules"].startswith("model.encoder.0: RNN (5->12), model.encoder.1: GRU x2")
+    # the wrapper prefix every layer shares is shown stripped and recorded
+    assert m.metadata["modules"].startswith("encoder.0: RNN (5->12), encoder.1: GRU x2")
+    assert m.metadata["prefix"] == "model." and m.metadata["checkpoint_key"] == "state_dict"
 
 
 def test_only_the_state_dict_is_read(tmp_path):
