@@ -53,7 +53,8 @@ def test_state_dict_values_are_read_exactly(tmp_path):
         np.testing.assert_array_equal(got[key], t.numpy())
 
 
-@pytest.mark.parametrize("kwargs", [{"pickle_protocol": 4}, {"pickle_protocol": 5},
+@pytest.mark.parametrize("kwargs", [{"pickle_protocol": 0}, {"pickle_protocol": 1},
+                                    {"pickle_protocol": 3}, {"pickle_protocol": 4}, {"pickle_protocol": 5},
                                     {"_disable_byteorder_record": True}])
 def test_torch_save_options(tmp_path, kwargs):
     sd = build(Case("RNN", 2, False)).state_dict()
@@ -150,7 +151,9 @@ def test_nested_and_numbered_module_names(tmp_path):
     assert [type(l).__name__ for l in m.layers] == ["RNN", "GRU", "GRU", "Dense"]
     assert not m.layers[-1].bias.any()
     np.testing.assert_array_equal(m.layers[2].weight_ih, sd["model.encoder.1.weight_ih_l1"].numpy())
-    assert m.metadata["modules"].startswith("model.encoder.0: RNN (5->12), model.encoder.1: GRU x2")
+    # the wrapper prefix every layer shares is shown stripped and recorded
+    assert m.metadata["modules"].startswith("encoder.0: RNN (5->12), encoder.1: GRU x2")
+    assert m.metadata["prefix"] == "model." and m.metadata["checkpoint_key"] == "state_dict"
 
 
 def test_only_the_state_dict_is_read(tmp_path):
@@ -464,16 +467,25 @@ def test_whole_pickled_module_gets_a_hint(tmp_path):
 
 def test_stand_ins_refuse_pickle_state(tmp_path):
     # BUILD on an allow-listed function would set e.g. its __defaults__ for later loads
-    from streamgru.formats import torch as pt
+    from streamgru.formats.torch_globals import ALLOWED
 
-    fn = pt._ALLOWED[("torch._utils", "_rebuild_tensor_v2")]
-    before = fn.func.__defaults__
+    fn = ALLOWED[("torch._utils", "_rebuild_tensor_v2")].fn
+    before = fn.__defaults__
     pkl = b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n(}X\x0c\x00\x00\x00__defaults__)stb."
     path = str(tmp_path / "state.pt")
     write_archive(path, pkl)
-    with pytest.raises(sg.WeightsError, match="unexpected pickle state"):
+    with pytest.raises(sg.WeightsError, match="unexpected pickle state") as err:
         read_pt(path)
-    assert fn.func.__defaults__ == before
+    assert path in str(err.value)
+    assert fn.__defaults__ == before
+
+
+def test_codecs_encode_refusal_names_the_file(tmp_path):
+    path = str(tmp_path / "codec.pt")
+    write_archive(path, dumps({"x": _Call("_codecs", "encode", "abc", "rot13")}))
+    with pytest.raises(sg.WeightsError, match="_codecs.encode may only build bytes") as err:
+        read_pt(path)
+    assert path in str(err.value)
 
 
 # ----------------------------------------------------------------------------

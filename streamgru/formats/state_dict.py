@@ -15,6 +15,16 @@ The kind of a recurrent layer follows from the gate multiple of
 cannot say is given by keywords: ``rnn_nonlinearity`` (tanh or relu) for
 Elman layers, ``activations`` (one per Linear) for the Dense layers, and
 ``order`` when the forward order differs from the registration order.
+
+Tensors that are not layer weights (a learned ``_initial_hidden``, a
+``_sample_rate`` buffer, a recurrent module's extra buffer) do not stop the
+load: they are kept in ``metadata["extra_tensors"]`` (listed by ``streamgru
+info``). A module with the weights of a layer streamgru cannot run
+(BatchNorm, LayerNorm, Conv) is refused, naming its key. A wrapper prefix
+shared by every layer (``module.`` from DataParallel, ``model.``/``net.``
+from Lightning modules and training scripts, ``_orig_mod.`` from
+``torch.compile``) is shown stripped, recorded in ``metadata["prefix"]``, and
+may be left out of ``order=``.
 """
 
 from __future__ import annotations
@@ -34,6 +44,26 @@ _RECURRENT = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+
 _CELL = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 _LINEAR = ("weight", "bias")
 _KINDS = {3: "GRU", 4: "LSTM", 1: "RNN"}
+# parameter names of layers streamgru does not run: a module holding any of
+# these is a layer the forward applies, never a loose extra tensor
+_LAYER_STATE = {"running_mean", "running_var", "num_batches_tracked", "in_proj_weight",
+                "in_proj_bias", "weight_g", "weight_v", "weight_orig", "original",
+                "original0", "original1"}
+# what wrappers put in front of every key
+_WRAPPERS = ("module", "model", "net", "network", "_orig_mod")
+
+
+class TensorTable(dict):
+    """Name -> array of the tensors that are not layer weights; prints as a
+    short list (``streamgru info``) rather than the arrays."""
+
+    def __str__(self) -> str:
+        def one(k, v):
+            if isinstance(v, np.ndarray):
+                return f"{k} {tuple(v.shape)} {v.dtype}" if v.size > 4 else f"{k} = {v.tolist()}"
+            return f"{k} = {v!r}"[:80]
+
+        return ", ".join(one(k, v) for k, v in self.items())
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -54,8 +84,9 @@ def _float_array(path: str, key: str, value: Any) -> np.ndarray:
 
 
 def _recurrent_layers(path: str, module: str, params: dict[str, np.ndarray],
-                      nonlinearity: str) -> tuple[list[Layer], str]:
-    """The layers of one nn.GRU / LSTM / RNN (keys ``*_l{k}``) or Cell module."""
+                      nonlinearity: str, extras: dict) -> tuple[list[Layer], str]:
+    """The layers of one nn.GRU / LSTM / RNN (keys ``*_l{k}``) or Cell module;
+    other tensors of the module go to ``extras``."""
     prefix = module + "." if module else ""
     by_layer: dict[int | None, dict[str, tuple[str, np.ndarray]]] = {}
     for param, arr in params.items():
@@ -70,11 +101,13 @@ def _recurrent_layers(path: str, module: str, params: dict[str, np.ndarray],
             by_layer.setdefault(int(m.group(2)), {})[m.group(1)] = (prefix + param, arr)
         elif param in _CELL:
             by_layer.setdefault(None, {})[param] = (prefix + param, arr)
-        else:
+        elif param in _LAYER_STATE:
             raise WeightsError(
-                f"{path}: tensor {prefix}{param}: unexpected next to the recurrent weights of "
-                f"module {_module_label(module)}"
+                f"{path}: tensor {prefix}{param}: module {_module_label(module)} holds recurrent "
+                f"weights and {param}, a layer streamgru cannot run"
             )
+        else:  # e.g. a learned initial state registered on a GRU subclass
+            extras[prefix + param] = arr
     if None in by_layer and len(by_layer) > 1:
         raise WeightsError(
             f"{path}: module {_module_label(module)} mixes cell keys (weight_ih) and layer keys "
@@ -180,15 +213,39 @@ def _linear(path: str, module: str, params: dict[str, np.ndarray]) -> Dense:
         raise WeightsError(f"{path}: {msg}") from None
 
 
-def _group(path: str, tensors: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """Module name -> {parameter name: array}, in order of first appearance."""
+def _group(path: str, tensors: dict[str, Any], extras: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Module name -> {parameter name: array}, in order of first appearance;
+    values that are not arrays go to ``extras``."""
     modules: dict[str, dict[str, np.ndarray]] = {}
     for key, value in tensors.items():
         if not isinstance(key, str):
-            raise WeightsError(f"{path}: state dict key {key!r} is not a string")
+            raise WeightsError(f"{path}: state dict key {type(key).__name__} is not a string")
+        if not isinstance(value, np.ndarray):
+            extras[key] = value  # a module's extra state, a step counter
+            continue
         module, param = _split(key)
         modules.setdefault(module, {})[param] = value
     return modules
+
+
+def _is_layer(params: dict[str, np.ndarray]) -> bool:
+    """Does this module hold the weights of a layer (one streamgru runs or
+    not), as opposed to loose tensors such as a learned initial state?"""
+    return _is_recurrent(params) or "weight" in params or any(p in _LAYER_STATE for p in params)
+
+
+def _wrapper_prefix(modules: list[str]) -> str:
+    """``"module."`` etc. if every layer's name starts with it (nested
+    wrappers give ``"model.module."``)."""
+    prefix = ""
+    while modules:
+        head = {m.split(".", 1)[0] for m in modules}
+        if len(head) != 1 or head.pop() not in _WRAPPERS or any("." not in m for m in modules):
+            break
+        first = modules[0].split(".", 1)[0] + "."
+        prefix += first
+        modules = [m[len(first):] for m in modules]
+    return prefix
 
 
 def _is_recurrent(params: dict[str, np.ndarray]) -> bool:
@@ -196,7 +253,7 @@ def _is_recurrent(params: dict[str, np.ndarray]) -> bool:
 
 
 def model_from_state_dict(
-    tensors: dict[str, np.ndarray],
+    tensors: dict[str, Any],
     path: str,
     dtype: Any = np.float32,
     rnn_nonlinearity: str = "tanh",
@@ -209,6 +266,8 @@ def model_from_state_dict(
     ----------
     tensors : dict of str to numpy array
         The state dict, in its saved order (module registration order).
+        Arrays that are not layer weights, and values that are not arrays,
+        are kept in ``metadata["extra_tensors"]``.
     path : str
         The file it came from, for messages and metadata.
     dtype : float32 (default) or float64
@@ -222,7 +281,8 @@ def model_from_state_dict(
         layers need it.
     order : list of str, optional
         The module names (key prefixes, e.g. ``["gru", "fc"]``) in the order
-        ``forward`` applies them, if that is not the order of the keys.
+        ``forward`` applies them, if that is not the order of the keys
+        (with or without a wrapper prefix such as ``module.``).
 
     Examples
     --------
@@ -256,23 +316,39 @@ def model_from_state_dict(
         raise WeightsError(
             f"rnn_nonlinearity must be 'tanh' or 'relu' (nn.RNN's nonlinearity), got {rnn_nonlinearity!r}"
         )
-    modules = _group(path, tensors)
+    extras = TensorTable()
+    grouped = _group(path, tensors, extras)
+    modules = {}
+    for module, params in grouped.items():
+        if _is_layer(params):
+            modules[module] = params
+        else:
+            prefix = module + "." if module else ""
+            extras.update({prefix + p: a for p, a in params.items()})
+    if not modules:
+        shown = ", ".join(list(tensors)[:8])
+        raise WeightsError(
+            f"{path}: the state dict holds no layer weights (no weight, weight_ih_l0 or "
+            f"weight_hh); keys: {shown}"
+        )
+    wrapper = _wrapper_prefix(list(modules))
     if order is not None:
         order = [str(o) for o in order]
-        unknown = [o for o in order if o not in modules]
-        left = [m for m in modules if m not in order]
-        if unknown or left or len(set(order)) != len(order):
+        full = [o if o in modules else wrapper + o for o in order]
+        unknown = [o for o, f in zip(order, full) if f not in modules]
+        left = [m for m in modules if m not in full]
+        if unknown or left or len(set(full)) != len(full):
             raise WeightsError(
                 f"{path}: order={order!r} must name each module exactly once; modules in the "
-                f"file: {', '.join(repr(m) for m in modules)}"
+                f"file: {', '.join(repr(m[len(wrapper):]) for m in modules)}"
             )
-        modules = {m: modules[m] for m in order}
+        modules = {m: modules[m] for m in full}
 
     # (module, kind label, layers)
     parts: list[tuple[str, str, list[Layer]]] = []
     for module, params in modules.items():
         if _is_recurrent(params):
-            layers, label = _recurrent_layers(path, module, params, rnn_nonlinearity)
+            layers, label = _recurrent_layers(path, module, params, rnn_nonlinearity, extras)
             parts.append((module, label, layers))
         else:
             parts.append((module, "Linear", [_linear(path, module, params)]))
@@ -282,7 +358,7 @@ def model_from_state_dict(
     example = "[" + ", ".join(['"relu"'] * (len(dense_at) - 1) + ["None"]) + "]"
     if activations is None:
         if len(dense_at) > 1 or (dense_at and dense_at[0] < first_recurrent):
-            names = ", ".join(repr(parts[i][0]) for i in dense_at)
+            names = ", ".join(repr(parts[i][0][len(wrapper):]) for i in dense_at)
             raise WeightsError(
                 f"{path}: a state dict does not record the activations between Linear layers "
                 f"({names}); give one per Linear, e.g. sg.load(path, activations={example})"
@@ -303,7 +379,8 @@ def model_from_state_dict(
 
     layers = [layer for _, _, ls in parts for layer in ls]
     summary = ", ".join(
-        f"{m or '(top)'}: {label} ({ls[0].input_size}->{ls[-1].output_size})" for m, label, ls in parts
+        f"{m[len(wrapper):] or '(top)'}: {label} ({ls[0].input_size}->{ls[-1].output_size})"
+        for m, label, ls in parts
     )
     metadata = {
         "format": "pytorch",
@@ -313,6 +390,10 @@ def model_from_state_dict(
     }
     if any(label.startswith("RNN") for _, label, _ in parts):
         metadata["rnn_nonlinearity"] = rnn_nonlinearity
+    if wrapper:
+        metadata["prefix"] = wrapper
+    if extras:
+        metadata["extra_tensors"] = extras
     try:
         return Model(layers, dtype=dt, metadata=metadata)
     except WeightsError as exc:
