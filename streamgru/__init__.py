@@ -13,7 +13,7 @@ arrays, then stream samples through it:
 """
 
 from .errors import InputError, StreamGRUError, UnsafeWeightsError, WeightsError
-from .formats import from_torch, load, save
+from .formats import from_keras, from_torch, load, save
 from .layers import GRU, LSTM, RNN, Dense
 from .model import Model
 
@@ -30,6 +30,7 @@ __all__ = [
     "load",
     "save",
     "from_torch",
+    "from_keras",
     "StreamGRUError",
     "WeightsError",
     "UnsafeWeightsError",

@@ -175,6 +175,45 @@ def onnx_activations(
     return out
 
 
+# Keras activation names -> streamgru (name, alpha, beta). hard_sigmoid changed
+# between versions: Keras 2 clips 0.2 x + 0.5, Keras 3 clips x / 6 + 0.5.
+_KERAS_ACTIVATIONS = {
+    "linear": ("identity",),
+    "relu": ("relu",),
+    "tanh": ("tanh",),
+    "sigmoid": ("sigmoid",),
+    "hard_sigmoid": ("hard_sigmoid",),
+    "leaky_relu": ("leaky_relu", 0.2),  # negative_slope 0.2 in Keras 2 and 3
+    "elu": ("elu", 1.0),
+    "gelu": ("gelu",),  # Keras' default approximate=False: the exact erf form
+    "softmax": ("softmax",),
+    "log_softmax": ("log_softmax",),
+}
+_KERAS_HARD_SIGMOID = {2: (0.2, 0.5), 3: (1.0 / 6.0, 0.5)}
+
+
+def keras_activation(spec: Any, keras_version: int = 3) -> Activation:
+    """Translate a Keras activation (a name such as ``"hard_sigmoid"``, or
+    ``None`` for linear) into an ``Activation``, as Keras ``keras_version``
+    (2 or 3) defines it; an ``Activation`` or ``(name, alpha[, beta])`` passes
+    through as streamgru's own. Names Keras has that streamgru cannot compute
+    (``"selu"``, ``"swish"``, ...) raise ``WeightsError``."""
+    if spec is None:
+        return make_activation("identity")
+    if not isinstance(spec, str):
+        return make_activation(spec)
+    key = _KERAS_ACTIVATIONS.get(spec)
+    if key is None:
+        raise WeightsError(
+            f"unsupported Keras activation {spec!r}; supported: {', '.join(_KERAS_ACTIVATIONS)}"
+        )
+    if key[0] == "hard_sigmoid":
+        if keras_version not in _KERAS_HARD_SIGMOID:
+            raise WeightsError(f"Keras version must be 2 or 3, got {keras_version!r}")
+        return make_activation(key[0], *_KERAS_HARD_SIGMOID[keras_version])
+    return make_activation(*key)
+
+
 # ----------------------------------------------------------------------------
 # Array validation
 
@@ -472,23 +511,37 @@ class GRU(Layer):
         recurrent_kernel: Any,
         bias: Any = None,
         reset_after: bool = True,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        keras_version: int = 3,
     ) -> "GRU":
         """From a Keras ``GRU`` layer's weights.
 
         Keras stores ``kernel`` as (I, 3H) and ``recurrent_kernel`` as (H, 3H),
         transposed, with gate columns z, r, h. With ``reset_after=True`` the
         bias is (2, 3H) (input bias, recurrent bias); otherwise it is (3H,) and
-        there is no recurrent bias.
+        there is no recurrent bias. ``activation`` (the candidate's) and
+        ``recurrent_activation`` (the gates') are Keras names, read as Keras
+        ``keras_version`` defines them (``"hard_sigmoid"`` is 0.2 x + 0.5 in
+        Keras 2, x / 6 + 0.5 in Keras 3).
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> k, rk = np.ones((2, 12)), np.ones((4, 12))
+        >>> gru = sg.GRU.from_keras(k, rk, recurrent_activation="hard_sigmoid")
+        >>> print(gru.gate_activation)
+        hard_sigmoid(alpha=0.166667, beta=0.5)
         """
         H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
         rk = _source(recurrent_kernel, "recurrent_kernel", (H, 3 * H))
         k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], 3 * H))
-        zrh_to_rzn = (1, 0, 2)
+        zrh_to_rzn = (1, 0, 2)  # Keras columns are z, r, h (transposed); canonical rows r, z, n
         bias_ih = bias_hh = None
         if bias is not None:
             if reset_after:
                 b = _source(bias, "bias (reset_after=True)", (2, 3 * H))
-                bias_ih, bias_hh = b[0], b[1]
+                bias_ih, bias_hh = b[0], b[1]  # Keras rows: [input bias; recurrent bias]
             else:
                 bias_ih = _source(bias, "bias (reset_after=False)", (3 * H,))
         return cls(
@@ -497,6 +550,8 @@ class GRU(Layer):
             None if bias_ih is None else _reorder(bias_ih, zrh_to_rzn, 3),
             None if bias_hh is None else _reorder(bias_hh, zrh_to_rzn, 3),
             reset_after=reset_after,
+            gate_activation=keras_activation(recurrent_activation, keras_version),
+            activation=keras_activation(activation, keras_version),
         )
 
 
@@ -664,14 +719,38 @@ class LSTM(Layer):
         )
 
     @classmethod
-    def from_keras(cls, kernel: Any, recurrent_kernel: Any, bias: Any = None) -> "LSTM":
+    def from_keras(
+        cls,
+        kernel: Any,
+        recurrent_kernel: Any,
+        bias: Any = None,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        keras_version: int = 3,
+    ) -> "LSTM":
         """From a Keras ``LSTM`` layer's weights: ``kernel`` (I, 4H) and
         ``recurrent_kernel`` (H, 4H) transposed, gate columns i, f, c, o (the
-        canonical order), one bias (4H,)."""
+        canonical order), one bias (4H,). ``recurrent_activation`` is the
+        gates' activation; ``activation`` is both the cell input's and the
+        one applied to c before the output gate (Keras names, read as Keras
+        ``keras_version`` defines them).
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> sg.LSTM.from_keras(np.ones((3, 8)), np.ones((2, 8))).state_size
+        4
+        """
         H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
         rk = _source(recurrent_kernel, "recurrent_kernel", (H, 4 * H))
         k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], 4 * H))
-        return cls(k.T, rk.T, bias, None)
+        if bias is not None:
+            bias = _source(bias, "bias", (4 * H,))
+        act = keras_activation(activation, keras_version)
+        # Keras columns i, f, c, o are the canonical rows i, f, g, o: transpose only
+        return cls(k.T, rk.T, bias, None,
+                   gate_activation=keras_activation(recurrent_activation, keras_version),
+                   cell_activation=act, hidden_activation=act)
 
 
 class RNN(Layer):
@@ -783,6 +862,34 @@ class RNN(Layer):
         else:
             act = activation
         return cls(W, R, bias_ih, bias_hh, activation=act, clip=clip)
+
+
+    @classmethod
+    def from_keras(
+        cls,
+        kernel: Any,
+        recurrent_kernel: Any,
+        bias: Any = None,
+        activation: Any = "tanh",
+        keras_version: int = 3,
+    ) -> "RNN":
+        """From a Keras ``SimpleRNN`` layer's weights: ``kernel`` (I, H) and
+        ``recurrent_kernel`` (H, H), transposed, and one bias (H,).
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> rnn = sg.RNN.from_keras(np.ones((3, 5)), np.eye(5), activation="relu")
+        >>> (rnn.input_size, rnn.hidden_size, rnn.activation.name)
+        (3, 5, 'relu')
+        """
+        H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
+        rk = _source(recurrent_kernel, "recurrent_kernel", (H, H))
+        k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], H))
+        if bias is not None:
+            bias = _source(bias, "bias", (H,))
+        # Keras kernels are (in, out): transposed to torch's (out, in)
+        return cls(k.T, rk.T, bias, None, activation=keras_activation(activation, keras_version))
 
 
 class Dense(Layer):
