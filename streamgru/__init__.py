@@ -30,7 +30,7 @@ weights), ``UnsafeWeightsError`` (a pickle asked for code), ``InputError``
 """
 
 from .errors import InputError, StreamGRUError, UnsafeWeightsError, WeightsError
-from .formats import from_torch, load, save
+from .formats import from_keras, from_torch, load, save
 from .layers import GRU, LSTM, RNN, Dense
 from .model import Model
 
@@ -47,6 +47,7 @@ __all__ = [
     "load",
     "save",
     "from_torch",
+    "from_keras",
     "StreamGRUError",
     "WeightsError",
     "UnsafeWeightsError",

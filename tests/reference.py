@@ -146,3 +146,93 @@ def run_model(model, X, state=None):
         outputs.append(v)
     final = np.concatenate(states) if states else np.zeros(0)
     return np.array(outputs).reshape(len(X), model.output_size), final
+
+
+# ----------------------------------------------------------------------------
+# Keras layers in Keras's own layout (kernels (in, out), gate columns as Keras
+# stores them), written from Keras's formulas: an importer's conversion to the
+# canonical form is checked against these, not against itself.
+
+
+def keras_hard_sigmoid(version):
+    """Keras 2: clip(0.2 x + 0.5, 0, 1); Keras 3: clip(x / 6 + 0.5, 0, 1)."""
+    slope = 0.2 if version == 2 else 1.0 / 6.0
+    return lambda a: np.clip(slope * a + 0.5, 0.0, 1.0)
+
+
+KERAS_ACTIVATIONS = {
+    "linear": lambda a: a,
+    "tanh": np.tanh,
+    "sigmoid": sigmoid,
+    "relu": lambda a: np.maximum(a, 0.0),
+}
+
+
+def _keras_act(name, version):
+    if name == "hard_sigmoid":
+        return keras_hard_sigmoid(version)
+    return KERAS_ACTIVATIONS[name]
+
+
+def keras_gru(X, kernel, recurrent_kernel, bias, reset_after, activation="tanh",
+              recurrent_activation="sigmoid", version=3):
+    """Keras GRU over the rows of X; columns z, r, h; h' = z h + (1 - z) hh."""
+    k, rk = np.asarray(kernel, np.float64), np.asarray(recurrent_kernel, np.float64)
+    H = rk.shape[0]
+    act, ract = _keras_act(activation, version), _keras_act(recurrent_activation, version)
+    b = np.zeros((2, 3 * H)) if bias is None else np.asarray(bias, np.float64).reshape(-1, 3 * H)
+    b_in, b_rec = b[0], (b[1] if len(b) > 1 else np.zeros(3 * H))
+    h, out = np.zeros(H), []
+    for x in np.asarray(X, np.float64):
+        xz, xr, xh = np.split(x @ k + b_in, 3)
+        if reset_after:
+            iz, ir, ih = np.split(h @ rk + b_rec, 3)
+            z, r = ract(xz + iz), ract(xr + ir)
+            hh = act(xh + r * ih)
+        else:
+            z = ract(xz + h @ rk[:, :H])
+            r = ract(xr + h @ rk[:, H : 2 * H])
+            hh = act(xh + (r * h) @ rk[:, 2 * H :])
+        h = z * h + (1.0 - z) * hh
+        out.append(h)
+    return np.array(out)
+
+
+def keras_lstm(X, kernel, recurrent_kernel, bias, activation="tanh",
+               recurrent_activation="sigmoid", version=3):
+    """Keras LSTM over the rows of X; columns i, f, c, o."""
+    k, rk = np.asarray(kernel, np.float64), np.asarray(recurrent_kernel, np.float64)
+    H = rk.shape[0]
+    act, ract = _keras_act(activation, version), _keras_act(recurrent_activation, version)
+    b = np.zeros(4 * H) if bias is None else np.asarray(bias, np.float64)
+    h, c, out = np.zeros(H), np.zeros(H), []
+    for x in np.asarray(X, np.float64):
+        zi, zf, zc, zo = np.split(x @ k + h @ rk + b, 4)
+        i, f, o = ract(zi), ract(zf), ract(zo)
+        c = f * c + i * act(zc)
+        h = o * act(c)
+        out.append(h)
+    return np.array(out)
+
+
+def keras_simple_rnn(X, kernel, recurrent_kernel, bias, activation="tanh", version=3):
+    """Keras SimpleRNN: h' = act(x K + h R + b)."""
+    k, rk = np.asarray(kernel, np.float64), np.asarray(recurrent_kernel, np.float64)
+    act = _keras_act(activation, version)
+    b = np.zeros(rk.shape[0]) if bias is None else np.asarray(bias, np.float64)
+    h, out = np.zeros(rk.shape[0]), []
+    for x in np.asarray(X, np.float64):
+        h = act(x @ k + h @ rk + b)
+        out.append(h)
+    return np.array(out)
+
+
+def keras_dense(X, kernel, bias, activation="linear"):
+    """Keras Dense on each row: act(x K + b); softmax over the last axis."""
+    y = np.asarray(X, np.float64) @ np.asarray(kernel, np.float64)
+    if bias is not None:
+        y = y + np.asarray(bias, np.float64)
+    if activation == "softmax":
+        e = np.exp(y - y.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    return _keras_act(activation, 3)(y)

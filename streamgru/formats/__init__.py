@@ -35,6 +35,7 @@ READERS: tuple[Reader, ...] = (
     Reader("streamgru native", "native", (".npz", ".safetensors")),
     Reader("PyTorch state dict", "torch", (".pt", ".pth", ".ckpt", ".bin")),
     Reader("ONNX graph", "onnx", (".onnx",)),
+    Reader("Keras", "keras", (".keras", ".h5", ".hdf5")),
 )
 
 
@@ -233,3 +234,34 @@ def from_torch(module: Any, **options: Any) -> Model:
             f"it takes: {', '.join(OPTIONS)}"
         )
     return from_module(module, **options)
+
+
+def from_keras(model: Any, **options: Any) -> Model:
+    """Build a Model from a live Keras ``Sequential`` or functional model.
+
+    Reads ``model.get_config()`` as data and the weights with
+    ``get_weights()``; the layers and activations are those ``sg.load``
+    reads from ``.keras`` files (``streamgru.formats.keras_layers``).
+
+    Parameters
+    ----------
+    model : keras.Model
+    dtype : float32 or float64, optional
+        Default: float64 if the model's weights are float64, else float32.
+
+    Raises
+    ------
+    WeightsError
+        A subclassed model, or a layer or activation that cannot stream (named).
+    TypeError
+        An unknown keyword.
+    """
+    from .keras import from_keras as convert
+
+    unknown = sorted(set(options) - {"dtype"})
+    if unknown:
+        raise TypeError(
+            f"sg.from_keras() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"it takes: dtype"
+        )
+    return convert(model, **options)

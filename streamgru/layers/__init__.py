@@ -22,7 +22,7 @@ native format and the kernels' plan packer look layer kinds up in.
 
 from .activations import (
     ACTIVATIONS, CELL_ACTIVATIONS, ELEMENTWISE_ACTIVATIONS, GATE_ACTIVATIONS, Activation,
-    make_activation, onnx_activations,
+    keras_activation, make_activation, onnx_activations,
 )
 from .base import Layer
 from .dense import Dense
@@ -32,7 +32,7 @@ from .rnn import RNN
 
 __all__ = ["Activation", "GRU", "LSTM", "RNN", "Dense", "Layer", "LAYER_TYPES", "make_activation",
            "onnx_activations", "ACTIVATIONS", "GATE_ACTIVATIONS", "CELL_ACTIVATIONS",
-           "ELEMENTWISE_ACTIVATIONS"]
+           "ELEMENTWISE_ACTIVATIONS", "keras_activation"]
 
 # layer kind (``layer.kind``, as stored in native files) -> class
 LAYER_TYPES: dict[str, type[Layer]] = {c.kind: c for c in (GRU, LSTM, RNN, Dense)}

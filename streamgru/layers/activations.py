@@ -10,7 +10,8 @@ from typing import Any, Sequence
 from ..errors import WeightsError
 
 __all__ = ["Activation", "ACTIVATIONS", "make_activation", "onnx_activations",
-           "GATE_ACTIVATIONS", "CELL_ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS"]
+           "GATE_ACTIVATIONS", "CELL_ACTIVATIONS", "ELEMENTWISE_ACTIVATIONS",
+           "keras_activation"]
 
 
 @dataclass(frozen=True)
@@ -152,3 +153,42 @@ def onnx_activations(
             b = betas.pop(0) if betas else db
         out.append(make_activation(key, a, b))
     return out
+
+
+# Keras activation names -> streamgru (name, alpha, beta). hard_sigmoid changed
+# between versions: Keras 2 clips 0.2 x + 0.5, Keras 3 clips x / 6 + 0.5.
+_KERAS_ACTIVATIONS = {
+    "linear": ("identity",),
+    "relu": ("relu",),
+    "tanh": ("tanh",),
+    "sigmoid": ("sigmoid",),
+    "hard_sigmoid": ("hard_sigmoid",),
+    "leaky_relu": ("leaky_relu", 0.2),  # negative_slope 0.2 in Keras 2 and 3
+    "elu": ("elu", 1.0),
+    "gelu": ("gelu",),  # Keras' default approximate=False: the exact erf form
+    "softmax": ("softmax",),
+    "log_softmax": ("log_softmax",),
+}
+_KERAS_HARD_SIGMOID = {2: (0.2, 0.5), 3: (1.0 / 6.0, 0.5)}
+
+
+def keras_activation(spec: Any, keras_version: int = 3) -> Activation:
+    """Translate a Keras activation (a name such as ``"hard_sigmoid"``, or
+    ``None`` for linear) into an ``Activation``, as Keras ``keras_version``
+    (2 or 3) defines it; an ``Activation`` or ``(name, alpha[, beta])`` passes
+    through as streamgru's own. Names Keras has that streamgru cannot compute
+    (``"selu"``, ``"swish"``, ...) raise ``WeightsError``."""
+    if spec is None:
+        return make_activation("identity")
+    if not isinstance(spec, str):
+        return make_activation(spec)
+    key = _KERAS_ACTIVATIONS.get(spec)
+    if key is None:
+        raise WeightsError(
+            f"unsupported Keras activation {spec!r}; supported: {', '.join(_KERAS_ACTIVATIONS)}"
+        )
+    if key[0] == "hard_sigmoid":
+        if keras_version not in _KERAS_HARD_SIGMOID:
+            raise WeightsError(f"Keras version must be 2 or 3, got {keras_version!r}")
+        return make_activation(key[0], *_KERAS_HARD_SIGMOID[keras_version])
+    return make_activation(*key)

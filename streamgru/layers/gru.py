@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS, _restricted, onnx_activations
+from .activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS, _restricted, keras_activation, onnx_activations
 from .base import (
     Layer, _act_config, _act_from_config, _array, _clip, _drop_direction, _float_dtype,
     _gate_rows, _reorder, _shape_of, _source,
@@ -147,23 +147,37 @@ class GRU(Layer):
         recurrent_kernel: Any,
         bias: Any = None,
         reset_after: bool = True,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        keras_version: int = 3,
     ) -> "GRU":
         """From a Keras ``GRU`` layer's weights.
 
         Keras stores ``kernel`` as (I, 3H) and ``recurrent_kernel`` as (H, 3H),
         transposed, with gate columns z, r, h. With ``reset_after=True`` the
         bias is (2, 3H) (input bias, recurrent bias); otherwise it is (3H,) and
-        there is no recurrent bias.
+        there is no recurrent bias. ``activation`` (the candidate's) and
+        ``recurrent_activation`` (the gates') are Keras names, read as Keras
+        ``keras_version`` defines them (``"hard_sigmoid"`` is 0.2 x + 0.5 in
+        Keras 2, x / 6 + 0.5 in Keras 3).
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> k, rk = np.ones((2, 12)), np.ones((4, 12))
+        >>> gru = sg.GRU.from_keras(k, rk, recurrent_activation="hard_sigmoid")
+        >>> print(gru.gate_activation)
+        hard_sigmoid(alpha=0.166667, beta=0.5)
         """
         H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
         rk = _source(recurrent_kernel, "recurrent_kernel", (H, 3 * H))
         k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], 3 * H))
-        zrh_to_rzn = (1, 0, 2)
+        zrh_to_rzn = (1, 0, 2)  # Keras columns are z, r, h (transposed); canonical rows r, z, n
         bias_ih = bias_hh = None
         if bias is not None:
             if reset_after:
                 b = _source(bias, "bias (reset_after=True)", (2, 3 * H))
-                bias_ih, bias_hh = b[0], b[1]
+                bias_ih, bias_hh = b[0], b[1]  # Keras rows: [input bias; recurrent bias]
             else:
                 bias_ih = _source(bias, "bias (reset_after=False)", (3 * H,))
         return cls(
@@ -172,4 +186,6 @@ class GRU(Layer):
             None if bias_ih is None else _reorder(bias_ih, zrh_to_rzn, 3),
             None if bias_hh is None else _reorder(bias_hh, zrh_to_rzn, 3),
             reset_after=reset_after,
+            gate_activation=keras_activation(recurrent_activation, keras_version),
+            activation=keras_activation(activation, keras_version),
         )

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import WeightsError
-from .activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS, _restricted, onnx_activations
+from .activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS, _restricted, keras_activation, onnx_activations
 from .base import (
     Layer, _act_config, _act_from_config, _array, _clip, _drop_direction, _float_dtype,
     _gate_rows, _reorder, _shape_of, _source,
@@ -177,11 +177,35 @@ class LSTM(Layer):
         )
 
     @classmethod
-    def from_keras(cls, kernel: Any, recurrent_kernel: Any, bias: Any = None) -> "LSTM":
+    def from_keras(
+        cls,
+        kernel: Any,
+        recurrent_kernel: Any,
+        bias: Any = None,
+        activation: Any = "tanh",
+        recurrent_activation: Any = "sigmoid",
+        keras_version: int = 3,
+    ) -> "LSTM":
         """From a Keras ``LSTM`` layer's weights: ``kernel`` (I, 4H) and
         ``recurrent_kernel`` (H, 4H) transposed, gate columns i, f, c, o (the
-        canonical order), one bias (4H,)."""
+        canonical order), one bias (4H,). ``recurrent_activation`` is the
+        gates' activation; ``activation`` is both the cell input's and the
+        one applied to c before the output gate (Keras names, read as Keras
+        ``keras_version`` defines them).
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> sg.LSTM.from_keras(np.ones((3, 8)), np.ones((2, 8))).state_size
+        4
+        """
         H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
         rk = _source(recurrent_kernel, "recurrent_kernel", (H, 4 * H))
         k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], 4 * H))
-        return cls(k.T, rk.T, bias, None)
+        if bias is not None:
+            bias = _source(bias, "bias", (4 * H,))
+        act = keras_activation(activation, keras_version)
+        # Keras columns i, f, c, o are the canonical rows i, f, g, o: transpose only
+        return cls(k.T, rk.T, bias, None,
+                   gate_activation=keras_activation(recurrent_activation, keras_version),
+                   cell_activation=act, hidden_activation=act)

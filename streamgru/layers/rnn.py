@@ -7,10 +7,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import WeightsError
-from .activations import CELL_ACTIVATIONS, _restricted, onnx_activations
+from .activations import CELL_ACTIVATIONS, _restricted, keras_activation, onnx_activations
 from .base import (
     Layer, _act_config, _act_from_config, _array, _clip, _drop_direction, _float_dtype,
-    _shape_of,
+    _shape_of, _source,
 )
 
 class RNN(Layer):
@@ -122,3 +122,30 @@ class RNN(Layer):
         else:
             act = activation
         return cls(W, R, bias_ih, bias_hh, activation=act, clip=clip)
+
+    @classmethod
+    def from_keras(
+        cls,
+        kernel: Any,
+        recurrent_kernel: Any,
+        bias: Any = None,
+        activation: Any = "tanh",
+        keras_version: int = 3,
+    ) -> "RNN":
+        """From a Keras ``SimpleRNN`` layer's weights: ``kernel`` (I, H) and
+        ``recurrent_kernel`` (H, H), transposed, and one bias (H,).
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> rnn = sg.RNN.from_keras(np.ones((3, 5)), np.eye(5), activation="relu")
+        >>> (rnn.input_size, rnn.hidden_size, rnn.activation.name)
+        (3, 5, 'relu')
+        """
+        H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
+        rk = _source(recurrent_kernel, "recurrent_kernel", (H, H))
+        k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], H))
+        if bias is not None:
+            bias = _source(bias, "bias", (H,))
+        # Keras kernels are (in, out): transposed to torch's (out, in)
+        return cls(k.T, rk.T, bias, None, activation=keras_activation(activation, keras_version))
