@@ -66,15 +66,16 @@ def load(path: str, dtype: Any = None, *, budget: Budget | None = None) -> Model
     doc = jsonfile.read(path, budget)
     dt = np.float32 if dtype is None else dtype  # Model checks it
     if isinstance(doc, dict) and "model_data" in doc:
-        from .guitarml import from_document
+        from . import guitarml
 
-        return from_document(doc, path, dt, budget)
+        return guitarml.from_document(doc, path, dt, budget)
     if isinstance(doc, dict) and ("layers" in doc or "in_shape" in doc):
         return from_document(doc, path, dt, budget)
     keys = ", ".join(map(repr, list(doc)[:8])) if isinstance(doc, dict) else kind(doc)
     raise WeightsError(
-        f"{path}: a JSON file, but neither an RTNeural / AIDA-X model (keys \"in_shape\" and "
-        f"\"layers\") nor a GuitarML one (\"model_data\" and \"state_dict\"); it holds {keys}"
+        f"{path}: a JSON file, but none of the JSON models streamgru reads: RTNeural / AIDA-X "
+        f"(keys \"in_shape\" and \"layers\"), GuitarML (\"model_data\" and \"state_dict\") or "
+        f"NAM (\"architecture\" and \"weights\", usually .nam); it holds {keys}"
     )
 
 
