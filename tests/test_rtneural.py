@@ -304,3 +304,172 @@ def test_guitarml_streams_like_torch(tmp_path, case, dtype, tol):
     assert m.metadata["format"] == "guitarml" and m.input_skip == (0 if skip else None)
     b = m.streams(2)
     np.testing.assert_allclose(b.process(np.stack([X, X]).astype(dtype))[1], want, atol=tol, rtol=0)
+
+
+# ---------------------------------------------------------------------------
+# malformed files: each refused with a WeightsError naming the file and the
+# layer or tensor
+
+
+def _rt_good():
+    rng = np.random.default_rng(7)
+    H, I = 3, 2
+    return {"in_shape": [None, None, I], "in_skip": 1, "out_gain": -3.0, "layers": [
+        {"type": "gru", "activation": "tanh", "shape": [None, None, H],
+         "weights": [rng.normal(size=(I, 3 * H)).tolist(), rng.normal(size=(H, 3 * H)).tolist(),
+                     rng.normal(size=(2, 3 * H)).tolist()]},
+        {"type": "lstm", "activation": "", "shape": [None, None, 2],
+         "weights": [rng.normal(size=(H, 8)).tolist(), rng.normal(size=(2, 8)).tolist(),
+                     rng.normal(size=8).tolist()]},
+        {"type": "dense", "activation": "", "shape": [None, None, 1],
+         "weights": [rng.normal(size=(2, 1)).tolist(), [0.1]]}]}
+
+
+def _gml_good():
+    rng = np.random.default_rng(8)
+    return {"model_data": {"model": "SimpleRNN", "input_size": 1, "skip": 1, "output_size": 1,
+                           "unit_type": "GRU", "num_layers": 1, "hidden_size": 2, "bias_fl": True},
+            "state_dict": {"rec.weight_ih_l0": rng.normal(size=(6, 1)).tolist(),
+                           "rec.weight_hh_l0": rng.normal(size=(6, 2)).tolist(),
+                           "rec.bias_ih_l0": rng.normal(size=6).tolist(),
+                           "rec.bias_hh_l0": rng.normal(size=6).tolist(),
+                           "lin.weight": rng.normal(size=(1, 2)).tolist(), "lin.bias": [0.0]}}
+
+
+def _edit(*path, value=KeyError):
+    def change(doc):
+        d = doc
+        for p in path[:-1]:
+            d = d[p]
+        if value is KeyError:
+            del d[path[-1]]
+        else:
+            d[path[-1]] = value
+        return doc
+    return change
+
+
+BAD_RTNEURAL = {
+    "no_in_shape": (_edit("in_shape"), "'in_shape' is missing"),
+    "in_shape_str": (_edit("in_shape", value=[None, None, "2"]), "'in_shape' must end with"),
+    "layers_obj": (_edit("layers", value={}), "'layers' must be list"),
+    "no_layers": (_edit("layers", value=[]), "'layers' must list 1 to"),
+    "layer_not_obj": (_edit("layers", 1, value=[1]), "layer 1: expected a JSON object"),
+    "no_type": (_edit("layers", 0, "type"), "layer 0: key 'type' is missing"),
+    "conv1d": (_edit("layers", 0, "type", value="conv1d"),
+               "layer 0 (conv1d): unsupported layer type 'conv1d'"),
+    "no_shape": (_edit("layers", 1, "shape"), "layer 1 (lstm): key 'shape' is missing"),
+    "no_weights": (_edit("layers", 2, "weights"), "layer 2 (dense): key 'weights' is missing"),
+    "gru_relu": (_edit("layers", 0, "activation", value="relu"),
+                 "layer 0 (gru): activation 'relu': RTNeural's recurrent layers always compute tanh"),
+    "dense_swish": (_edit("layers", 2, "activation", value="swish"),
+                    "layer 2 (dense): unsupported activation 'swish'"),
+    "gru_bias_1d": (lambda d: _edit("layers", 0, "weights", 2, value=d["layers"][0]["weights"][2][0])(d),
+                    "layer 0 (gru): weights[2] (bias, (2, 3H)"),
+    "gru_kernel_rows": (lambda d: _edit("layers", 0, "weights", 0,
+                                        value=d["layers"][0]["weights"][0][:1])(d),
+                        "layer 0 (gru): weights[0] (kernel) takes 1 inputs but the previous layer gives 2"),
+    "gru_units": (_edit("layers", 0, "shape", value=[None, None, 4]),
+                  "layer 0 (gru): weights[1] (recurrent_kernel) has 3 rows but 'shape' says 4"),
+    "lstm_bias_len": (lambda d: _edit("layers", 1, "weights", 2, value=d["layers"][1]["weights"][2][:7])(d),
+                      "layer 1 (lstm): tensor bias"),
+    "lstm_two_arrays": (lambda d: _edit("layers", 1, "weights", value=d["layers"][1]["weights"][:2])(d),
+                        "layer 1 (lstm): 'weights' holds 2 arrays, expected 3"),
+    "ragged": (_edit("layers", 0, "weights", 1, 1, value=[0.5]),
+               "layer 0 (gru): weights[1] (recurrent_kernel): ragged lists"),
+    "string_number": (_edit("layers", 2, "weights", 1, 0, value="0.1"),
+                      "layer 2 (dense): weights[1] (bias): expected numbers, found a string"),
+    "null_number": (_edit("layers", 2, "weights", 1, 0, value=None),
+                    "layer 2 (dense): weights[1] (bias): expected numbers, found null"),
+    "dense_cols": (_edit("layers", 2, "shape", value=[None, None, 2]),
+                   "layer 2 (dense): weights[0] (kernel) has 1 columns but 'shape' says 2"),
+    "in_skip_2": (_edit("in_skip", value=2), "in_skip=2"),
+    "in_skip_bool": (_edit("in_skip", value=True), "'in_skip' must be int"),
+    "out_gain_str": (_edit("out_gain", value="-3 dB"), "'out_gain' must be int or float"),
+    "activation_only": (lambda d: {"in_shape": [None, None, 2],
+                                   "layers": [{"type": "activation", "activation": "", "shape": [None, 2],
+                                               "weights": []}]}, "holds only empty activations"),
+    "neither": (lambda d: {"hello": 1}, "none of the JSON models streamgru reads"),
+    "list": (lambda d: [d], "none of the JSON models streamgru reads"),
+}
+
+BAD_GUITARML = {
+    "recnet": (_edit("model_data", "model", value="RecNet"), "model 'RecNet' is not supported"),
+    "unit": (_edit("model_data", "unit_type", value="Transformer"), "unit_type 'Transformer'"),
+    "no_hidden": (_edit("model_data", "hidden_size"), "model_data: key 'hidden_size' is missing"),
+    "no_state_dict": (_edit("state_dict"), "key 'state_dict' is missing"),
+    "missing_tensor": (_edit("state_dict", "rec.bias_hh_l0"),
+                       "tensor state_dict['rec.bias_hh_l0'] is missing"),
+    "extra_tensor": (_edit("state_dict", "rec.weight_ih_l1", value=[[0.0]]),
+                     "tensor state_dict['rec.weight_ih_l1'] is unexpected"),
+    "lin_shape": (_edit("state_dict", "lin.weight", value=[[0.1, 0.2, 0.3]]),
+                  "tensor state_dict['lin.weight']: expected shape (1, 2)"),
+    "hidden_mismatch": (_edit("model_data", "hidden_size", value=3),
+                        "tensor state_dict['rec.weight_ih_l0']: a GRU layer 1->2, but model_data says 1->3"),
+    "skip_2": (_edit("model_data", "skip", value=2), "skip=2"),
+    "rec_shape": (_edit("state_dict", "rec.weight_hh_l0", value=[[0.1, 0.2]] * 5),
+                  "rec layer 0 (GRU): tensor weight_hh"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_RTNEURAL) + [f"gml:{n}" for n in BAD_GUITARML])
+def test_malformed_documents_are_refused(tmp_path, name):
+    if name.startswith("gml:"):
+        change, words = BAD_GUITARML[name[4:]]
+        doc = change(_gml_good())
+    else:
+        change, words = BAD_RTNEURAL[name]
+        doc = change(_rt_good())
+    path = tmp_path / f"{name.replace(':', '_')}.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(sg.WeightsError) as info:
+        sg.load(path)
+    assert str(path) in str(info.value) and words in str(info.value), str(info.value)
+
+
+BAD_BYTES = {  # document, change to its bytes, words
+    "truncated": (_rt_good, lambda raw: raw[: len(raw) // 2], "not a valid JSON file"),
+    "garbage": (_rt_good, lambda raw: b"\x00\xff{garbage", "not a JSON file (not UTF-8"),
+    "nan": (_rt_good, lambda raw: raw.replace(b"[0.1]", b"[NaN]"), "non-finite number NaN"),
+    "overflow": (_rt_good, lambda raw: raw.replace(b"[0.1]", b"[1e999]"),
+                 "layer 2 (dense): weights[1] (bias): 1 non-finite value"),
+    "gml_overflow": (_gml_good, lambda raw: raw.replace(b'"lin.bias": [0.0]', b'"lin.bias": [-1e999]'),
+                     "tensor state_dict['lin.bias']: 1 non-finite value"),
+    "deep": (_rt_good, lambda raw: b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "empty": (_rt_good, lambda raw: b"", "not a valid JSON file"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_BYTES))
+def test_malformed_bytes_are_refused(tmp_path, name):
+    doc, change, words = BAD_BYTES[name]
+    path = tmp_path / f"{name}.json"
+    path.write_bytes(change(json.dumps(doc()).encode()))
+    with pytest.raises(sg.WeightsError) as info:
+        sg.load(path)
+    assert str(path) in str(info.value) and words in str(info.value), str(info.value)
+
+
+def test_a_broken_nam_file_named_json_names_both_readers_tried(tmp_path):
+    path = tmp_path / "amp.json"
+    path.write_text(json.dumps({"version": "0.5.4", "architecture": "WaveNet", "config": {},
+                                "weights": []}))
+    with pytest.raises(sg.WeightsError) as info:
+        sg.load(path)
+    msg = str(info.value)
+    assert "architecture 'WaveNet' is not supported" in msg and "also tried" in msg
+    assert "RTNeural / AIDA-X / GuitarML JSON" in msg
+
+
+def test_the_budget_bounds_the_parse(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(_rt_good()))
+    with pytest.raises(sg.WeightsError, match="budget"):
+        sg.load(path, max_bytes=2 * path.stat().st_size)
+
+
+def test_a_json_suffix_is_not_needed(tmp_path):
+    doc = _gml_good()
+    (tmp_path / "model.txt").write_text(json.dumps(doc))
+    (tmp_path / "model.json").write_text(json.dumps(doc))
+    assert sg.load(tmp_path / "model.txt") == sg.load(tmp_path / "model.json")
