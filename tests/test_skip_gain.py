@@ -10,6 +10,7 @@ reference in tests/reference.py; the native format keeps both bit-exact;
 import json
 import zipfile
 
+import numba
 import numpy as np
 import pytest
 
@@ -43,8 +44,9 @@ def test_every_path_matches_the_reference(dtype, input_skip, output_gain):
 
     s = m.stream()
     y = np.empty(3, dtype)
-    assert s._fast(X[0, 0], y) is y  # the fast builtin runs this model
-    s.reset()
+    if not numba.config.DISABLE_JIT:  # the fast builtin (JIT only) runs this model
+        assert s._fast(X[0, 0], y) is y
+        s.reset()
     steps = np.array([s.step(x, out=y).copy() for x in X[0]])
     np.testing.assert_allclose(steps, want[0], atol=tol, rtol=0)
 
