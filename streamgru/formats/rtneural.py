@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import WeightsError
 from ..layers import GRU, LSTM, Dense, Layer
 from ..model import Model
-from . import jsonfile
+from . import guitarml, jsonfile
 from .guard import Budget, check_regular
 from .jsonfile import field, kind
 
@@ -66,8 +66,6 @@ def load(path: str, dtype: Any = None, *, budget: Budget | None = None) -> Model
     doc = jsonfile.read(path, budget)
     dt = np.float32 if dtype is None else dtype  # Model checks it
     if isinstance(doc, dict) and "model_data" in doc:
-        from . import guitarml
-
         return guitarml.from_document(doc, path, dt, budget)
     if isinstance(doc, dict) and ("layers" in doc or "in_shape" in doc):
         return from_document(doc, path, dt, budget)
