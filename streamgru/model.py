@@ -1,7 +1,9 @@
-"""Model: an ordered stack of canonical layers with checked shapes."""
+"""Model: an ordered stack of canonical layers with checked shapes, plus an
+optional residual input skip and output gain around the whole stack."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -20,6 +22,30 @@ def _model_dtype(dtype: Any) -> np.dtype:
     if dt not in (np.float32, np.float64):
         raise WeightsError(f"dtype must be float32 or float64, got {dt}")
     return dt
+
+
+def _input_skip(value: Any, input_size: int, output_size: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise WeightsError(f"input_skip must be None or a whole-number input offset, got {value!r}")
+    a = int(value)
+    if a < 0 or a + output_size > input_size:
+        raise WeightsError(
+            f"input_skip={a}: adding input values x[{a}:{a + output_size}] to the "
+            f"{output_size} outputs needs an input of at least {a + output_size} values, "
+            f"the model takes {input_size}"
+        )
+    return a
+
+
+def _output_gain(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise WeightsError(f"output_gain must be a finite real number, got {value!r}")
+    g = float(value)
+    if not math.isfinite(g):
+        raise WeightsError(f"output_gain must be a finite real number, got {g}")
+    return g
 
 
 class Model:
@@ -45,6 +71,18 @@ class Model:
         default.
     metadata : dict, optional
         Where the model came from (format, file, conventions), for ``info``.
+    input_skip : int, optional (keyword)
+        A residual connection from the input around the whole stack: with
+        offset ``a``, ``a + output_size <= input_size``, the output becomes
+        ``net(x) + x[a : a + output_size]``. ``None`` (default): no skip.
+    output_gain : float, optional (keyword)
+        A finite factor applied to the final output (default 1.0). Together::
+
+            y = output_gain * (net(x) + x[a : a + output_size])   # with input_skip=a
+            y = output_gain * net(x)                              # without
+
+        the order AIDA-X applies its ``in_skip`` and ``out_gain`` in, and
+        PyTorch's ``lin(rnn(x)) + x[..., :k]`` residual with ``a = 0``.
 
     Examples
     --------
@@ -54,6 +92,9 @@ class Model:
     >>> m = sg.Model([gru, sg.Dense(rng.normal(size=(2, 8)))])
     >>> (m.input_size, m.output_size, m.state_size, m.dtype)
     (3, 2, 8, dtype('float32'))
+    >>> r = sg.Model([gru, sg.Dense(rng.normal(size=(2, 8)))], input_skip=1, output_gain=0.5)
+    >>> (r.input_skip, r.output_gain)
+    (1, 0.5)
     """
 
     def __init__(
@@ -62,6 +103,9 @@ class Model:
         dtype: Any = np.float32,
         initial_state: Any = None,
         metadata: Mapping[str, Any] | None = None,
+        *,
+        input_skip: int | None = None,
+        output_gain: float = 1.0,
     ) -> None:
         layers = list(layers) if not isinstance(layers, Layer) else [layers]
         if not layers:
@@ -103,6 +147,8 @@ class Model:
             self._initial_source = None
         init.setflags(write=False)
         self._initial_state = init
+        self._input_skip = _input_skip(input_skip, self.input_size, self.output_size)
+        self._output_gain = _output_gain(output_gain)
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._plan_cache = None
 
@@ -136,6 +182,17 @@ class Model:
         return self._initial_state
 
     @property
+    def input_skip(self) -> int | None:
+        """Offset ``a`` of the input values added to the output
+        (``y = output_gain * (net(x) + x[a : a + output_size])``), or None."""
+        return self._input_skip
+
+    @property
+    def output_gain(self) -> float:
+        """The factor applied to the final output (1.0: none)."""
+        return self._output_gain
+
+    @property
     def num_parameters(self) -> int:
         """Number of weights and biases."""
         return int(sum(a.size for layer in self._layers for a in layer.arrays().values()))
@@ -153,7 +210,8 @@ class Model:
         >>> float(m.astype(np.float64).layers[0].weight[0, 0]) == 0.1
         True
         """
-        return Model(self._sources, _model_dtype(dtype), self._initial_source, self.metadata)
+        return Model(self._sources, _model_dtype(dtype), self._initial_source, self.metadata,
+                     input_skip=self._input_skip, output_gain=self._output_gain)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Model):
@@ -162,6 +220,8 @@ class Model:
             self._dtype == other._dtype
             and self._layers == other._layers
             and np.array_equal(self._initial_state, other._initial_state)
+            and self._input_skip == other._input_skip
+            and self._output_gain == other._output_gain
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -170,7 +230,10 @@ class Model:
         inner = ", ".join(
             f"{type(l).__name__}({l.input_size}->{l.output_size})" for l in self._layers
         )
-        return f"Model([{inner}], dtype={self._dtype.name})"
+        extra = "" if self._input_skip is None else f", input_skip={self._input_skip}"
+        if self._output_gain != 1.0:
+            extra += f", output_gain={self._output_gain!r}"
+        return f"Model([{inner}], dtype={self._dtype.name}{extra})"
 
     # -- streams --------------------------------------------------------------
     def _plan(self):
@@ -178,7 +241,8 @@ class Model:
         if self._plan_cache is None:
             from .kernels.plan import build_plan
 
-            self._plan_cache = build_plan(self._layers, self._dtype)
+            self._plan_cache = build_plan(self._layers, self._dtype,
+                                          self._input_skip, self._output_gain)
         return self._plan_cache
 
     def stream(self) -> "Stream":

@@ -131,7 +131,8 @@ def layer_step(layer, x, state):
 
 def run_model(model, X, state=None):
     """Run ``model`` over the rows of X from ``state`` (default: its initial
-    state). Returns (outputs (T, O), final state), all float64."""
+    state), with its input skip and output gain. Returns (outputs (T, O),
+    final state), all float64."""
     X = np.asarray(X, dtype=np.float64)
     full = np.array(model.initial_state if state is None else state, dtype=np.float64)
     states, off = [], 0
@@ -143,7 +144,9 @@ def run_model(model, X, state=None):
         v = x
         for i, layer in enumerate(model.layers):
             v, states[i] = layer_step(layer, v, states[i])
-        outputs.append(v)
+        if model.input_skip is not None:  # y = gain * (net(x) + x[a : a + O])
+            v = v + x[model.input_skip : model.input_skip + model.output_size]
+        outputs.append(model.output_gain * v)
     final = np.concatenate(states) if states else np.zeros(0)
     return np.array(outputs).reshape(len(X), model.output_size), final
 

@@ -38,6 +38,11 @@ PROBE = textwrap.dedent(
             sg.GRU.from_torch(rng.normal(size=(3 * H, I)) * 0.02, rng.normal(size=(3 * H, H)) * 0.1),
             sg.Dense(rng.normal(size=(O, H)) * 0.1, None, "tanh"),
         ])
+    elif sys.argv[1] == "skip":  # the model-level input skip and output gain post-op
+        m = sg.Model([
+            sg.GRU.from_torch(rng.normal(size=(3 * H, I)) * 0.02, rng.normal(size=(3 * H, H)) * 0.1),
+            sg.Dense(rng.normal(size=(O, H)) * 0.1, None, "tanh"),
+        ], input_skip=0, output_gain=0.5)
     else:  # the LSTM (projection, peepholes, clip) and relu RNN kernels, an LSTM last
         Hc, P = 6, 3
         m = sg.Model([
@@ -144,7 +149,7 @@ PROBE = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module", params=["gru", "cells"])
+@pytest.fixture(scope="module", params=["gru", "cells", "skip"])
 def probe(request):
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     res = subprocess.run(

@@ -195,7 +195,7 @@ def test_missing_file_is_refused_naming_it(tmp_path, suffix):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["model.h5", "model.txt", "model", "model.npz.bak"])
+@pytest.mark.parametrize("name", ["model.txt", "model", "model.npz.bak", "model.h6"])
 def test_unknown_suffix_names_file_and_supported_suffixes(tmp_path, name):
     path = write(tmp_path / name, b"whatever")
     with pytest.raises(sg.WeightsError) as info:

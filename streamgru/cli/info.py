@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import Any
@@ -70,6 +71,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     w(f"state size:  {model.state_size}"
       f"{'' if not model.initial_state.any() else ' (non-zero initial state from the file)'}\n")
     w(f"parameters:  {model.num_parameters:,}\n")
+    if model.input_skip is not None:
+        a, o = model.input_skip, model.output_size
+        w(f"input skip:  y = net(x) + x[{a}:{a + o}] (residual from the input)\n")
+    if model.output_gain != 1.0:
+        g = model.output_gain
+        db = f", {20 * math.log10(abs(g)):+.2f} dB" if g else ""
+        w(f"output gain: {g:.9g}{db} (y multiplied by it, after the skip)\n")
     w("layers:\n")
     for i, layer in enumerate(model.layers):
         w(_layer_line(i, layer) + "\n")
@@ -96,7 +104,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     model = load_model(args.input, args.dtype)
     meta = dict(model.metadata)
     meta.setdefault("converted_from", os.path.basename(args.input))
-    model = Model(model.layers, model.dtype, model.initial_state, meta)
+    model = Model(model.layers, model.dtype, model.initial_state, meta,
+                  input_skip=model.input_skip, output_gain=model.output_gain)
     try:
         save(model, args.output)
     except WeightsError as exc:

@@ -36,6 +36,8 @@ READERS: tuple[Reader, ...] = (
     Reader("PyTorch state dict", "torch", (".pt", ".pth", ".ckpt", ".bin")),
     Reader("ONNX graph", "onnx", (".onnx",)),
     Reader("Keras", "keras", (".keras", ".h5", ".hdf5")),
+    Reader("RTNeural / AIDA-X / GuitarML JSON", "rtneural", (".json", ".aidax")),
+    Reader("Neural Amp Modeler", "nam", (".nam",)),
 )
 
 
@@ -105,7 +107,10 @@ def load(path: str | os.PathLike, **options: Any) -> Model:
         ``torch.save``\\ d state dict, checkpoint or Lightning checkpoint,
         read without torch and without running code); ``.safetensors`` or
         ``.npz`` (streamgru's native format; a safetensors file without a
-        streamgru description is read as a PyTorch state dict).
+        streamgru description is read as a PyTorch state dict); ``.json``
+        (RTNeural's Keras export, AIDA-X's ``.aidax`` with ``in_skip`` and
+        gains, or a GuitarML ``SimpleRNN``, told apart by their keys);
+        ``.nam`` (a Neural Amp Modeler LSTM, starting from its h0 / c0).
     dtype : float32 (default) or float64, optional
         The float type the model computes in (every format).
     max_bytes : int, optional

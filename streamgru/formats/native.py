@@ -29,6 +29,11 @@ from ..model import Model
 
 FORMAT = "streamgru"
 VERSION = 1
+# version 2 adds the model's input_skip and output_gain; a file is written as
+# version 1 when it has neither, so older readers keep reading it, and as 2
+# when it has one, so an older reader refuses it instead of dropping them
+VERSION_SKIP_GAIN = 2
+READS = (VERSION, VERSION_SKIP_GAIN)
 META_KEY = "__streamgru__"
 
 _ST_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f2"),
@@ -59,6 +64,10 @@ def _describe(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
         "layers": layers,
         "metadata": _jsonable(model.metadata),
     }
+    if model.input_skip is not None or model.output_gain != 1.0:
+        # a Python float's repr round-trips exactly through JSON: bit-exact
+        desc.update(version=VERSION_SKIP_GAIN, input_skip=model.input_skip,
+                    output_gain=model.output_gain)
     return desc, tensors
 
 
@@ -76,9 +85,10 @@ def _jsonable(meta: dict) -> dict:
 def _build(desc: Any, tensors: dict[str, np.ndarray], path: str) -> Model:
     if not isinstance(desc, dict) or desc.get("format") != FORMAT:
         raise WeightsError(f"{path}: not a streamgru file (no streamgru description)")
-    if desc.get("version") != VERSION:
+    if desc.get("version") not in READS:
         raise WeightsError(
-            f"{path}: streamgru format version {desc.get('version')!r}; this streamgru reads {VERSION}"
+            f"{path}: streamgru format version {desc.get('version')!r}; this streamgru reads "
+            f"{' and '.join(map(str, READS))}"
         )
     try:
         layer_descs = list(desc["layers"])
@@ -108,7 +118,8 @@ def _build(desc: Any, tensors: dict[str, np.ndarray], path: str) -> Model:
             raise WeightsError(f"{path}: layer {i} ({kind}): malformed ({exc})") from None
     init = tensors.get("initial_state")
     try:
-        return Model(layers, dtype=dtype, initial_state=init, metadata=desc.get("metadata") or {})
+        return Model(layers, dtype=dtype, initial_state=init, metadata=desc.get("metadata") or {},
+                     input_skip=desc.get("input_skip"), output_gain=desc.get("output_gain", 1.0))
     except WeightsError as exc:
         raise WeightsError(f"{path}: {exc}") from None
 

@@ -19,6 +19,8 @@ H_SC_TMP = 7    # scratch: per-step temporaries, 2 * max hidden width
 H_SC_SEQA = 8   # scratch: a tile of one layer's outputs, TILE * max width
 H_SC_SEQB = 9   # scratch: the next layer's outputs, TILE * max width
 H_SCRATCH = 10  # total scratch length
+H_SKIP = 11     # model input skip: offset a of x added to the output, or -1 (skip.py)
+H_GAIN = 12     # offset in w of the model's output gain, or -1 for none (skip.py)
 HEADER = 16
 
 # per-layer row fields

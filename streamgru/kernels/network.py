@@ -25,10 +25,10 @@ Inside, arrays are passed on as ``pointers.borrowed`` views (or rebuilt with
 import numpy as np
 from numba import njit, types
 
-from . import dense, gru, lstm, rnn
+from . import dense, gru, lstm, rnn, skip
 from .config import JIT_OPTIONS, jit
 from .layout import (
-    H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SCRATCH, H_STATE, H_TILE, HEADER,
+    H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER,
     KIND_DENSE, KIND_GRU, KIND_LSTM, KIND_RNN, M_KIND, M_OUT, ROW,
 )
 from .pointers import address, array_at, borrowed
@@ -110,6 +110,8 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc):
         elif kind == KIND_DENSE:
             dense.seq(cur, c0, cs, out, o0, os, T, w, meta, r)
         cur, c0, cs = out, o0, os
+    if meta[H_SKIP] >= 0 or meta[H_GAIN] >= 0:
+        skip.apply(src, s0, ss, dst, d0, ds, T, w, meta)
 
 
 @jit
@@ -133,6 +135,8 @@ def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
         elif kind == KIND_DENSE:
             dense.seq(cur, c0, cs, out, o0, os, B, w, meta, r)
         cur, c0, cs = out, o0, os
+    if meta[H_SKIP] >= 0 or meta[H_GAIN] >= 0:
+        skip.apply(src, s0, ss, dst, d0, ds, B, w, meta)
 
 
 @jit

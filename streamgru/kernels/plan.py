@@ -8,8 +8,8 @@ import numpy as np
 
 from . import dense, gru, lstm, rnn, simd
 from .layout import (
-    H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB, H_SC_TMP,
-    H_SCRATCH, H_STATE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
+    H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB, H_SC_TMP,
+    H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
     P_SIZE, ROW, TILE,
 )
 
@@ -74,8 +74,9 @@ def _aligned(n: int, dtype) -> np.ndarray:
     return raw[skip : skip + n]
 
 
-def build_plan(layers, dtype) -> Plan:
-    """Pack ``layers`` (canonical, already in ``dtype``) into a Plan."""
+def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
+    """Pack ``layers`` (canonical, already in ``dtype``) into a Plan, with the
+    model's input skip offset (or None) and output gain (see skip.py)."""
     packer = Packer(dtype)
     rows = []
     state = 0
@@ -91,7 +92,11 @@ def build_plan(layers, dtype) -> Plan:
         state += layer.state_size
         rows.append(row)
 
+    gain = -1 if output_gain == 1.0 else packer.add(np.array([output_gain]))
+
     meta = np.zeros(HEADER + ROW * len(rows), np.int64)
+    meta[H_SKIP] = -1 if input_skip is None else input_skip
+    meta[H_GAIN] = gain
     gates = max([r["gates"] for r in rows] + [1])
     tmp = max([r["tmp"] for r in rows] + [1])
     width = max(l.output_size for l in layers)
