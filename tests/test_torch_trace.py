@@ -276,6 +276,16 @@ class Scaled(LastStep):
         return self.fc(y) * 0.5
 
 
+class WithNorm(LastStep):
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(H)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(self.norm(y))
+
+
 class RecurrentAfterLast(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -298,7 +308,8 @@ def line_of(cls, text):
     (UsesCell, ("LSTM",), "return self.fc(c[-1])", ["cell state c_n", "h_n[-1]"]),
     (StateFromInput, (), "self.rnn(x, x[", ["initial state", "computed from the input"]),
     (Scaled, (), "return self.fc(y) * 0.5", ["multiplies two values", "not supported"]),
-], ids=["first-step", "cell-state", "state-from-input", "scaled"])
+    (WithNorm, (), "return self.fc(self.norm(y))", ["module norm", "LayerNorm", "not supported"]),
+], ids=["first-step", "cell-state", "state-from-input", "scaled", "module"])
 def test_refusals_name_the_line_of_forward(cls, args, code, needles):
     torch.manual_seed(9)
     with pytest.raises(sg.WeightsError) as err:
@@ -314,3 +325,4 @@ def test_refusals_name_the_line_of_forward(cls, args, code, needles):
 def test_recurrent_layer_after_the_last_step_is_refused():
     with pytest.raises(sg.WeightsError, match="line .*indexes the output sequence|recurrent layer after"):
         sg.from_torch(RecurrentAfterLast())
+

@@ -13,12 +13,16 @@ Supported:
   and Dropout (identity at inference). An activation right after a Linear
   becomes that Dense layer's activation; elsewhere it becomes an identity
   Dense layer carrying it.
+- Subclasses of all of these are converted as the module they extend.
 - ``nn.Sequential`` of these, and custom modules whose ``forward`` chains
-  them (``y, _ = self.gru(x); return self.fc(y)``), traced with ``torch.fx``;
-  the functional forms (``torch.relu``, ``F.softmax(y, dim=-1)``,
-  ``y.tanh()``, ...) are accepted there too.
+  them (``y, _ = self.gru(x); return self.fc(y)``), traced with ``torch.fx``
+  (``torch_trace``: also the last time step ``y[:, -1]`` / ``h_n[-1]``, a
+  learned initial state, and a residual skip ``out + x[..., a:b]``); the
+  functional forms (``torch.relu``, ``F.softmax(y, dim=-1)``, ``y.tanh()``,
+  ...) are accepted there too.
 
-Anything else raises ``WeightsError`` naming the module or the operation.
+Anything else raises ``WeightsError`` naming the module or the operation
+(in a traced forward, its line).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ __all__ = ["trace"]
 
 _SHAPE_METHODS = {"size", "dim"}
 _SHAPE_ATTRS = {"shape", "device", "dtype", "ndim", "is_cuda"}
-_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\w+)\n\s*(.*)')
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)(?:\n    (?!File)(.*))?')
 _ADD = (operator.add, operator.iadd)
 
 _DOES = {  # what an unsupported operation does, in the words of forward
@@ -72,11 +72,13 @@ class _Tracer:
     def where(self, node: Any) -> str:
         """``"Net.forward, line 12 (net.py): return self.fc(y[:, -1])"``."""
         text = getattr(node, "stack_trace", None) or node.meta.get("stack_trace") or ""
-        m = _FRAME.search(text)
-        if m is None:
-            return f"{self.name}.forward"
-        file, line, func, code = m.groups()
-        return f"{self.name}.{func}, line {line} ({os.path.basename(file)}): {code.strip()}"
+        torch_dir = os.path.dirname(self.torch.__file__)
+        for m in _FRAME.finditer(text):  # the first frame outside torch is forward's line
+            file, line, func, code = m.groups()
+            if not file.startswith(torch_dir):
+                code = f": {code.strip()}" if code else ""
+                return f"{self.name}.{func}, line {line} ({os.path.basename(file)}){code}"
+        return f"{self.name}.forward"
 
     def fail(self, node: Any, what: str, change: str) -> WeightsError:
         return WeightsError(f"{self.where(node)}: {what}; {change}")
@@ -379,21 +381,26 @@ class _Tracer:
         if extra and not recurrent:
             raise self.fail(node, "takes more than the previous layer's output",
                             "each step must take only the previous step's output")
-        if recurrent:
-            if last:
-                raise self.fail(node, "runs a recurrent layer after the last time step was taken",
-                                "a stream has one time axis: take the last step at the end")
-            start = len(chain.layers)
-            chain.module(torch, node.target, mod, self.initial(node, mod, inp, kind))
-            steps[node] = _Step("rnn", {"batch_first": mod.batch_first, "layers": mod.num_layers,
-                                        "lstm": isinstance(mod, torch.nn.LSTM), "start": start})
-            return None  # only getitem(node, 0) continues the chain
-        if mod is not None:
-            chain.module(torch, node.target, mod)
-        else:
-            kind_ = functions[node.target] if node.op == "call_function" else METHODS[node.target]
-            if kind_ != "skip":
-                chain.activation(node.name, function_activation(self.where(node), kind_, node))
+        try:
+            if recurrent:
+                if last:
+                    raise self.fail(node, "runs a recurrent layer after the last time step was "
+                                    "taken", "a stream has one time axis: take the last step at the end")
+                start = len(chain.layers)
+                chain.module(torch, node.target, mod, self.initial(node, mod, inp, kind))
+                steps[node] = _Step("rnn", {"batch_first": mod.batch_first, "layers": mod.num_layers,
+                                            "lstm": isinstance(mod, torch.nn.LSTM), "start": start})
+                return None  # only getitem(node, 0) continues the chain
+            if mod is not None:
+                chain.module(torch, node.target, mod)
+            else:
+                kind_ = functions[node.target] if node.op == "call_function" else METHODS[node.target]
+                if kind_ != "skip":
+                    chain.activation(node.name, function_activation(self.where(node), kind_, node))
+        except WeightsError as exc:
+            where = self.where(node)
+            raise (exc if str(exc).startswith(where.split(":")[0]) else
+                   WeightsError(f"{where}: {exc}")) from None
         steps[node] = steps.get(current) or _Step("seq", {"batch_first": None})
         return node
 
