@@ -96,10 +96,13 @@ def test_views_share_storage_offsets_and_strides(tmp_path, shape, transpose, sta
     np.testing.assert_array_equal(got["other"].astype(np.float64), other.double().numpy())
 
 
-def test_parameters_and_nested_containers(tmp_path):
+@pytest.mark.parametrize("protocol", [0, 1, 2, 4, 5])
+def test_parameters_and_nested_containers(tmp_path, protocol):
     net = build(Case("LSTM", 1, True))
     obj = {"params": dict(net.named_parameters()), "meta": [1, (2.5, "x"), {3}, b"raw"], "n": None}
-    got = read_pt(save(obj, tmp_path))
+    path = str(tmp_path / "m.pt")
+    torch.save(obj, path, pickle_protocol=protocol)
+    got = read_pt(path)
     for key, p in net.named_parameters():
         np.testing.assert_array_equal(got["params"][key], np_of(p))
     assert got["meta"] == [1, (2.5, "x"), {3}, b"raw"] and got["n"] is None
