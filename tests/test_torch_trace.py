@@ -326,3 +326,17 @@ def test_recurrent_layer_after_the_last_step_is_refused():
     with pytest.raises(sg.WeightsError, match="line .*indexes the output sequence|recurrent layer after"):
         sg.from_torch(RecurrentAfterLast())
 
+
+
+class BothOutputs(FinalHidden):
+    def forward(self, x):
+        y, h = self.rnn(x)
+        z = self.fc(y)
+        return self.fc(h[-1]) + z[:, -1]
+
+
+def test_final_state_after_layers_ran_on_the_output_is_refused():
+    with pytest.raises(sg.WeightsError) as err:
+        sg.from_torch(BothOutputs())
+    assert f"line {line_of(BothOutputs, 'return self.fc(h[-1])')}" in str(err.value)
+    assert "final state after later layers" in str(err.value)

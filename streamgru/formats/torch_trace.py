@@ -277,7 +277,7 @@ class _Tracer:
                 if src is inp and node is not current:
                     steps[node] = _Step("skip", self.input_slice(node, idx))
                     continue
-                if src is current and st.kind == "seq" and not last and st.info["batch_first"] is not None:
+                if src is current and st is not None and st.kind == "seq" and not last and st.info["batch_first"] is not None:
                     if not self.time_index(node, st, idx):
                         raise self.fail(node, f"indexes the output sequence with [{_index_text(idx)}]",
                                         "streamgru takes the last time step only: "
@@ -314,11 +314,10 @@ class _Tracer:
             raise self.fail(node, "indexes the final hidden state h_n other than by layer",
                             "take one layer, h_n[-1] (the last) or h_n[k]")
         info = st.info
-        if layer != info["layers"] - 1:
-            self.chain.truncate(info["start"] + layer + 1)  # the layers above are unused
-        if self.chain.layers_after(info["start"] + layer + 1):
-            raise self.fail(node, "uses a recurrent layer's final state after later layers",
-                            "take the final state right after the recurrent layer")
+        if self.chain.layers_after(info["start"] + info["layers"]):
+            raise self.fail(node, "uses a recurrent layer's final state after later layers ran on "
+                            "its output", "take the final state right after the recurrent layer")
+        self.chain.truncate(info["start"] + layer + 1)  # the layers above it are unused
         return node
 
     def input_slice(self, node: Any, idx: Any) -> tuple[int, int | None]:
