@@ -27,7 +27,6 @@ Anything else raises ``WeightsError`` naming the module or the operation
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -348,11 +347,7 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
         "conventions": "PyTorch gate order (GRU r,z,n; LSTM i,f,g,o), reset_after GRU",
         "many_to_one": found["many_to_one"],
     }
-    extra = {}
-    if found["input_skip"] is not None:
-        if "input_skip" not in inspect.signature(Model).parameters:
-            raise WeightsError(f"{kind}.forward ends in a residual skip, which this streamgru's "
-                               f"Model cannot run")
-        extra["input_skip"] = found["input_skip"]
+    # y = net(x) + x[a : a + output_size] (Model's residual input skip)
+    extra = {} if found["input_skip"] is None else {"input_skip": found["input_skip"]}
     return Model(chain.layers, dtype=dtype, initial_state=chain.initial_state(),
                  metadata=metadata, **extra)
