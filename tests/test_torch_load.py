@@ -6,7 +6,9 @@ ones are crafted in torch_fixtures.py. Every failure must be a WeightsError
 IndexError or UnpicklingError.
 """
 
+import collections
 import os
+import pickle
 import sys
 import warnings
 import zipfile
@@ -96,10 +98,13 @@ def test_views_share_storage_offsets_and_strides(tmp_path, shape, transpose, sta
     np.testing.assert_array_equal(got["other"].astype(np.float64), other.double().numpy())
 
 
-def test_parameters_and_nested_containers(tmp_path):
+@pytest.mark.parametrize("protocol", [0, 1, 2, 4, 5])
+def test_parameters_and_nested_containers(tmp_path, protocol):
     net = build(Case("LSTM", 1, True))
     obj = {"params": dict(net.named_parameters()), "meta": [1, (2.5, "x"), {3}, b"raw"], "n": None}
-    got = read_pt(save(obj, tmp_path))
+    path = str(tmp_path / "m.pt")
+    torch.save(obj, path, pickle_protocol=protocol)
+    got = read_pt(path)
     for key, p in net.named_parameters():
         np.testing.assert_array_equal(got["params"][key], np_of(p))
     assert got["meta"] == [1, (2.5, "x"), {3}, b"raw"] and got["n"] is None
@@ -674,3 +679,32 @@ def test_empty_and_missing_files(tmp_path):
     assert_weights_error(empty)
     with pytest.raises(sg.WeightsError, match="no such file"):
         sg.load(str(tmp_path / "absent.pt"))
+
+
+# ----------------------------------------------------------------------------
+# the pickle interpreter against Python's own unpickler
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70),
+                    st.floats(allow_nan=False), st.text(max_size=8), st.binary(max_size=8))
+keys = st.one_of(st.text(max_size=6), st.integers(-2**40, 2**40), st.booleans(), st.none(),
+                 st.tuples(st.integers(0, 9), st.text(max_size=3)))
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5), st.tuples(inner, inner), st.tuples(inner),
+        st.dictionaries(keys, inner, max_size=5),
+        st.dictionaries(keys, inner, max_size=5).map(collections.OrderedDict),
+        st.frozensets(keys, max_size=5), st.sets(keys, max_size=5)),
+    max_leaves=25)
+
+
+@FAST
+@given(obj=values, protocol=st.integers(0, 5))
+def test_interpreter_matches_pickle_loads(obj, protocol):
+    from streamgru.formats.guard import Budget
+    from streamgru.formats.torch_pickle import unpickle
+
+    data = pickle.dumps(obj, protocol=protocol)
+    got = unpickle(data, "x.pt", Budget("x.pt", len(data)), lambda pid: pid)
+    assert got == pickle.loads(data) and type(got) is type(obj)

@@ -113,6 +113,11 @@ def _codecs_encode(u, text, encoding="utf-8"):
     return text.encode(encoding)
 
 
+def _empty_bytes(u):
+    # protocols 0-2 write b"" as a call to bytes() with no arguments
+    return b""
+
+
 def _ordered_dict(u, items=()):
     d = collections.OrderedDict()
     for pair in u.iterate(items, "OrderedDict"):
@@ -154,6 +159,7 @@ ALLOWED: dict[tuple[str, str], Any] = {
     ("builtins", "set"): Builder("set", _set),
     ("builtins", "frozenset"): Builder("frozenset", frozen_set),
     ("_codecs", "encode"): Builder("_codecs.encode", _codecs_encode),
+    ("builtins", "bytes"): Builder("bytes", _empty_bytes),
 }
 ALLOWED.update({("torch", name): st for name, st in STORAGE_TYPES.items()})
 

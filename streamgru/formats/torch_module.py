@@ -13,17 +13,20 @@ Supported:
   and Dropout (identity at inference). An activation right after a Linear
   becomes that Dense layer's activation; elsewhere it becomes an identity
   Dense layer carrying it.
+- Subclasses of all of these are converted as the module they extend.
 - ``nn.Sequential`` of these, and custom modules whose ``forward`` chains
-  them (``y, _ = self.gru(x); return self.fc(y)``), traced with ``torch.fx``;
-  the functional forms (``torch.relu``, ``F.softmax(y, dim=-1)``,
-  ``y.tanh()``, ...) are accepted there too.
+  them (``y, _ = self.gru(x); return self.fc(y)``), traced with ``torch.fx``
+  (``torch_trace``: also the last time step ``y[:, -1]`` / ``h_n[-1]``, a
+  learned initial state, and a residual skip ``out + x[..., a:b]``); the
+  functional forms (``torch.relu``, ``F.softmax(y, dim=-1)``, ``y.tanh()``,
+  ...) are accepted there too.
 
-Anything else raises ``WeightsError`` naming the module or the operation.
+Anything else raises ``WeightsError`` naming the module or the operation
+(in a traced forward, its line).
 """
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,14 @@ __all__ = ["from_module"]
 
 # the keywords sg.from_torch takes
 OPTIONS = ("dtype",)
+
+
+def leaf_types(torch: Any) -> tuple:
+    """Modules converted as a whole; their subclasses too (fx does not enter them)."""
+    nn = torch.nn
+    return (nn.GRU, nn.LSTM, nn.RNN, nn.GRUCell, nn.LSTMCell, nn.RNNCell, nn.Linear, nn.ReLU,
+            nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Hardsigmoid, nn.Softmax,
+            nn.LogSoftmax, nn.Dropout, nn.AlphaDropout, nn.Identity)
 
 # marks a step that leaves values unchanged (Dropout, Identity, .contiguous())
 _SKIP = "skip"
@@ -103,7 +114,7 @@ def _cell_layer(torch: Any, mod: Any) -> Layer:
     return RNN.from_torch(w_ih, w_hh, b_ih, b_hh, nonlinearity=mod.nonlinearity)
 
 
-def _softmax_dim(what: str, dim: Any) -> None:
+def softmax_dim(what: str, dim: Any) -> None:
     if dim != -1:
         raise WeightsError(
             f"{what}: softmax over dim={dim!r}; streamgru applies it over the features of "
@@ -128,19 +139,19 @@ def _activation_module(torch: Any, name: str, mod: Any) -> Activation | str | No
     if isinstance(mod, nn.ELU):
         return make_activation("elu", alpha=mod.alpha)
     if isinstance(mod, nn.GELU):
-        return _gelu(f"module {name} (GELU)", mod.approximate)
+        return gelu(f"module {name} (GELU)", mod.approximate)
     if isinstance(mod, nn.Hardsigmoid):
-        return _hardsigmoid()
+        return hardsigmoid()
     if isinstance(mod, nn.Softmax):
-        _softmax_dim(f"module {name} (Softmax)", mod.dim)
+        softmax_dim(f"module {name} (Softmax)", mod.dim)
         return make_activation("softmax")
     if isinstance(mod, nn.LogSoftmax):
-        _softmax_dim(f"module {name} (LogSoftmax)", mod.dim)
+        softmax_dim(f"module {name} (LogSoftmax)", mod.dim)
         return make_activation("log_softmax")
     return None
 
 
-def _gelu(what: str, approximate: Any) -> Activation:
+def gelu(what: str, approximate: Any) -> Activation:
     if approximate not in (None, "none"):
         raise WeightsError(
             f"{what}: approximate={approximate!r} is not supported; streamgru's gelu is the "
@@ -149,7 +160,7 @@ def _gelu(what: str, approximate: Any) -> Activation:
     return make_activation("gelu")
 
 
-def _hardsigmoid() -> Activation:
+def hardsigmoid() -> Activation:
     # torch: relu6(x + 3) / 6 = clip(x / 6 + 1/2, 0, 1)
     return make_activation("hard_sigmoid", alpha=1.0 / 6.0, beta=0.5)
 
@@ -163,11 +174,26 @@ class _Chain:
 
     def __init__(self) -> None:
         self.layers: list[Layer] = []
+        self.initial: list[np.ndarray | None] = []  # per layer: its initial state, or zeros
         self.names: list[str] = []
 
-    def add(self, name: str, layers: list[Layer]) -> None:
+    def add(self, name: str, layers: list[Layer], initial: list | None = None) -> None:
         self.layers.extend(layers)
+        self.initial.extend(initial or [None] * len(layers))
         self.names.append(name)
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` layers (forward uses a lower layer's final state)."""
+        del self.layers[n:], self.initial[n:]
+
+    def layers_after(self, n: int) -> bool:
+        return len(self.layers) > n
+
+    def initial_state(self) -> np.ndarray | None:
+        if all(s is None for s in self.initial):
+            return None
+        return np.concatenate([np.zeros(layer.state_size) if s is None else s
+                               for layer, s in zip(self.layers, self.initial)] or [np.zeros(0)])
 
     def activation(self, what: str, act: Activation) -> None:
         if not self.layers:
@@ -182,12 +208,13 @@ class _Chain:
             # identity Dense carries the activation
             n = last.output_size
             self.layers.append(Dense(np.eye(n), np.zeros(n), act))
+            self.initial.append(None)
         self.names.append(f"{what.split(':')[0]}: {act}")
 
-    def module(self, torch: Any, name: str, mod: Any) -> None:
+    def module(self, torch: Any, name: str, mod: Any, initial: list | None = None) -> None:
         nn = torch.nn
         if isinstance(mod, (nn.GRU, nn.LSTM, nn.RNN)):
-            self.add(f"{name}: {type(mod).__name__}", _recurrent_layers(torch, name, mod))
+            self.add(f"{name}: {type(mod).__name__}", _recurrent_layers(torch, name, mod), initial)
             return
         if isinstance(mod, nn.Linear):
             self.add(f"{name}: Linear", [Dense(_array(mod.weight), _opt(mod.bias))])
@@ -224,10 +251,10 @@ def _sequential(torch: Any, chain: _Chain, prefix: str, seq: Any) -> None:
 
 
 # ----------------------------------------------------------------------------
-# torch.fx
+# functional forms, for forward traced by torch_trace
 
 
-def _function_table(torch: Any) -> dict[Any, str]:
+def function_table(torch: Any) -> dict[Any, str]:
     F = torch.nn.functional
     return {
         torch.relu: "relu", F.relu: "relu",
@@ -241,7 +268,7 @@ def _function_table(torch: Any) -> dict[Any, str]:
     }
 
 
-_METHODS = {
+METHODS = {
     "relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid",
     "softmax": "softmax", "log_softmax": "log_softmax", "contiguous": _SKIP,
 }
@@ -253,113 +280,19 @@ def _arg(node: Any, pos: int, name: str, default: Any) -> Any:
     return node.kwargs.get(name, default)
 
 
-def _function_activation(what: str, kind: str, node: Any) -> Activation:
+def function_activation(what: str, kind: str, node: Any) -> Activation:
     if kind == "leaky_relu":
         return make_activation("leaky_relu", alpha=_arg(node, 1, "negative_slope", 0.01))
     if kind == "elu":
         return make_activation("elu", alpha=_arg(node, 1, "alpha", 1.0))
     if kind == "gelu":
-        return _gelu(what, _arg(node, 1, "approximate", "none"))
+        return gelu(what, _arg(node, 1, "approximate", "none"))
     if kind == "hard_sigmoid":
-        return _hardsigmoid()
+        return hardsigmoid()
     if kind in ("softmax", "log_softmax"):
-        _softmax_dim(what, _arg(node, 1, "dim", None))
+        softmax_dim(what, _arg(node, 1, "dim", None))
     return make_activation(kind)
 
-
-def _trace(torch: Any, module: Any, chain: _Chain) -> None:
-    """Follow ``module.forward`` as traced by torch.fx; it must be a chain."""
-    fx = torch.fx
-    try:
-        graph = fx.Tracer().trace(module)
-    except Exception as exc:
-        raise WeightsError(
-            f"cannot trace {type(module).__name__}.forward with torch.fx "
-            f"({type(exc).__name__}: {exc}); write forward as a plain chain of supported "
-            f"modules, or use nn.Sequential"
-        ) from None
-    functions = _function_table(torch)
-    current = None  # the node holding the value the next step must consume
-    rnn_outputs: set = set()
-    unused: set = set()  # unpacked final states that forward never uses
-
-    def is_unused(n: Any) -> bool:
-        return all(
-            u.op == "call_function" and u.target is operator.getitem and is_unused(u)
-            for u in n.users
-        )
-
-    for node in graph.nodes:
-        target = getattr(node.target, "__name__", node.target)
-        what = f"{type(module).__name__}.forward: {node.op} {target!r} ({node.name})"
-        if node in unused:
-            continue
-        if node.op == "placeholder":
-            if current is None:
-                current = node
-            elif node.users:
-                raise WeightsError(
-                    f"{what}: forward uses its extra argument {node.target!r}; streamgru feeds "
-                    f"only the input sequence"
-                )
-            continue
-        if node.op == "output":
-            if node.args[0] is not current:
-                raise WeightsError(
-                    f"{what}: forward must return the output of its last layer as one tensor"
-                )
-            continue
-        if node.op == "call_function" and node.target is operator.getitem and node.args[0] in rnn_outputs:
-            if node.args[1] == 0:
-                current = node
-            elif is_unused(node):
-                unused.add(node)
-                unused.update(_descendants(node))
-            else:
-                raise WeightsError(
-                    f"{what}: forward uses the final hidden state of a recurrent layer; "
-                    f"streamgru streams its output sequence (element 0)"
-                )
-            continue
-        supported = (
-            node.op == "call_module"
-            or (node.op == "call_function" and node.target in functions)
-            or (node.op == "call_method" and node.target in _METHODS)
-        )
-        if not supported:
-            raise WeightsError(
-                f"{what}: operation {node.op} {target!r} is not supported; streamgru converts "
-                f"chains of GRU, LSTM, RNN, Linear and activations"
-            )
-        extra = node.op == "call_module" and (
-            any(a is not None for a in node.args[1:]) or any(v is not None for v in node.kwargs.values())
-        )
-        if node.all_input_nodes != [current] or not node.args or node.args[0] is not current or extra:
-            raise WeightsError(
-                f"{what}: not a step of a simple chain (it must take only the previous "
-                f"layer's output); streamgru runs a stack of layers"
-            )
-        if node.op == "call_module":
-            mod = module.get_submodule(node.target)
-            if isinstance(mod, (torch.nn.GRU, torch.nn.LSTM, torch.nn.RNN)):
-                chain.module(torch, node.target, mod)
-                rnn_outputs.add(node)
-                current = None  # only getitem(node, 0) continues the chain
-                continue
-            chain.module(torch, node.target, mod)
-        else:
-            kind = functions[node.target] if node.op == "call_function" else _METHODS[node.target]
-            if kind != _SKIP:
-                chain.activation(node.name, _function_activation(what, kind, node))
-        current = node
-
-
-def _descendants(node: Any) -> set:
-    out = set()
-    for u in node.users:
-        out.add(u)
-        out |= _descendants(u)
-    return out
 
 
 def from_module(module: Any, dtype: Any = np.float32) -> Model:
@@ -368,21 +301,25 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
     Parameters
     ----------
     module : torch.nn.Module
-        A recurrent module, cell, Linear, activation, ``nn.Sequential`` of
-        these, or a custom module whose ``forward`` chains them (see the
-        module docstring). Its weights are copied; the module is not changed.
+        A recurrent module, cell, Linear, activation (or a subclass of
+        one), an ``nn.Sequential`` of these, or a custom module whose
+        ``forward`` chains them (see ``streamgru.formats.torch_trace``). Its
+        weights are copied; the module is not changed.
     dtype : float32 (default) or float64
 
     Returns
     -------
     Model
         Whose ``stream().process(X)`` equals ``module(X)`` for a single
-        sequence X of shape (T, input_size) (in eval mode).
+        sequence X of shape (T, input_size) (in eval mode); for a
+        many-to-one module (``metadata["many_to_one"]``), row t equals the
+        module's answer for ``X[:t + 1]``.
 
     Raises
     ------
     WeightsError
-        Unsupported modules or operations (named), bidirectional layers.
+        Unsupported modules or operations (named, with the line of
+        ``forward``), bidirectional layers.
     """
     torch = _import_torch()
     nn = torch.nn
@@ -390,14 +327,17 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
         raise WeightsError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
     kind = type(module).__name__
     chain = _Chain()
+    found = {"many_to_one": False, "input_skip": None}
     if isinstance(module, (nn.GRUCell, nn.LSTMCell, nn.RNNCell)):
         chain.add(f"{kind}", [_cell_layer(torch, module)])
-    elif isinstance(module, nn.Sequential):
+    elif isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
         _sequential(torch, chain, "", module)
-    elif type(module).__module__.startswith("torch.nn"):
+    elif isinstance(module, leaf_types(torch)) or type(module).__module__.startswith("torch.nn"):
         chain.module(torch, kind, module)
     else:
-        _trace(torch, module, chain)
+        from .torch_trace import trace
+
+        found = trace(torch, module, chain, leaf_types(torch))
     if not chain.layers:
         raise WeightsError(f"{kind} has no GRU, LSTM, RNN or Linear layer to convert")
     metadata = {
@@ -405,5 +345,9 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
         "source": f"torch module {type(module).__module__}.{kind}",
         "modules": ", ".join(chain.names),
         "conventions": "PyTorch gate order (GRU r,z,n; LSTM i,f,g,o), reset_after GRU",
+        "many_to_one": found["many_to_one"],
     }
-    return Model(chain.layers, dtype=dtype, metadata=metadata)
+    # y = net(x) + x[a : a + output_size] (Model's residual input skip)
+    extra = {} if found["input_skip"] is None else {"input_skip": found["input_skip"]}
+    return Model(chain.layers, dtype=dtype, initial_state=chain.initial_state(),
+                 metadata=metadata, **extra)
