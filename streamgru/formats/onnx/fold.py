@@ -19,8 +19,12 @@ from ...errors import WeightsError
 from .ops import _SUPPORTED
 from .values import _Const, _Graph, _broadcast, _int_values
 
-# work units charged for one evaluation (building an evaluator costs ~0.3 ms)
-FOLD_COST = 64
+# work units charged for one evaluation (~0.3 ms to build an evaluator, well
+# under what the budget allows per node of the file), and for each node of a
+# Loop body on every trip (~0.3 ms each: a never-ending Loop on a small file
+# stops within a second or so)
+FOLD_COST = 256
+LOOP_NODE_COST = 2048
 
 # output element count = that of the first input
 _SAME = frozenset("""
