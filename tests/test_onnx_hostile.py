@@ -187,6 +187,39 @@ def test_folding_a_huge_constant_is_refused_before_it_is_built(tmp_path, case):
     refused(path, where, "budget of")
 
 
+def test_folding_a_matmul_of_two_moderate_constants_is_bounded_in_work(tmp_path):
+    """Neither 2500 x 2500 operand is large, their product is 15.6 G
+    multiply-adds: refused on work before it runs."""
+    n = 2500
+    ones = helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])
+    nodes = [helper.make_node("ConstantOfShape", ["sq"], ["a"], name="a", value=ones),
+             helper.make_node("MatMul", ["a", "a"], ["aa"], name="square_it"),
+             helper.make_node("ReduceMax", ["aa"], ["c"], name="max", keepdims=0)]
+    path = save(_gru_plus(nodes, {"sq": np.array([n, n], np.int64)}, "mm"), tmp_path / "mm.onnx")
+    refused(path, "'square_it' (MatMul)", "steps of work", peak_mb=80, seconds=10)
+
+
+def test_symbolic_shape_products_do_not_grow_without_bound(tmp_path):
+    """Shape(h)[0:2] squared by 60 Mul nodes would name a product of 2**61
+    unknown sizes; past a few factors it is simply unknown."""
+    nodes = [helper.make_node("Shape", ["h"], ["s0"], name="shape"),
+             helper.make_node("Slice", ["s0", "zero", "two"], ["d0"], name="tn")]
+    for k in range(60):
+        nodes.append(helper.make_node("Mul", [f"d{k}", f"d{k}"], [f"d{k + 1}"], name=f"sq{k}"))
+    nodes.append(helper.make_node("Identity", ["h"], ["Y"], name="out"))
+    model = gru_then(nodes, {"zero": np.array([0], np.int64), "two": np.array([2], np.int64)},
+                     None, batch="N")
+    path = save(model, tmp_path / "products.onnx")
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        m = sg.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert m.output_size == H and time.perf_counter() - t0 < 10 and peak < 40 * 2**20
+
+
 @pytest.mark.parametrize("delta", [1e-320, 0.0])
 def test_range_with_no_finite_length_is_refused(tmp_path, delta):
     nodes = [helper.make_node("Range", ["start", "limit", "delta"], ["c"], name="range")]

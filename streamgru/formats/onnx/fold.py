@@ -54,7 +54,7 @@ def _fold(g: _Graph, node: Any, ins: list, at: dict) -> list:
     elements = _output_elements(g, node, [None if v is None else v.value for v in ins], at)
     g.budget.take(8 * elements, f"{g.label()}: folding a constant of "
                                 f"{elements:,} elements")
-    g.budget.count(FOLD_COST, f"{g.label()}: constant folding")
+    g.budget.count(FOLD_COST + _products(node, ins) // 1024, f"{g.label()}: constant folding")
     try:
         # (the node is kept with its evaluator so that its id is not reused)
         held, evaluator = g.evaluators.get(id(node), (None, None))
@@ -69,6 +69,18 @@ def _fold(g: _Graph, node: Any, ins: list, at: dict) -> list:
             f"ops that touch the stream: {_SUPPORTED}"
         ) from None
     return [_Const(np.asarray(r)) for r in result]
+
+
+def _products(node: Any, ins: list) -> int:
+    """Multiply-adds of a MatMul / Gemm (work: two 4000 x 4000 constants cost
+    64 G of them, though neither is large)."""
+    if node.op_type not in ("MatMul", "Gemm") or len(ins) < 2 or ins[0] is None:
+        return 0
+    a = np.shape(ins[0].value)
+    k = a[-1] if a else 1
+    if node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute):
+        k = a[0] if a else 1
+    return math.prod(np.shape(ins[0].value)) * math.prod(np.shape(ins[1].value)) // max(k, 1)
 
 
 def _evaluator(node: Any, opset: int) -> Any:
