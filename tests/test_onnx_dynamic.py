@@ -16,15 +16,10 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 import streamgru as sg  # noqa: E402
-from onnx_models import H, I, gru_then, ort_run, rng_mat  # noqa: E402
+from onnx_models import H, I, gru_then, ort_run, rng_mat, save  # noqa: E402
 
 STEPS = 1000
 TOL = 1e-5
-
-
-def save(model, path):
-    onnx.save(model, str(path))
-    return path
 
 
 def dims(model, name):

@@ -22,15 +22,10 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import streamgru as sg  # noqa: E402
-from onnx_models import H, I, gru_then, ort_run, rnn_node_model, rng_mat  # noqa: E402
+from onnx_models import H, I, gru_then, ort_run, rng_mat, rnn_node_model, save  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-
-
-def save(model, path):
-    onnx.save(model, str(path))
-    return path
 
 
 def refused(path, *words, peak_mb=40, seconds=15, **kw):
