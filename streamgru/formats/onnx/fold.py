@@ -112,7 +112,10 @@ def _output_elements(g: _Graph, node: Any, vals: list, at: dict) -> int:
     if op in _SAME:
         return sizes[0] if sizes else 0
     if op in _BROADCAST:
-        return math.prod(_broadcast([np.shape(v) for v in present]))
+        return math.prod(_broadcast(g, [np.shape(v) for v in present]))
+    if op == "Split" and int(at.get("num_outputs", 0)) > len(node.output):
+        raise WeightsError(f"{g.where()}: num_outputs={at['num_outputs']} for "
+                           f"{len(node.output)} outputs")
     if op in _SMALLER:
         return max(sum(sizes), 1)
     if op == "NonZero":
@@ -129,7 +132,7 @@ def _output_elements(g: _Graph, node: Any, vals: list, at: dict) -> int:
         a, b = ((1,) + a if len(a) == 1 else a), (b + (1,) if len(b) == 1 else b)
         if len(a) < 2 or len(b) < 2:
             raise WeightsError(f"{g.where()}: MatMul of scalars")
-        return math.prod(_broadcast([a[:-2], b[:-2]])) * a[-2] * b[-1]
+        return math.prod(_broadcast(g, [a[:-2], b[:-2]])) * a[-2] * b[-1]
     if op == "Gemm":  # (M, K) @ (K, N) + C
         a, b = np.shape(vals[0]), np.shape(vals[1])
         if len(a) != 2 or len(b) != 2:
@@ -138,7 +141,9 @@ def _output_elements(g: _Graph, node: Any, vals: list, at: dict) -> int:
     if op == "ConstantOfShape":
         return math.prod(_shape_values(g, vals[0], "ConstantOfShape shape"))
     if op == "Expand":
-        return math.prod(_broadcast([np.shape(vals[0]), _shape_values(g, vals[1], "Expand shape")]))
+        shape = _shape_values(g, vals[1], "Expand shape")
+        # (onnx's reference Expand multiplies by np.ones(shape) first)
+        return max(math.prod(_broadcast(g, [np.shape(vals[0]), shape])), math.prod(shape))
     if op == "Tile":
         reps = _shape_values(g, vals[1], "Tile repeats")
         return sizes[0] * math.prod(reps)

@@ -98,7 +98,7 @@ def _h_binary(g: _Graph, node: Any, ins: list, at: dict) -> list:
         rank = max(len(sa), len(sb))
         sa, sb = (1,) * (rank - len(sa)) + tuple(sa), (1,) * (rank - len(sb)) + tuple(sb)
         shape = tuple(x if y == 1 else y for x, y in zip(sa, sb))
-        g.budget.take(8 * math.prod(_broadcast([ba.shape, bb.shape])),
+        g.budget.take(8 * math.prod(_broadcast(g, [ba.shape, bb.shape])),
                       f"{g.label()}: {op} of two known tensors")
         with np.errstate(all="ignore"):
             base = _BINARY[op](ba.reshape((1,) * (rank - ba.ndim) + ba.shape),
