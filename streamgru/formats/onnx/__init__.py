@@ -135,6 +135,9 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
         Name of the graph input carrying the data (default: the first input
         that is not an initializer); other inputs (e.g. a state ``h0``) start
         at zeros.
+    budget : guard.Budget, optional
+        What the load may allocate and how much work it may do (``sg.load``
+        passes one; by default one is made from the file's size).
 
     Returns
     -------
@@ -148,7 +151,8 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
     WeightsError
         Malformed file, unsafe external data, missing or mis-sized tensors,
         an op or pattern that cannot be streamed (naming op type, node and the
-        supported ops), or a reverse / bidirectional recurrent node.
+        supported ops), a reverse / bidirectional recurrent node, or anything
+        beyond the budget (naming the node or tensor and the limit).
 
     Notes
     -----
