@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+TOL = 2e-5  # float32 streamed against ONNX Runtime over T steps
+
 I, H, O = 5, 12, 3  # input, hidden and head sizes (small: compiles and exports stay quick)
 T = 240  # time steps compared (>= 200)
 
@@ -103,6 +105,30 @@ def export(case: Export, path) -> None:
                 dyn.update({name: {1: "batch"} for name in names[1:]})
             torch.onnx.export(net, args, str(path), dynamo=False, input_names=names,
                               dynamic_axes=dyn, opset_version=case.opset)
+
+
+def save(model: onnx.ModelProto, path):
+    onnx.save(model, str(path))
+    return path
+
+
+def close(a, b, tol: float = TOL) -> None:
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=0, atol=tol)
+
+
+def err(path, *words, **kw) -> str:
+    """sg.load(path, **kw) raises WeightsError naming the file and ``words``."""
+    import pytest
+
+    import streamgru as sg
+
+    with pytest.raises(sg.WeightsError) as info:
+        sg.load(path, **kw)
+    msg = str(info.value)
+    assert str(path) in msg, msg
+    for w in words:
+        assert w in msg, msg
+    return msg
 
 
 def ort_run(path, feeds: dict) -> list[np.ndarray]:

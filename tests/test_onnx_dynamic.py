@@ -16,15 +16,10 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
 import streamgru as sg  # noqa: E402
-from onnx_models import H, I, gru_then, ort_run, rng_mat  # noqa: E402
+from onnx_models import H, I, gru_then, ort_run, rng_mat, save  # noqa: E402
 
 STEPS = 1000
 TOL = 1e-5
-
-
-def save(model, path):
-    onnx.save(model, str(path))
-    return path
 
 
 def dims(model, name):
@@ -145,11 +140,23 @@ def _branch(name, nodes, out):
     return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)])
 
 
+def _if(name, cond, out, then_nodes, then_out, else_nodes, else_out):
+    return helper.make_node("If", [cond], [out], name=name,
+                            then_branch=_branch("then", then_nodes, then_out),
+                            else_branch=_branch("else", else_nodes, else_out))
+
+
 def _if_model(cond, then_nodes, then_out, else_nodes, else_out, inits=None):
-    nodes = [helper.make_node("If", ["cond"], ["Y"], name="choose",
-                              then_branch=_branch("then", then_nodes, then_out),
-                              else_branch=_branch("else", else_nodes, else_out))]
+    nodes = [_if("choose", "cond", "Y", then_nodes, then_out, else_nodes, else_out)]
     return gru_then(nodes, {"cond": np.array(cond), **(inits or {})}, None)
+
+
+def _stream_matches_ort(path):
+    m = sg.load(path)
+    X = np.random.default_rng(4).normal(size=(STEPS, I)).astype(np.float32)
+    ref = ort_run(path, {"X": X[:, None]})[0].reshape(STEPS, -1)
+    np.testing.assert_allclose(m.stream().process(X), ref, rtol=0, atol=TOL)
+    return m
 
 
 @pytest.mark.parametrize("cond", [True, False])
@@ -161,39 +168,25 @@ def test_if_on_a_constant_is_folded_to_its_branch(tmp_path, cond):
     other = [helper.make_node("Sin", ["h"], ["s"], name="sine")]
     model = (_if_model(True, taken, "t", other, "s", {"w": rng_mat(H, 3)}) if cond
              else _if_model(False, other, "s", taken, "t", {"w": rng_mat(H, 3)}))
-    path = save(model, tmp_path / f"if_{cond}.onnx")
-    m = sg.load(path)
+    m = _stream_matches_ort(save(model, tmp_path / f"if_{cond}.onnx"))
     assert [layer.kind for layer in m.layers] == ["gru", "dense"]
     assert m.layers[1].activation.name == "tanh"
-    X = np.random.default_rng(4).normal(size=(STEPS, I)).astype(np.float32)
-    ref = ort_run(path, {"X": X[:, None]})[0].reshape(STEPS, -1)
-    np.testing.assert_allclose(m.stream().process(X), ref, rtol=0, atol=TOL)
 
 
 def test_if_on_a_constant_choosing_a_weight(tmp_path):
     """A branch that only picks a constant (a weight) folds to it."""
-    nodes = [helper.make_node("If", ["cond"], ["w"], name="pick_weight",
-                              then_branch=_branch("then", [helper.make_node(
-                                  "Identity", ["w_a"], ["wa"], name="a")], "wa"),
-                              else_branch=_branch("else", [helper.make_node(
-                                  "Identity", ["w_b"], ["wb"], name="b")], "wb")),
+    nodes = [_if("pick_weight", "cond", "w", [helper.make_node("Identity", ["w_a"], ["wa"])], "wa",
+                 [helper.make_node("Identity", ["w_b"], ["wb"])], "wb"),
              helper.make_node("MatMul", ["h", "w"], ["Y"], name="mm")]
     model = gru_then(nodes, {"cond": np.array(False), "w_a": rng_mat(H, 3, seed=1),
                              "w_b": rng_mat(H, 3, seed=2)}, None)
-    path = save(model, tmp_path / "if_weight.onnx")
-    m = sg.load(path)
+    m = _stream_matches_ort(save(model, tmp_path / "if_weight.onnx"))
     np.testing.assert_array_equal(m.layers[1].weight, rng_mat(H, 3, seed=2).T)
-    X = np.random.default_rng(4).normal(size=(STEPS, I)).astype(np.float32)
-    ref = ort_run(path, {"X": X[:, None]})[0].reshape(STEPS, -1)
-    np.testing.assert_allclose(m.stream().process(X), ref, rtol=0, atol=TOL)
 
 
 def test_if_on_a_condition_fed_from_outside_is_refused_naming_the_node(tmp_path):
-    nodes = [helper.make_node("If", ["flag"], ["Y"], name="data_if",
-                              then_branch=_branch("then", [helper.make_node(
-                                  "Identity", ["h"], ["a"], name="a")], "a"),
-                              else_branch=_branch("else", [helper.make_node(
-                                  "Neg", ["h"], ["b"], name="b")], "b"))]
+    nodes = [_if("data_if", "flag", "Y", [helper.make_node("Identity", ["h"], ["a"])], "a",
+                 [helper.make_node("Neg", ["h"], ["b"])], "b")]
     model = gru_then(nodes, {}, None)
     model.graph.input.append(helper.make_tensor_value_info("flag", TensorProto.BOOL, []))
     path = save(model, tmp_path / "if_input.onnx")

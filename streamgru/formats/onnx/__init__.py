@@ -10,7 +10,8 @@ Every tensor of the graph becomes one of a few kinds of value:
 
 * a constant (initializers, ``Constant`` nodes and everything computed from
   them only; such nodes are folded with onnx's own reference implementation
-  of the op, ``onnx.reference``, so they follow the spec exactly);
+  of the op at the graph's opset, ``onnx.reference``, so they follow the spec
+  exactly, after the size of what they build is charged to the budget);
 * a shape vector, some of whose entries are the unknown time or batch size
   (``Shape`` of the data and the arithmetic exporters do on it);
 * a fill, a tensor of partly unknown shape whose values are known (what
@@ -27,8 +28,19 @@ at once: its outputs become "unstreamable" values, and the import fails,
 naming the op type, the node and the supported ops, only if the chosen output
 depends on one (so the ``h_n`` / ``c_n`` outputs exporters add do no harm).
 
+Package layout: ``tensors`` (the protobuf, local functions, initializers,
+external data), ``graph`` (the walk), ``ops`` (the op table, with ``axes``,
+``shapes``, ``recurrent`` and ``chain``, the stream's layer chain), ``fold``
+(constant folding) and ``control`` (``If``, ``Loop``); ``values`` holds the
+kinds of value above.
+
 Mapping
 -------
+* The graph input's axes are (time, batch, features) or (batch, time,
+  features), tried in that order; time and batch may be symbolic. A symbolic
+  (named) feature axis, as ``dynamic_axes`` on every axis writes it, takes its
+  size from the first node that fixes it: the first recurrent node's ``W``,
+  or a ``MatMul`` / ``Gemm`` weight, reading the input.
 * ``GRU``, ``LSTM``, ``RNN`` (every attribute: ``hidden_size``,
   ``activations`` with ``activation_alpha`` / ``activation_beta``, ``clip``,
   ``linear_before_reset``, ``input_forget``, ``layout`` 0 and 1; inputs W, R,
@@ -57,6 +69,8 @@ Mapping
   one layer of ``h_n``, the ``Y_h`` of each layer concatenated) makes a
   many-to-one model; streamed, step ``t`` gives the model's output
   for the sequence ending at ``t`` (``metadata["many_to_one"]``).
+* ``If`` on a constant condition is folded to the branch it takes (that
+  branch may carry the stream); ``Loop`` on constants is run and folded.
 * The streamed output is the graph's first output (or ``output=name``).
 
 Refused (``WeightsError`` naming the node): reverse or bidirectional
@@ -64,12 +78,19 @@ recurrent nodes; a recurrence unrolled into per-step ops (the dynamo exporter
 does this for ``torch.nn.RNN``; export it with ``dynamo=False``); ops that mix
 time steps or samples (convolutions, reductions, attention); the stream
 combined with itself (residual connections, ``x * x``) other than in GELU's
-erf form, since a Model is one chain of layers; LSTM's ``Y_c`` as the output.
+erf form, since a Model is one chain of layers; LSTM's ``Y_c`` as the output;
+``If`` on a condition that is not a constant.
 
 Safety: the file is parsed as a protobuf and never executed; external-data
-tensors must lie inside the model's folder; every tensor's byte size must
-match its shape; a malformed file, a missing initializer or a bad tensor
-raises ``WeightsError`` naming the file and the tensor.
+tensors must be regular files inside the model's folder; every tensor's byte
+size must match its shape and fit the file backing it. Everything the file
+makes the load build or do is charged to the load's ``guard.Budget`` first:
+the nodes of inlined local functions, initializers, external data, folded
+constants, the square Dense an activation needs when no Dense precedes it, and
+the trips of a ``Loop`` (in work). A malformed or hostile file raises
+``WeightsError`` naming the file, the node (name and op type) or tensor, and
+for a budget the limit; ``sg.load(path, max_bytes=...)`` raises the byte
+limit for a genuinely large model.
 """
 
 from __future__ import annotations
@@ -114,6 +135,9 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
         Name of the graph input carrying the data (default: the first input
         that is not an initializer); other inputs (e.g. a state ``h0``) start
         at zeros.
+    budget : guard.Budget, optional
+        What the load may allocate and how much work it may do (``sg.load``
+        passes one; by default one is made from the file's size).
 
     Returns
     -------
@@ -127,7 +151,8 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
     WeightsError
         Malformed file, unsafe external data, missing or mis-sized tensors,
         an op or pattern that cannot be streamed (naming op type, node and the
-        supported ops), or a reverse / bidirectional recurrent node.
+        supported ops), a reverse / bidirectional recurrent node, or anything
+        beyond the budget (naming the node or tensor and the limit).
 
     Notes
     -----

@@ -39,8 +39,9 @@ def _affine(g: _Graph, s: _Stream, scale: np.ndarray, shift: np.ndarray) -> _Str
     (W' = diag(scale) W, b' = scale * b + shift), else a diagonal Dense."""
     d = _last_dense(s)
     if d is not None:
-        w = np.asarray(d.weight, np.float64) * scale[:, None]
-        b = np.asarray(d.bias, np.float64) * scale + shift
+        with np.errstate(all="ignore"):  # a non-finite result is refused by Dense
+            w = np.asarray(d.weight, np.float64) * scale[:, None]
+            b = np.asarray(d.bias, np.float64) * scale + shift
         out = dataclasses.replace(s, layers=s.layers[:-1] + ((Dense(w, b), None),))
     else:
         _square(g, s, "a per-feature scale and shift")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...errors import WeightsError
-from .fold import FOLD_COST
+from .fold import LOOP_NODE_COST
 from .tensors import _tensor
 from .values import _Const, _Graph, _int_values
 
@@ -97,7 +97,7 @@ def _loop(g: _Graph, node: Any, ins: list, env: Any, run: Run) -> list:
     keep = True if cond is None else bool(_scalar(g, cond, "Loop condition"))
     if trips is None and cond is None:
         raise WeightsError(f"{g.where()}: Loop with neither a trip count nor a condition never ends")
-    per_trip = (len(body.node) + 1) * FOLD_COST
+    per_trip = (len(body.node) + 1) * LOOP_NODE_COST
     if trips is not None:
         g.budget.count(trips * per_trip, f"{g.label()}: a Loop of {trips:,} trips")
     consts = _initializers(g, body)

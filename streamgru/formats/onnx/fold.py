@@ -19,8 +19,12 @@ from ...errors import WeightsError
 from .ops import _SUPPORTED
 from .values import _Const, _Graph, _broadcast, _int_values
 
-# work units charged for one evaluation (building an evaluator costs ~0.3 ms)
-FOLD_COST = 64
+# work units charged for one evaluation (~0.3 ms to build an evaluator, well
+# under what the budget allows per node of the file), and for each node of a
+# Loop body on every trip (~0.3 ms each: a never-ending Loop on a small file
+# stops within a second or so)
+FOLD_COST = 256
+LOOP_NODE_COST = 2048
 
 # output element count = that of the first input
 _SAME = frozenset("""
@@ -50,7 +54,7 @@ def _fold(g: _Graph, node: Any, ins: list, at: dict) -> list:
     elements = _output_elements(g, node, [None if v is None else v.value for v in ins], at)
     g.budget.take(8 * elements, f"{g.label()}: folding a constant of "
                                 f"{elements:,} elements")
-    g.budget.count(FOLD_COST, f"{g.label()}: constant folding")
+    g.budget.count(FOLD_COST + _products(node, ins) // 1024, f"{g.label()}: constant folding")
     try:
         # (the node is kept with its evaluator so that its id is not reused)
         held, evaluator = g.evaluators.get(id(node), (None, None))
@@ -65,6 +69,18 @@ def _fold(g: _Graph, node: Any, ins: list, at: dict) -> list:
             f"ops that touch the stream: {_SUPPORTED}"
         ) from None
     return [_Const(np.asarray(r)) for r in result]
+
+
+def _products(node: Any, ins: list) -> int:
+    """Multiply-adds of a MatMul / Gemm (work: two 4000 x 4000 constants cost
+    64 G of them, though neither is large)."""
+    if node.op_type not in ("MatMul", "Gemm") or len(ins) < 2 or ins[0] is None:
+        return 0
+    a = np.shape(ins[0].value)
+    k = a[-1] if a else 1
+    if node.op_type == "Gemm" and any(x.name == "transA" and x.i for x in node.attribute):
+        k = a[0] if a else 1
+    return math.prod(np.shape(ins[0].value)) * math.prod(np.shape(ins[1].value)) // max(k, 1)
 
 
 def _evaluator(node: Any, opset: int) -> Any:
@@ -96,7 +112,10 @@ def _output_elements(g: _Graph, node: Any, vals: list, at: dict) -> int:
     if op in _SAME:
         return sizes[0] if sizes else 0
     if op in _BROADCAST:
-        return math.prod(_broadcast([np.shape(v) for v in present]))
+        return math.prod(_broadcast(g, [np.shape(v) for v in present]))
+    if op == "Split" and int(at.get("num_outputs", 0)) > len(node.output):
+        raise WeightsError(f"{g.where()}: num_outputs={at['num_outputs']} for "
+                           f"{len(node.output)} outputs")
     if op in _SMALLER:
         return max(sum(sizes), 1)
     if op == "NonZero":
@@ -113,7 +132,7 @@ def _output_elements(g: _Graph, node: Any, vals: list, at: dict) -> int:
         a, b = ((1,) + a if len(a) == 1 else a), (b + (1,) if len(b) == 1 else b)
         if len(a) < 2 or len(b) < 2:
             raise WeightsError(f"{g.where()}: MatMul of scalars")
-        return math.prod(_broadcast([a[:-2], b[:-2]])) * a[-2] * b[-1]
+        return math.prod(_broadcast(g, [a[:-2], b[:-2]])) * a[-2] * b[-1]
     if op == "Gemm":  # (M, K) @ (K, N) + C
         a, b = np.shape(vals[0]), np.shape(vals[1])
         if len(a) != 2 or len(b) != 2:
@@ -122,7 +141,9 @@ def _output_elements(g: _Graph, node: Any, vals: list, at: dict) -> int:
     if op == "ConstantOfShape":
         return math.prod(_shape_values(g, vals[0], "ConstantOfShape shape"))
     if op == "Expand":
-        return math.prod(_broadcast([np.shape(vals[0]), _shape_values(g, vals[1], "Expand shape")]))
+        shape = _shape_values(g, vals[1], "Expand shape")
+        # (onnx's reference Expand multiplies by np.ones(shape) first)
+        return max(math.prod(_broadcast(g, [np.shape(vals[0]), shape])), math.prod(shape))
     if op == "Tile":
         reps = _shape_values(g, vals[1], "Tile repeats")
         return sizes[0] * math.prod(reps)

@@ -114,7 +114,7 @@ def _run(g: _Graph, nodes: Any, env: Any) -> None:
             g.node, g.index = node, k  # (a subgraph moved them)
             raise _named(g, exc) from None
         except (IndexError, KeyError, TypeError, ValueError, AttributeError, OverflowError,
-                ZeroDivisionError, MemoryError) as exc:
+                ZeroDivisionError, MemoryError, RecursionError) as exc:
             # a node with too few inputs, wrong attribute types, absurd values
             g.node, g.index = node, k
             raise WeightsError(

@@ -98,7 +98,7 @@ def _h_binary(g: _Graph, node: Any, ins: list, at: dict) -> list:
         rank = max(len(sa), len(sb))
         sa, sb = (1,) * (rank - len(sa)) + tuple(sa), (1,) * (rank - len(sb)) + tuple(sb)
         shape = tuple(x if y == 1 else y for x, y in zip(sa, sb))
-        g.budget.take(8 * math.prod(_broadcast([ba.shape, bb.shape])),
+        g.budget.take(8 * math.prod(_broadcast(g, [ba.shape, bb.shape])),
                       f"{g.label()}: {op} of two known tensors")
         with np.errstate(all="ignore"):
             base = _BINARY[op](ba.reshape((1,) * (rank - ba.ndim) + ba.shape),
@@ -141,6 +141,9 @@ def _gelu_part(g: _Graph, op: str, a: Any, b: Any) -> Any:
     )
 
 
+_MAX_FACTORS = 8  # unknown sizes in one symbolic product (time * batch is 2)
+
+
 def _dims_arith(g: _Graph, op: str, a: Any, b: Any) -> Any:
     """Arithmetic on shape vectors: known entries computed, unknown ones stay
     unknown (a product of two unknown sizes is kept as ``"N*T"``)."""
@@ -159,12 +162,15 @@ def _dims_arith(g: _Graph, op: str, a: Any, b: Any) -> Any:
         raise WeightsError(f"{g.where()}: shapes {len(va)} and {len(vb)} do not broadcast")
     out = []
     for x, y in zip(va, vb):
-        if isinstance(x, int) and isinstance(y, int):
-            out.append(int(_BINARY[op](x, y)) if op != "Div" else (x // y if y else "?"))
+        if isinstance(x, int) and isinstance(y, int):  # Python ints: no wrap-around
+            out.append(x + y if op == "Add" else x - y if op == "Sub" else x * y if op == "Mul"
+                       else x // y if y else "?")
         elif op == "Mul" and (x == 1 or y == 1):
             out.append(y if x == 1 else x)
         elif op == "Mul" and isinstance(x, str) and isinstance(y, str) and "?" not in (x, y):
-            out.append("*".join(sorted(x.split("*") + y.split("*"))))
+            factors = x.split("*") + y.split("*")
+            # a product squared at every node would double its name each time
+            out.append("*".join(sorted(factors)) if len(factors) <= _MAX_FACTORS else "?")
         elif op in ("Div",) and y == 1:
             out.append(x)
         elif op in ("Add", "Sub") and y == 0:

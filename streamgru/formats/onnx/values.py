@@ -219,12 +219,15 @@ def _int_list(g: _Graph, v: Any, what: str) -> list[int]:
     raise g.fail(f"{what} must be a constant")
 
 
-def _broadcast(shapes: list[tuple]) -> list[int]:
-    """The multidirectional-broadcast shape, in Python ints (no overflow)."""
+def _broadcast(g: _Graph, shapes: list) -> list[int]:
+    """The multidirectional-broadcast shape, in Python ints (no overflow);
+    shapes that do not broadcast are refused before anything is built."""
     rank = max((len(s) for s in shapes), default=0)
     out = [1] * rank
     for s in shapes:
-        for i, d in enumerate((1,) * (rank - len(s)) + tuple(s)):
+        for i, d in enumerate((1,) * (rank - len(s)) + tuple(int(x) for x in s)):
+            if d != 1 and out[i] not in (1, d):
+                raise g.fail(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
             out[i] = d if out[i] == 1 else out[i]
     return out
 
