@@ -38,7 +38,8 @@ import numpy as np
 from ..errors import WeightsError
 from ..model import Model
 from .guard import Budget, check_regular, read_regular
-from .keras_layers import Entry, build, model_layers
+from .keras_graph import Entry, model_layers
+from .keras_layers import build
 
 OPTIONS = ("dtype", "keras_version")
 
@@ -224,6 +225,7 @@ def _fetch_zip(h5py: Any, weights: Any, layers: list[Entry], path: str,
                                f"{e.name!r} there")
         vars_path = f"{top}/{_NESTED[e.class_name]}/vars" if e.class_name in _NESTED else f"{top}/vars"
         group = _node(h5py, weights, vars_path, f"{path}: model.weights.h5: {vars_path}")
+        budget.count(len(group), f"the arrays of {vars_path}")
         keys = sorted(group.keys(), key=lambda k: (len(k), k))
         if keys != [str(i) for i in range(len(keys))]:
             raise WeightsError(f"{path}: model.weights.h5: {vars_path} holds {keys[:6]}, "
@@ -270,9 +272,8 @@ def _fetch_legacy(h5py: Any, f: Any, path: str, budget: Budget) -> Callable[[Ent
 # entry points
 
 
-def _model(config: Any, fetch: Callable[[Entry], list], where: str, version: int | None,
+def _model(chain: list[Entry], fetch: Callable[[Entry], list], where: str, version: int | None,
            dtype: Any, meta: dict) -> Model:
-    _, _, chain = model_layers(config, where)
     layers, info = build(chain, fetch, where, version)
     if dtype is None:
         wide = any(a.dtype == np.float64 for l in layers for a in l.arrays().values())
@@ -317,10 +318,10 @@ def load(path: str, dtype: Any = None, keras_version: Any = None, *,
         raise WeightsError(f"{path}: neither a .keras zip nor an HDF5 file")
     with f:
         major = _version(keras_version if keras_version is not None else version, path)
-        _, model_order, _ = model_layers(config, path)
+        _, model_order, chain = model_layers(config, path)
         meta = {"format": "keras", "source": path, "container": container,
                 "keras_version": _text(version) if version is not None else None}
-        return _model(config, fetch_for(model_order), path, major, dtype, meta)
+        return _model(chain, fetch_for(model_order), path, major, dtype, meta)
 
 
 def from_keras(model: Any, dtype: Any = None) -> Model:
@@ -357,4 +358,5 @@ def from_keras(model: Any, dtype: Any = None) -> Model:
 
     meta = {"format": "keras", "source": where, "container": "live model",
             "keras_version": version}
-    return _model(config, fetch, where, _version(version, where), dtype, meta)
+    _, _, chain = model_layers(config, where)
+    return _model(chain, fetch, where, _version(version, where), dtype, meta)
