@@ -43,6 +43,7 @@ def test_streams_like_keras(name, dtype, tmp_path):
         assert m.metadata["many_to_one"] is False
         got = m.stream().process(X)
         err = np.max(np.abs(got - want))
+        print(f"{name} {np.dtype(dtype).name} {source}: max error {err:.2e}")  # shown with -s
         assert err <= TOL[dtype], f"{name} from {source}: max error {err:.3g}"
         # step by step from the same state agrees with process
         s = m.stream()
@@ -61,7 +62,9 @@ def test_many_to_one(dtype, tmp_path):
     for source, m in _sources(model, tmp_path, "m2o").items():
         assert m.metadata["many_to_one"] is True, source
         got = m.stream().process(X)
-        assert np.max(np.abs(got - every)) <= TOL[dtype], source
+        err = np.max(np.abs(got - every))
+        print(f"many_to_one {np.dtype(dtype).name} {source}: max error {err:.2e}")
+        assert err <= TOL[dtype], source
         for t in (0, 57, T - 1):  # the many-to-one model itself, on prefixes
             np.testing.assert_allclose(got[t], forward(model, X[: t + 1]), rtol=0,
                                        atol=TOL[dtype])

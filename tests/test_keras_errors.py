@@ -111,6 +111,10 @@ KERAS_CASES = [
         f.__delitem__("layers/dense/vars/1"),
         _set(f["layers/dense/vars"], "1", h5py.ExternalLink("/etc/passwd.h5", "/x")))),
      ["layers/dense/vars/1", "links to another file"]),
+    ("soft link", "model.weights.h5", lambda raw: edit_weights(raw, lambda f: (
+        f.__delitem__("layers/dense/vars/1"),
+        _set(f["layers/dense/vars"], "1", h5py.SoftLink("/layers/gru/cell/vars/2")))),
+     ["layers/dense/vars/1", "links to another path"]),
     ("unsupported layer", "config.json", lambda raw: edit_config(
         raw, lambda ls: _set(ls[-1], "class_name", "Conv1D")),
      ["layer 'dense' (Conv1D)", "Keras layer type 'Conv1D' is not supported"]),

@@ -128,6 +128,7 @@ def test_keras2_stack_streams_like_keras2_math(layout, dtype, tmp_path):
     assert m.layers[0].gate_activation.alpha == 0.2  # Keras 2's hard_sigmoid
     X = np.random.default_rng(5).normal(size=(T, 3)).astype(dtype)
     err = np.max(np.abs(m.stream().process(X) - ref(X)))
+    print(f"keras 2 stack {layout} {np.dtype(dtype).name}: max error {err:.2e}")  # shown with -s
     assert err <= TOL[dtype], f"{layout}: max error {err:.3g}"
 
 

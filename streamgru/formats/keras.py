@@ -85,7 +85,7 @@ def _version(value: Any, path: str) -> int | None:
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _json(raw: bytes | str, what: str, path: str) -> Any:
@@ -117,8 +117,9 @@ def _node(h5py: Any, group: Any, name: str, where: str) -> Any:
             link = None
         if link is None:
             raise WeightsError(f"{where} is missing")
-        if isinstance(link, h5py.ExternalLink):
-            raise WeightsError(f"{where} links to another file ({link.filename}); refused")
+        if not isinstance(link, h5py.HardLink):  # Keras writes none; a link may leave the file
+            kind = "another file" if isinstance(link, h5py.ExternalLink) else "another path"
+            raise WeightsError(f"{where} links to {kind}; refused")
         try:
             obj = obj[part]
         except Exception as exc:
@@ -219,7 +220,10 @@ def _fetch_zip(h5py: Any, weights: Any, layers: list[Entry], path: str,
         top = group_of[e.name]
         where = f"{path}: model.weights.h5: {top}"
         own = _node(h5py, weights, f"{top}/vars", f"{where}/vars (layer {e.name!r})")
-        stored = _text(own.attrs.get("name", e.name)) if hasattr(own, "attrs") else e.name
+        try:
+            stored = _text(own.attrs.get("name", e.name))
+        except Exception as exc:
+            raise WeightsError(f"{where}/vars: unreadable attribute 'name' ({exc})") from None
         if stored != e.name:
             raise WeightsError(f"{where} holds layer {stored!r}, but the config puts layer "
                                f"{e.name!r} there")
