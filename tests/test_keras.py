@@ -43,6 +43,7 @@ def test_streams_like_keras(name, dtype, tmp_path):
         assert m.metadata["many_to_one"] is False
         got = m.stream().process(X)
         err = np.max(np.abs(got - want))
+        print(f"{name} {np.dtype(dtype).name} {source}: max error {err:.2e}")  # shown with -s
         assert err <= TOL[dtype], f"{name} from {source}: max error {err:.3g}"
         # step by step from the same state agrees with process
         s = m.stream()
@@ -61,7 +62,9 @@ def test_many_to_one(dtype, tmp_path):
     for source, m in _sources(model, tmp_path, "m2o").items():
         assert m.metadata["many_to_one"] is True, source
         got = m.stream().process(X)
-        assert np.max(np.abs(got - every)) <= TOL[dtype], source
+        err = np.max(np.abs(got - every))
+        print(f"many_to_one {np.dtype(dtype).name} {source}: max error {err:.2e}")
+        assert err <= TOL[dtype], source
         for t in (0, 57, T - 1):  # the many-to-one model itself, on prefixes
             np.testing.assert_allclose(got[t], forward(model, X[: t + 1]), rtol=0,
                                        atol=TOL[dtype])
@@ -150,3 +153,33 @@ def test_from_keras_keywords():
         sg.from_keras(build("gru"), order=[0])
     m = sg.from_keras(build("gru"), dtype=np.float64)
     assert m.dtype == np.float64
+
+
+def test_reader_chosen_by_content(tmp_path):
+    """A Keras file under another suffix (or none) is recognised by its bytes."""
+    import shutil
+
+    paths = save_all(build("gru"), tmp_path, "g")
+    want = sg.load(paths[".keras"])
+    for src, dst in ((".keras", "copy.zip"), (".h5", "copy.hdf5"), (".h5", "copy")):
+        shutil.copy(paths[src], tmp_path / dst)
+        assert sg.load(str(tmp_path / dst)) == want, dst
+
+
+def test_from_keras_signatures():
+    import inspect
+
+    def params(f):
+        return list(inspect.signature(f).parameters)
+
+    assert params(sg.GRU.from_keras)[:6] == ["kernel", "recurrent_kernel", "bias", "reset_after",
+                                             "activation", "recurrent_activation"]
+    assert params(sg.LSTM.from_keras)[:5] == ["kernel", "recurrent_kernel", "bias", "activation",
+                                              "recurrent_activation"]
+    assert params(sg.RNN.from_keras)[:4] == ["kernel", "recurrent_kernel", "bias", "activation"]
+    # Keras names mean what Keras means; Keras 2's hard_sigmoid on request
+    k2 = sg.GRU.from_keras(np.ones((2, 6)), np.ones((2, 6)), recurrent_activation="hard_sigmoid",
+                           keras_version=2)
+    assert (k2.gate_activation.alpha, k2.gate_activation.beta) == (0.2, 0.5)
+    with pytest.raises(sg.WeightsError, match="unsupported Keras activation 'swish'"):
+        sg.RNN.from_keras(np.ones((2, 3)), np.eye(3), activation="swish")

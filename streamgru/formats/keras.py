@@ -38,7 +38,8 @@ import numpy as np
 from ..errors import WeightsError
 from ..model import Model
 from .guard import Budget, check_regular, read_regular
-from .keras_layers import Entry, build, model_layers
+from .keras_graph import Entry, model_layers
+from .keras_layers import build
 
 OPTIONS = ("dtype", "keras_version")
 
@@ -84,7 +85,7 @@ def _version(value: Any, path: str) -> int | None:
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _json(raw: bytes | str, what: str, path: str) -> Any:
@@ -116,8 +117,9 @@ def _node(h5py: Any, group: Any, name: str, where: str) -> Any:
             link = None
         if link is None:
             raise WeightsError(f"{where} is missing")
-        if isinstance(link, h5py.ExternalLink):
-            raise WeightsError(f"{where} links to another file ({link.filename}); refused")
+        if not isinstance(link, h5py.HardLink):  # Keras writes none; a link may leave the file
+            kind = "another file" if isinstance(link, h5py.ExternalLink) else "another path"
+            raise WeightsError(f"{where} links to {kind}; refused")
         try:
             obj = obj[part]
         except Exception as exc:
@@ -218,12 +220,16 @@ def _fetch_zip(h5py: Any, weights: Any, layers: list[Entry], path: str,
         top = group_of[e.name]
         where = f"{path}: model.weights.h5: {top}"
         own = _node(h5py, weights, f"{top}/vars", f"{where}/vars (layer {e.name!r})")
-        stored = _text(own.attrs.get("name", e.name)) if hasattr(own, "attrs") else e.name
+        try:
+            stored = _text(own.attrs.get("name", e.name))
+        except Exception as exc:
+            raise WeightsError(f"{where}/vars: unreadable attribute 'name' ({exc})") from None
         if stored != e.name:
             raise WeightsError(f"{where} holds layer {stored!r}, but the config puts layer "
                                f"{e.name!r} there")
         vars_path = f"{top}/{_NESTED[e.class_name]}/vars" if e.class_name in _NESTED else f"{top}/vars"
         group = _node(h5py, weights, vars_path, f"{path}: model.weights.h5: {vars_path}")
+        budget.count(len(group), f"the arrays of {vars_path}")
         keys = sorted(group.keys(), key=lambda k: (len(k), k))
         if keys != [str(i) for i in range(len(keys))]:
             raise WeightsError(f"{path}: model.weights.h5: {vars_path} holds {keys[:6]}, "
@@ -270,9 +276,8 @@ def _fetch_legacy(h5py: Any, f: Any, path: str, budget: Budget) -> Callable[[Ent
 # entry points
 
 
-def _model(config: Any, fetch: Callable[[Entry], list], where: str, version: int | None,
+def _model(chain: list[Entry], fetch: Callable[[Entry], list], where: str, version: int | None,
            dtype: Any, meta: dict) -> Model:
-    _, _, chain = model_layers(config, where)
     layers, info = build(chain, fetch, where, version)
     if dtype is None:
         wide = any(a.dtype == np.float64 for l in layers for a in l.arrays().values())
@@ -317,10 +322,10 @@ def load(path: str, dtype: Any = None, keras_version: Any = None, *,
         raise WeightsError(f"{path}: neither a .keras zip nor an HDF5 file")
     with f:
         major = _version(keras_version if keras_version is not None else version, path)
-        _, model_order, _ = model_layers(config, path)
+        _, model_order, chain = model_layers(config, path)
         meta = {"format": "keras", "source": path, "container": container,
                 "keras_version": _text(version) if version is not None else None}
-        return _model(config, fetch_for(model_order), path, major, dtype, meta)
+        return _model(chain, fetch_for(model_order), path, major, dtype, meta)
 
 
 def from_keras(model: Any, dtype: Any = None) -> Model:
@@ -357,4 +362,5 @@ def from_keras(model: Any, dtype: Any = None) -> Model:
 
     meta = {"format": "keras", "source": where, "container": "live model",
             "keras_version": version}
-    return _model(config, fetch, where, _version(version, where), dtype, meta)
+    _, _, chain = model_layers(config, where)
+    return _model(chain, fetch, where, _version(version, where), dtype, meta)
