@@ -209,6 +209,15 @@ def npy_member(header: bytes, data: bytes = b"") -> bytes:
     (npy_member(b"{'descr': __import__('os').getcwd(), 'fortran_order': False, 'shape': (1,)}"),
      "corrupt .npy header"),
     (b"\x93NUMPY\x09\x00" + b"\0" * 60, "corrupt .npy header"),
+    # found by tools/fuzz.py: numpy's own header parser let tokenize.TokenError out
+    (npy_member(b"{'descr': '<f4', 'fortran_order': False, 'shap'descr':'descr':"), "corrupt .npy header"),
+    (npy_member(b"{'descr': '<f4', 'fortran_order': 0, 'shape': (2, 4)}", b"\0" * 32), "fortran_order 0"),
+    (npy_member(b"{'descr': '<f4', 'fortran_order': False, 'shape': [2, 4]}", b"\0" * 32), "shape [2, 4]"),
+    (npy_member(b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), 'x': 1}", b"\0" * 32),
+     "corrupt .npy header"),
+    (npy_member(b"{'descr': '<i3', 'fortran_order': False, 'shape': (2,)}", b"\0" * 6), "not a number type"),
+    (npy_member(b"(" * 300 + b")" * 300), "corrupt .npy header"),
+    (b"\x93NUMPY\x01\x00\xff\xff{}", "header length 65535"),
 ])
 def test_hostile_npy_member_is_refused_naming_the_tensor(tmp_path, member, words):
     rows = [r if r[0] != "layers.1.weight.npy" else

@@ -18,9 +18,11 @@ directory claims for it.
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import math
+import re
 import struct
 import zipfile
 import zlib
@@ -258,27 +260,56 @@ def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, name: st
     return buf
 
 
-def _npy(buf: bytearray, path: str, name: str) -> np.ndarray:
-    """An array viewing the ``.npy`` bytes ``buf``; the header is parsed by
-    numpy's literal-only parser and checked against the data before use."""
-    f = io.BytesIO(buf)
+_NPY_MAGIC = b"\x93NUMPY"
+_NPY_MAX_HEADER = 10_000  # numpy's own default cap
+_DESCR = re.compile(r"[<>|=]?[fiub][0-9]{1,2}")  # a plain number type, e.g. '<f4', '|u1'
+
+
+def _npy_header(buf: bytearray, path: str, name: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran_order, dtype, data offset)`` of a ``.npy`` member.
+    The header is a Python dict literal: read with ``ast.literal_eval``
+    (literals only, never code), then checked key by key."""
+    def bad(why: str) -> WeightsError:
+        return WeightsError(f"{path}: tensor {name}: corrupt .npy header ({why})")
+
+    if bytes(buf[:6]) != _NPY_MAGIC or len(buf) < 10:
+        raise bad("no .npy magic")
+    major = buf[6]
+    if major not in (1, 2):
+        raise bad(f"format version {major}.{buf[7]}; np.save writes 1.0 or 2.0")
+    size = 2 if major == 1 else 4
+    hlen = int.from_bytes(buf[8 : 8 + size], "little")
+    start = 8 + size
+    if hlen > _NPY_MAX_HEADER or start + hlen > len(buf):
+        raise bad(f"header length {hlen}")
     try:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"format version {version} (np.save writes 1.0 or 2.0)")
-    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError, EOFError) as exc:
-        raise WeightsError(f"{path}: tensor {name}: corrupt .npy header ({exc})") from None
-    if dtype.hasobject:
-        raise WeightsError(f"{path}: tensor {name}: an object array, which only pickle can "
-                           f"read; refused")
-    if dtype.kind not in "fiub" or dtype.fields is not None or dtype.subdtype is not None:
-        raise WeightsError(f"{path}: tensor {name}: dtype {dtype} is not a number type")
-    shape = _shape(shape, path, name)
-    offset = f.tell()
+        header = ast.literal_eval(bytes(buf[start : start + hlen]).decode("latin1"))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise bad(f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise bad(f"{header!r:.200}")
+    descr, fortran = header["descr"], header["fortran_order"]
+    if not isinstance(descr, str) or not _DESCR.fullmatch(descr):
+        if descr == "|O" or (isinstance(descr, str) and "O" in descr):
+            raise WeightsError(f"{path}: tensor {name}: an object array, which only pickle can "
+                               f"read; refused")
+        raise WeightsError(f"{path}: tensor {name}: dtype {descr!r:.100} is not a number type")
+    try:
+        dtype = np.dtype(descr)
+    except (TypeError, ValueError):
+        raise WeightsError(f"{path}: tensor {name}: dtype {descr!r} is not a number type") from None
+    if not isinstance(fortran, bool):
+        raise bad(f"fortran_order {fortran!r:.50}")
+    shape = header["shape"]
+    if not isinstance(shape, tuple):
+        raise bad(f"shape {shape!r:.100}")
+    return _shape(shape, path, name), fortran, dtype, start + hlen
+
+
+def _npy(buf: bytearray, path: str, name: str) -> np.ndarray:
+    """An array viewing the ``.npy`` bytes ``buf``, its header checked
+    against the data first."""
+    shape, fortran, dtype, offset = _npy_header(buf, path, name)
     _check_size(shape, dtype.itemsize, len(buf) - offset, path, name, str(dtype))
     arr = np.frombuffer(buf, dtype=dtype, offset=offset)
     return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
