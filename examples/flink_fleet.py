@@ -130,18 +130,16 @@ def read_output(folder: str) -> list[tuple[str, int, list]]:
     return rows
 
 
-def build_job(env, args, model_path: str):
-    """Wire the fleet job onto ``env``."""
-    from pyflink.common import Row, Types, WatermarkStrategy
-    from pyflink.common.serialization import Encoder
+def fleet_records(env, fleet_args: tuple, rate: float = 0, progress: str | None = None):
+    """The fleet's records as a DataStream of Row(device id, seq, chunk bytes):
+    a number-sequence source (its position is checkpointed, so a restore
+    resumes where the checkpoint was) and a map building record k of
+    ``Fleet(*fleet_args)``; ``rate`` paces it in records per second."""
+    from pyflink.common import Row, WatermarkStrategy
     from pyflink.datastream import MapFunction
-    from pyflink.datastream.connectors.file_system import BucketAssigner, FileSink
     from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
     from streamgru.integrations import flink as sgf
-
-    fleet_args = (args.devices, args.chunks, args.chunk, args.seed)
-    progress, rate = args.progress, args.rate
 
     class FleetRecords(MapFunction):
         def open(self, ctx):
@@ -156,11 +154,28 @@ def build_job(env, args, model_path: str):
                     # where this attempt's source began: above 0 after a restore from a checkpoint
                     with open(progress, "a") as f:
                         f.write(f"attempt {self.attempt} first_record {k}\n")
-            if rate:  # the fleet's pace, in records per second: devices send in real time
+            if rate:  # the fleet's pace: devices send in real time
                 ahead = self.t0 + (k - self.k0) / rate - time.monotonic()
                 if ahead > 0.002:
                     time.sleep(ahead)
             return Row(*self.fleet.record(k))
+
+    devices, chunks = fleet_args[:2]
+    return (env.from_source(NumberSequenceSource(0, devices * chunks - 1),
+                            WatermarkStrategy.no_watermarks(), "fleet-index")
+            .set_parallelism(1)  # one partition: each device's records stay in order
+            .map(FleetRecords(), output_type=sgf.record_type()).set_parallelism(1)
+            .name("fleet-records"))
+
+
+def build_job(env, args, model_path: str):
+    """Wire the fleet job onto ``env``."""
+    from pyflink.common import Types
+    from pyflink.common.serialization import Encoder
+    from pyflink.datastream import MapFunction
+    from pyflink.datastream.connectors.file_system import BucketAssigner, FileSink
+
+    from streamgru.integrations import flink as sgf
 
     class Chaos(MapFunction):
         """Fail on purpose: raise (attempt 0) or SIGKILL this Python worker (attempt 1)."""
@@ -178,12 +193,8 @@ def build_job(env, args, model_path: str):
                 os.kill(os.getpid(), signal.SIGKILL)
             return f"{row[0]},{row[1]},{' '.join(map(repr, row[2]))}"
 
-    n = args.devices * args.chunks
-    records = (env.from_source(NumberSequenceSource(0, n - 1), WatermarkStrategy.no_watermarks(),
-                               "fleet-index")
-               .set_parallelism(1)  # one partition: each device's records stay in order
-               .map(FleetRecords(), output_type=sgf.record_type()).set_parallelism(1)
-               .name("fleet-records"))
+    records = fleet_records(env, (args.devices, args.chunks, args.chunk, args.seed),
+                            args.rate, args.progress)
     results = sgf.apply_model(records, model_path, output=args.output)
     lines = results.map(Chaos(), output_type=Types.STRING()).name("to-text")
     sink = (FileSink.for_row_format(args.out, Encoder.simple_string_encoder())

@@ -99,15 +99,14 @@ class CpuSampler(threading.Thread):
 
 def flink_run(fleet_args: tuple, model_path: str, parallelism: int, tmp: str,
               **options) -> dict:
-    from pyflink.common import Row, Types, WatermarkStrategy
-    from pyflink.datastream import MapFunction, StreamExecutionEnvironment
+    from pyflink.common import Types
+    from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.datastream.connectors.base import Sink
-    from pyflink.datastream.connectors.number_seq import NumberSequenceSource
     from pyflink.java_gateway import get_gateway
 
     import streamgru as sg
     from streamgru.integrations import flink as sgf
-    from flink_fleet import Fleet
+    from flink_fleet import fleet_records
 
     devices, chunks, chunk, seed = fleet_args
     timing_dir = tempfile.mkdtemp(dir=tmp)
@@ -136,23 +135,13 @@ def flink_run(fleet_args: tuple, model_path: str, parallelism: int, tmp: str,
                     json.dump({"n": self.n, "busy": self.busy, "cpu": self.cpu, "first": self.first,
                                "last": self.last}, f)
 
-    class FleetRecords(MapFunction):
-        def open(self, ctx):
-            self.fleet = Fleet(*fleet_args)
-
-        def map(self, k):
-            return Row(*self.fleet.record(k))
-
     model = sg.load(model_path)
     options.setdefault("active_keys", devices)
     conf = sgf.job_configuration(os.path.join(tmp, "ckpt"), **options)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(parallelism)
     env.add_python_file(os.path.join(ROOT, "examples", "flink_fleet.py"))  # Fleet, on the workers
-    n = devices * chunks
-    records = (env.from_source(NumberSequenceSource(0, n - 1), WatermarkStrategy.no_watermarks(),
-                               "fleet-index").set_parallelism(1)
-               .map(FleetRecords(), output_type=sgf.record_type()).set_parallelism(1))
+    records = fleet_records(env, fleet_args)
     out = (records.key_by(lambda r: r[0], key_type=Types.STRING())
            .process(Timed(model, "argmax"), output_type=sgf.output_type(model, "argmax")))
     discard = get_gateway().jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink()

@@ -53,14 +53,17 @@ import numpy as np
 from ..errors import InputError
 from ..model import Model
 
+# StreamGRUFunction (made on first access, as it needs pyflink) is left out
+# so that a star import works without pyflink
 __all__ = [
     "INSTALL",
     "ChunkRunner",
-    "StreamGRUFunction",
     "apply_model",
     "job_configuration",
     "model_bytes",
     "model_from_bytes",
+    "output_type",
+    "record_type",
     "samples_to_bytes",
     "state_from_bytes",
     "state_to_bytes",
