@@ -55,13 +55,11 @@ class Fleet:
     sorted by that time.
     """
 
-    def __init__(self, devices: int, chunks: int, chunk: int, seed: int = 0,
-                 data: np.ndarray | None = None) -> None:
-        if data is None:
-            from streamgru.data import WATCH_TEST
+    def __init__(self, devices: int, chunks: int, chunk: int, seed: int = 0) -> None:
+        from streamgru.data import WATCH_TEST
 
-            with np.load(WATCH_TEST) as z:
-                data = z["samples"]
+        with np.load(WATCH_TEST) as z:
+            data, self.labels = z["samples"], z["labels"]
         span = chunks * chunk
         if span > len(data):
             raise ValueError(f"{chunks} chunks of {chunk} samples exceed the {len(data)} samples")
@@ -86,9 +84,17 @@ class Fleet:
     def name(d: int) -> str:
         return f"watch-{d:06d}"
 
-    def samples(self, d: int, c: int) -> np.ndarray:
+    def _at(self, d: int, c: int) -> slice:
         o = self.offsets[d] + c * self.chunk
-        return self.data[o:o + self.chunk]
+        return slice(o, o + self.chunk)
+
+    def samples(self, d: int, c: int) -> np.ndarray:
+        """Device d's chunk c, (chunk, 6) float32."""
+        return self.data[self._at(d, c)]
+
+    def chunk_labels(self, d: int, c: int) -> np.ndarray:
+        """The exercise being done at each sample of device d's chunk c."""
+        return self.labels[self._at(d, c)]
 
     def record(self, k: int) -> tuple:
         d, c = int(self.device_of[k]), int(self.seq_of[k])
@@ -247,6 +253,13 @@ def main(argv=None) -> int:
     n = args.devices * args.chunks
     print(f"{n} records ({n * args.chunk} samples) of {args.devices} devices in {wall:.1f} s "
           f"-> {args.out}")
+    if args.output == "argmax" and "://" not in args.out:
+        fleet = Fleet(args.devices, args.chunks, args.chunk, args.seed)
+        rows = read_output(args.out)
+        hits = sum(int(np.sum(np.equal(classes, fleet.chunk_labels(int(dev.split("-")[1]), seq))))
+                   for dev, seq, classes in rows)
+        print(f"{len(rows)} records written; the fleet's classes match the recordings' labels "
+              f"for {100 * hits / max(1, len(rows) * args.chunk):.1f}% of the samples")
     return 0
 
 

@@ -83,6 +83,13 @@ def test_duplicates_and_bad_records_change_nothing():
         runner.advance(stored, 6, X.tobytes()[:-4])
     with pytest.raises(sg.InputError, match=r"shape \(T, 3\)"):
         runner.advance(stored, 6, np.ones((2, 4)))
+    with pytest.raises(sg.InputError, match="not a rectangular array"):
+        runner.advance(stored, 6, [[1, 2, 3], [4, 5]])
+    # a stored state that does not fit the model is no bad record (which would
+    # be dropped) but an error of the job: another model's checkpoint
+    with pytest.raises(sg.StreamGRUError, match="another model") as info:
+        runner.advance((5, stored[1][:-4]), 6, X.tobytes())
+    assert not isinstance(info.value, sg.InputError)
     # the same state continues as if none of those had arrived
     ref = m.stream()
     ref.process(X)
@@ -138,7 +145,7 @@ def test_fleet_job_is_exactly_once_across_a_failure_and_a_killed_worker(tmp_path
     out, progress = tmp_path / "out", tmp_path / "progress"
     cmd = [sys.executable, EXAMPLE, "--devices", str(devices), "--chunks", str(chunks),
            "--chunk", str(chunk), "--output", "outputs", "--out", str(out),
-           "--progress", str(progress), "--rate", "1000",
+           "--progress", str(progress), "--rate", "600",
            "--fail-after", "600", "--kill-worker-after", "900"]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

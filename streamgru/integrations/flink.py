@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, StreamGRUError
 from ..model import Model
 
 # StreamGRUFunction (made on first access, as it needs pyflink) is left out
@@ -130,6 +130,18 @@ def model_from_bytes(data: bytes) -> Model:
     return model
 
 
+def _worker_model(source: bytes | str) -> Model:
+    """The model of native-format bytes or of a file path, loaded once per process."""
+    if isinstance(source, bytes):
+        return model_from_bytes(source)
+    model = _MODELS.get(source)
+    if model is None:
+        from ..formats import load
+
+        model = _MODELS[source] = load(source)
+    return model
+
+
 def _le(model: Model) -> np.dtype:
     return model.dtype.newbyteorder("<")
 
@@ -198,21 +210,33 @@ class ChunkRunner:
                     f"{self._I} {self.model.dtype.name} values"
                 )
             return np.frombuffer(value, dtype=self._dt).reshape(-1, self._I)
-        X = np.asarray(value)
+        try:
+            X = np.asarray(value)
+        except (TypeError, ValueError):  # ragged nesting, for one
+            raise InputError(f"samples: expected (T, {self._I}) numbers, got a "
+                             f"{type(value).__name__} that is not a rectangular array") from None
         return X.reshape(-1, self._I) if X.ndim == 1 and X.size % self._I == 0 else X
 
     def advance(self, stored: Any, seq: int, samples: Any):
         """Run one chunk from ``stored`` (``(seq, state bytes)`` or None for
         a new stream); return ``((seq, new state bytes), outputs)``, or None
         for a duplicate (``seq`` not above the stored one). Bad samples raise
-        InputError and change nothing."""
+        InputError; a stored state of the wrong size, StreamGRUError."""
         stream = self._stream
         if stored is None:
             stream.reset()
         else:
             if seq <= stored[0]:
                 return None
-            stream.set_state(state_from_bytes(stored[1], self.model))
+            try:
+                state = state_from_bytes(stored[1], self.model)
+            except InputError as exc:
+                # not the record's fault: dropping records would hide it
+                raise StreamGRUError(
+                    f"the stored state does not fit this model ({exc}): the job restored "
+                    f"state written with another model; migrate it with state_from_bytes"
+                ) from None
+            stream.set_state(state)
         Y = stream.process(self.samples(samples))
         return (seq, stream.get_state().astype(self._dt).tobytes()), Y
 
@@ -259,9 +283,10 @@ def _make_function_class():
 
         Parameters
         ----------
-        model : Model or bytes
-            The model, or its native-format bytes; shipped with the job and
-            loaded once per Python worker.
+        model : Model, bytes or str
+            The model or its native-format bytes (shipped inside the job), or
+            the path of any file ``sg.load`` reads as the workers see it
+            (shared storage); loaded once per Python worker.
         output : "outputs" or "argmax"
         on_bad_input : "drop" or "fail"
             A record with NaN/inf or the wrong size: dropped (state unchanged,
@@ -274,13 +299,15 @@ def _make_function_class():
                 raise ValueError(f"on_bad_input must be 'drop' or 'fail', got {on_bad_input!r}")
             if output not in OUTPUTS:
                 raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-            self.model_data = model if isinstance(model, bytes) else model_bytes(model)
+            if isinstance(model, os.PathLike):
+                model = os.fspath(model)
+            self.model_data = model if isinstance(model, (bytes, str)) else model_bytes(model)
             self.output = output
             self.on_bad_input = on_bad_input
 
         def open(self, runtime_context):
             with _builtin_print():
-                self._runner = ChunkRunner(model_from_bytes(self.model_data), self.output)
+                self._runner = ChunkRunner(_worker_model(self.model_data), self.output)
                 # load the kernels now, not on the first record
                 self._runner.advance(None, 0, np.zeros((1, self._runner.model.input_size)))
             desc = datastream.state.ValueStateDescriptor("streamgru", _STATE_TYPE(Types))
@@ -389,7 +416,7 @@ def job_configuration(checkpoint_dir: str | None = None, *, interval_ms: int = 5
 
     Checkpoints every ``interval_ms`` (exactly-once) into ``checkpoint_dir``
     (a local path or a URI; none: checkpoints off), ``state_backend``
-    ("rocksdb" or "hashmap"), a fixed-delay restart strategy, the Python
+    ("rocksdb", incremental checkpoints, or "hashmap"), a fixed-delay restart strategy, the Python
     workers' executable (this interpreter by default) and their state cache
     sized to ``active_keys`` (the keys one worker sees between checkpoints:
     a smaller cache makes every record a round trip to the JVM for its
@@ -401,6 +428,9 @@ def job_configuration(checkpoint_dir: str | None = None, *, interval_ms: int = 5
         "python.client.executable": python or sys.executable,
         "python.state.cache-size": str(max(1000, int(active_keys))),
         "state.backend.type": state_backend,
+        # RocksDB: a checkpoint uploads only the files changed since the last
+        # one, not every stream's state each time
+        "state.backend.incremental": str(state_backend == "rocksdb").lower(),
         "restart-strategy.type": "fixed-delay",
         "restart-strategy.fixed-delay.attempts": str(restarts),
         "restart-strategy.fixed-delay.delay": f"{restart_delay_ms} ms",
