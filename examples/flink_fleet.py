@@ -233,13 +233,12 @@ def main(argv=None) -> int:
     p.add_argument("--progress", default=None, help="append where each attempt's source began")
     args = p.parse_args(argv)
 
-    # each Python worker its own process (a local mini-cluster would otherwise
-    # run them in this one: no parallelism, and a killed worker kills the job)
-    os.environ.setdefault("_python_worker_execution_mode", "process")
     from pyflink.datastream import StreamExecutionEnvironment
 
     from streamgru.data import WATCH_GRU
     from streamgru.integrations import flink as sgf
+
+    sgf.use_worker_processes()  # on a local mini-cluster, as they are on a cluster
 
     conf = sgf.job_configuration(args.checkpoints or args.out.rstrip("/") + "-checkpoints",
                                  interval_ms=args.interval_ms, python=args.python,

@@ -193,10 +193,11 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="1e3 keys only")
     p.add_argument("--parallelism", type=int, default=1, help="keyed subtasks")
     args = p.parse_args(argv)
-    os.environ.setdefault("_python_worker_execution_mode", "process")
-
     import streamgru as sg
     from streamgru.data import WATCH_GRU
+    from streamgru.integrations.flink import use_worker_processes
+
+    use_worker_processes()
     from flink_fleet import Fleet
 
     model = sg.load(WATCH_GRU)

@@ -67,6 +67,7 @@ __all__ = [
     "samples_to_bytes",
     "state_from_bytes",
     "state_to_bytes",
+    "use_worker_processes",
 ]
 
 INSTALL = 'pip install "streamgru[flink]"'
@@ -406,6 +407,20 @@ def apply_model(records, model: Any, *, output: str = "outputs", id_type: Any = 
 
 def _stream_id(record):
     return record[0]
+
+
+def use_worker_processes() -> None:
+    """Run the Python workers of jobs this process executes on a local
+    mini-cluster as processes of their own, as on a cluster.
+
+    PyFlink otherwise runs them as threads of this process ("loopback"):
+    every Python operator then shares one interpreter lock, a killed worker
+    is this process, and (seen with PyFlink 2.3) the interpreter can crash
+    on exit after a job whose workers ran streamgru's kernels. Call it before
+    ``execute``; it sets the environment variable PyFlink reads for this
+    (``_python_worker_execution_mode``), so it has no effect on a cluster.
+    """
+    os.environ["_python_worker_execution_mode"] = "process"
 
 
 def job_configuration(checkpoint_dir: str | None = None, *, interval_ms: int = 500,
