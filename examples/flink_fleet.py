@@ -17,10 +17,12 @@ Run on a local mini-cluster (Python workers as their own processes):
     pip install -e ".[flink]"          # PyFlink 2.3 (needs Java 17)
     python examples/flink_fleet.py --devices 1000 --chunks 8 --out /tmp/fleet
 
-On a cluster (PyFlink and streamgru installed on every TaskManager):
+On a cluster (Flink 2.3 with Java 17; the same Python, with numpy, numba,
+apache-flink and streamgru, installed on every TaskManager):
 
-    flink run --python examples/flink_fleet.py -- --devices 100000 --chunks 20 \\
-        --out s3://bucket/fleet --checkpoints s3://bucket/fleet-ckpt --parallelism 16
+    flink run --python examples/flink_fleet.py --devices 100000 --chunks 20 \\
+        --worker-python /opt/venv/bin/python --parallelism 16 \\
+        --out s3://bucket/fleet --checkpoints s3://bucket/fleet-ckpt
 
 ``--fail-after K`` raises in the first attempt after K records, and
 ``--kill-worker-after K`` SIGKILLs the Python worker in the second attempt:
@@ -218,7 +220,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None, help="model file (default: the shipped watch GRU)")
     p.add_argument("--output", choices=("argmax", "outputs"), default="argmax",
                    help="per sample: the class, or all the model's outputs")
-    p.add_argument("--python", default=sys.executable,
+    p.add_argument("--worker-python", default=sys.executable,
                    help="the Python of the workers (on a cluster: the TaskManagers' one)")
     p.add_argument("--out", required=True, help="output folder (FileSink)")
     p.add_argument("--checkpoints", default=None, help="checkpoint folder or URI "
@@ -241,7 +243,7 @@ def main(argv=None) -> int:
     sgf.use_worker_processes()  # on a local mini-cluster, as they are on a cluster
 
     conf = sgf.job_configuration(args.checkpoints or args.out.rstrip("/") + "-checkpoints",
-                                 interval_ms=args.interval_ms, python=args.python,
+                                 interval_ms=args.interval_ms, python=args.worker_python,
                                  active_keys=args.devices // max(1, args.parallelism) + 1)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(args.parallelism)

@@ -6,21 +6,23 @@ of T samples each, interleaved) three ways:
 
 - Flink: the fleet job on a local mini-cluster (RocksDB state, checkpoints
   every 500 ms, Python workers as processes, one keyed subtask), argmax out
-  to a discarding sink. Timed inside the operator from the first record in
-  to the last record out, so JVM and worker start-up are not counted;
-  "in operator" is the part of that time spent in the function's own
-  Python (state read, ``Stream.process``, state write, emit).
-- per record, one process: the operator's work (``ChunkRunner.advance``:
-  bytes state in, process, bytes state out) in a Python loop, no Flink.
+  to a discarding sink. Records/s is timed inside the operator from the
+  first record in to the last one out, so JVM and worker start-up are not
+  counted. "operator CPU" is the CPU the operator's own Python spends per
+  record (state read, ``Stream.process``, state write, emit); "job CPU" is
+  the CPU of the JVM and all Python workers per record over the middle 80%
+  of that time (read from /proc), the whole cost of a record on the machine.
+- one process: the operator's work (``ChunkRunner.advance``: bytes state
+  in, process, bytes state out) in a Python loop, no Flink.
 - StreamBatch: all K streams in one ``StreamBatch.process`` per round of T
   samples (the single-process best case).
 
     pip install -e ".[flink]"
-    python tools/bench_flink.py            # about 4 minutes on 2 cores
-    python tools/bench_flink.py --quick    # 1e3 keys only
+    python tools/bench_flink.py                 # 6 jobs: 30+ minutes on a busy 2-core machine
+    python tools/bench_flink.py --keys 1000     # 3 jobs, about 5 minutes
 
-Prints a markdown table; the load average is printed with it, as the
-numbers depend on what else the machine runs.
+Prints a markdown table with the load average, as wall-clock numbers on a
+shared machine depend on what else it runs.
 """
 
 from __future__ import annotations
@@ -127,13 +129,20 @@ def flink_run(fleet_args: tuple, model_path: str, parallelism: int, tmp: str,
             self.cpu += time.thread_time() - c
             self.n += 1
             self.last = time.time()
+            if self.n % 1000 == 0:  # not only at close(), which a worker may not reach
+                self.save()
             return out
+
+        def save(self):
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump({"n": self.n, "busy": self.busy, "cpu": self.cpu, "first": self.first,
+                           "last": self.last}, f)
+            os.replace(tmp, self.path)
 
         def close(self):
             if self.n:
-                with open(self.path, "w") as f:
-                    json.dump({"n": self.n, "busy": self.busy, "cpu": self.cpu, "first": self.first,
-                               "last": self.last}, f)
+                self.save()
 
     model = sg.load(model_path)
     options.setdefault("active_keys", devices)
@@ -152,7 +161,8 @@ def flink_run(fleet_args: tuple, model_path: str, parallelism: int, tmp: str,
     env.execute(f"bench {devices} keys x {chunks} records of {chunk}")
     wall = time.perf_counter() - t0
     sampler.stop.set()
-    parts = [json.load(open(os.path.join(timing_dir, f))) for f in os.listdir(timing_dir)]
+    parts = [json.load(open(os.path.join(timing_dir, f))) for f in os.listdir(timing_dir)
+             if f.endswith(".json")]
     first, last = min(p["first"] for p in parts), max(p["last"] for p in parts)
     # CPU over the middle of the steady state (records flowing through every operator)
     cpu = sampler.between(first + 0.1 * (last - first), last - 0.1 * (last - first))
@@ -190,7 +200,8 @@ def local_runs(fleet, model) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="1e3 keys only")
+    p.add_argument("--keys", type=int, nargs="+", default=[1_000, 100_000])
+    p.add_argument("--chunk-lengths", type=int, nargs="+", default=[1, 16, 256])
     p.add_argument("--parallelism", type=int, default=1, help="keyed subtasks")
     args = p.parse_args(argv)
     import streamgru as sg
@@ -201,33 +212,28 @@ def main(argv=None) -> int:
     from flink_fleet import Fleet
 
     model = sg.load(WATCH_GRU)
-    rows = []
-    plan = {1_000: PLAN[1_000]} if args.quick else PLAN
-    with tempfile.TemporaryDirectory(prefix="bench-flink-") as tmp:
-        for keys, by_chunk in plan.items():
-            for chunk, chunks in by_chunk.items():
-                fleet = Fleet(keys, chunks, chunk)
-                per_record, per_sample = local_runs(fleet, model)
-                r = flink_run((keys, chunks, chunk, 0), WATCH_GRU, args.parallelism, tmp)
-                load = os.getloadavg()[0]
-                rate = r["records"] / r["span"]
-                c = r["cpu"]
-                job_cpu = (c["java"] + c["python"]) / (rate * c["seconds"]) if c["seconds"] else np.nan
-                rows.append((keys, chunk, r["records"], rate, rate * chunk, 1e6 / rate,
-                             1e6 * r["op_cpu"] / r["records"], 1e6 * job_cpu, 1e6 * per_record,
-                             1 / per_sample, load))
-                print(f"{keys} keys, chunk {chunk}: {rate:,.0f} records/s "
-                      f"(job {r['wall']:.1f} s wall), load {load:.1f}", file=sys.stderr, flush=True)
-    print(f"\nstreamgru on Flink 2.3 (local mini-cluster, RocksDB, checkpoints every 500 ms), "
-          f"watch GRU 6 -> 48 -> 7, argmax out, {args.parallelism} keyed subtask(s); "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end\n")
+    print(f"streamgru on Flink 2.3 (local mini-cluster, RocksDB, checkpoints every 500 ms), "
+          f"watch GRU 6 -> 48 -> 7, argmax out, {args.parallelism} keyed subtask(s), "
+          f"{os.cpu_count()} cores\n")
     print("| keys | samples/record | records | Flink records/s | Flink samples/s | wall us/record "
           "| operator CPU us/record | job CPU us/record | one process us/record "
           "| StreamBatch samples/s | load |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for keys, chunk, n, rate, srate, wall, op, job, local, batch, load in rows:
-        print(f"| {keys:,} | {chunk} | {n:,} | {rate:,.0f} | {srate:,.0f} | {wall:,.0f} | {op:.0f} "
-              f"| {job:,.0f} | {local:.0f} | {batch:,.0f} | {load:.1f} |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-flink-") as tmp:
+        for keys in args.keys:
+            for chunk in args.chunk_lengths:
+                chunks = PLAN[keys][chunk] if keys in PLAN and chunk in PLAN[keys] else 1
+                fleet = Fleet(keys, chunks, chunk)
+                per_record, per_sample = local_runs(fleet, model)
+                r = flink_run((keys, chunks, chunk, 0), WATCH_GRU, args.parallelism, tmp)
+                rate = r["records"] / r["span"]
+                c = r["cpu"]
+                job = (1e6 * (c["java"] + c["python"]) / (rate * c["seconds"])
+                       if c["seconds"] else float("nan"))
+                print(f"| {keys:,} | {chunk} | {r['records']:,} | {rate:,.0f} | {rate * chunk:,.0f} "
+                      f"| {1e6 / rate:,.0f} | {1e6 * r['op_cpu'] / r['records']:.0f} | {job:,.0f} "
+                      f"| {1e6 * per_record:.0f} | {1 / per_sample:,.0f} "
+                      f"| {os.getloadavg()[0]:.1f} |", flush=True)
     return 0
 
 
