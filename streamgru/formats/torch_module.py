@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import WeightsError
 from ..layers import GRU, LSTM, RNN, Activation, Dense, Layer, make_activation
 from ..model import Model
+from . import torch_conv
 
 __all__ = ["from_module"]
 
@@ -279,6 +280,7 @@ def _trace(torch: Any, module: Any, chain: _Chain) -> None:
             f"modules, or use nn.Sequential"
         ) from None
     functions = _function_table(torch)
+    convs = torch_conv.Tracer(torch, module, chain)  # Conv1d, norms, pads, layouts
     current = None  # the node holding the value the next step must consume
     rnn_outputs: set = set()
     unused: set = set()  # unpacked final states that forward never uses
@@ -304,6 +306,7 @@ def _trace(torch: Any, module: Any, chain: _Chain) -> None:
                 )
             continue
         if node.op == "output":
+            convs.finish(what)
             if node.args[0] is not current:
                 raise WeightsError(
                     f"{what}: forward must return the output of its last layer as one tensor"
@@ -320,6 +323,9 @@ def _trace(torch: Any, module: Any, chain: _Chain) -> None:
                     f"{what}: forward uses the final hidden state of a recurrent layer; "
                     f"streamgru streams its output sequence (element 0)"
                 )
+            continue
+        if convs.handle(node, current, what):
+            current = node
             continue
         supported = (
             node.op == "call_module"
@@ -392,6 +398,8 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
     chain = _Chain()
     if isinstance(module, (nn.GRUCell, nn.LSTMCell, nn.RNNCell)):
         chain.add(f"{kind}", [_cell_layer(torch, module)])
+    elif torch_conv.uses_conv(torch, module):
+        _trace(torch, torch_conv.traceable(torch, module), chain)
     elif isinstance(module, nn.Sequential):
         _sequential(torch, chain, "", module)
     elif type(module).__module__.startswith("torch.nn"):
