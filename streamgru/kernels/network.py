@@ -111,7 +111,7 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc):
         elif kind == KIND_DENSE:
             dense.seq(cur, c0, cs, out, o0, os, T, w, meta, r)
         elif kind == KIND_CONV:
-            conv.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb)
+            conv.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
         elif kind == KIND_BATCHNORM or kind == KIND_LAYERNORM or kind == KIND_PRELU:
             norm.seq(cur, c0, cs, out, o0, os, T, w, meta, r)
         cur, c0, cs = out, o0, os
@@ -138,7 +138,7 @@ def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
         elif kind == KIND_DENSE:
             dense.seq(cur, c0, cs, out, o0, os, B, w, meta, r)
         elif kind == KIND_CONV:
-            conv.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst)
+            conv.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
         elif kind == KIND_BATCHNORM or kind == KIND_LAYERNORM or kind == KIND_PRELU:
             norm.seq(cur, c0, cs, out, o0, os, B, w, meta, r)
         cur, c0, cs = out, o0, os

@@ -94,6 +94,12 @@ class Conv1d(Layer):
         self.input_size = c_in_g * self.groups
         self.output_size = c_out
         self.history = (k - 1) * self.dilation  # L: past inputs the ring keeps
+        if self.history >= 1 << 24:
+            # the ring position is a float in the state: exact below 2**24 in float32
+            raise WeightsError(
+                f"Conv1d: (kernel_size - 1) * dilation = {self.history} past samples; at most "
+                f"{(1 << 24) - 1} are supported"
+            )
         self.receptive_field = self.history + 1
         self.state_size = 1 + self.history * self.input_size if self.history else 0
 
