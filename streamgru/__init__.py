@@ -16,7 +16,8 @@ Public API (everything else is internal)::
     Y = b.step(X)                     # (n, input_size) -> (n, output_size)
 
 Layers: GRU, LSTM, RNN (``from_torch`` / ``from_onnx`` / ``from_keras``
-take each framework's layout), Dense. Errors: ``WeightsError`` (a file or
+take each framework's layout), Dense; Conv1d (causal, streamed with
+a ring of past inputs), BatchNorm, LayerNorm, PReLU. Errors: ``WeightsError`` (a file or
 weights), ``UnsafeWeightsError`` (a pickle asked for code), ``InputError``
 (bad input to a stream), all ``StreamGRUError``. The command line:
 ``streamgru --help``.
@@ -31,7 +32,7 @@ weights), ``UnsafeWeightsError`` (a pickle asked for code), ``InputError``
 
 from .errors import InputError, StreamGRUError, UnsafeWeightsError, WeightsError
 from .formats import from_keras, from_torch, load, save
-from .layers import GRU, LSTM, RNN, Dense
+from .layers import GRU, LSTM, RNN, BatchNorm, Conv1d, Dense, LayerNorm, PReLU
 from .model import Model
 
 __version__ = "0.1.0"
@@ -41,6 +42,10 @@ __all__ = [
     "LSTM",
     "RNN",
     "Dense",
+    "Conv1d",
+    "BatchNorm",
+    "LayerNorm",
+    "PReLU",
     "Model",
     "Stream",
     "StreamBatch",

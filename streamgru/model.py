@@ -49,12 +49,13 @@ def _output_gain(value: Any) -> float:
 
 
 class Model:
-    """An ordered stack of layers (GRU, LSTM, RNN, Dense) applied in order.
+    """An ordered stack of layers (GRU, LSTM, RNN, Dense, Conv1d, norms) applied in order.
 
     A stream's state (``get_state()``, length ``state_size``) is the
     concatenation, layer by layer, of each recurrent layer's state:
     GRU and RNN contribute h; LSTM contributes h (proj size or H) then c (H);
-    Dense contributes nothing.
+    Conv1d contributes its ring of past inputs (see ``sg.Conv1d``); Dense,
+    BatchNorm, LayerNorm and PReLU contribute nothing.
 
     Parameters
     ----------
@@ -114,7 +115,7 @@ class Model:
             if not isinstance(layer, Layer):
                 raise WeightsError(
                     f"layer {i} is a {type(layer).__name__}, not a streamgru layer "
-                    f"(GRU, LSTM, RNN or Dense)"
+                    f"(GRU, LSTM, RNN, Dense, Conv1d, BatchNorm, LayerNorm or PReLU)"
                 )
         for i in range(1, len(layers)):
             prev, cur = layers[i - 1], layers[i]
@@ -175,6 +176,12 @@ class Model:
     @property
     def dtype(self) -> np.dtype:
         return self._dtype
+
+    @property
+    def latency(self) -> int:
+        """Samples of delay: step t's output is the offline model's output at
+        t - latency. 0 while every layer is causal (Conv1d streams causally)."""
+        return int(sum(getattr(layer, "latency", 0) for layer in self._layers))
 
     @property
     def initial_state(self) -> np.ndarray:

@@ -239,3 +239,105 @@ def keras_dense(X, kernel, bias, activation="linear"):
         e = np.exp(y - y.max(axis=-1, keepdims=True))
         return e / e.sum(axis=-1, keepdims=True)
     return _keras_act(activation, 3)(y)
+
+
+# ----------------------------------------------------------------------------
+# convolution and normalisation, computed offline over the whole sequence
+
+
+def conv1d_offline(layer, X, history=None):
+    """The causal dilated grouped convolution of the whole sequence X (T, C_in):
+
+        y_t[o] = act(b[o] + sum_i W[o, :, i] . x_{t - (k-1-i)*d}[group of o])
+
+    with x_s = 0 for s < 0, or x_s = history[L + s] (L = (k-1)*d) when the
+    L inputs before the sequence are given."""
+    X = np.asarray(X, dtype=np.float64)
+    W, b = f64(layer, "weight"), f64(layer, "bias")
+    C_out, cin_g, k = W.shape
+    d, G = layer.dilation, layer.groups
+    cout_g = C_out // G
+    L = (k - 1) * d
+    T = len(X)
+    past = np.zeros((L, X.shape[1])) if history is None else np.asarray(history, np.float64)
+    P = np.concatenate([past, X])  # P[L + t] = x_t: the zero-padded sequence
+    Y = np.tile(b, (T, 1))
+    for i in range(k):
+        lag = (k - 1 - i) * d
+        shifted = P[L - lag : L - lag + T]  # row t is x_{t - lag}
+        for g in range(G):
+            rows, cols = slice(g * cout_g, (g + 1) * cout_g), slice(g * cin_g, (g + 1) * cin_g)
+            Y[:, rows] += shifted[:, cols] @ W[rows, :, i].T
+    return np.array([activate(layer.activation, y) for y in Y]).reshape(T, C_out), P
+
+
+def conv_history(layer, state):
+    """The L inputs before now, oldest first, from a Conv1d state (position p,
+    then L slots; slot (p + m) % L holds the m-th oldest)."""
+    L, C = layer.history, layer.input_size
+    if L == 0:
+        return np.zeros((0, C))
+    p = int(state[0]) if 0 <= state[0] < L else 0
+    slots = np.asarray(state[1:], np.float64).reshape(L, C)
+    return np.array([slots[(p + m) % L] for m in range(L)])
+
+
+def conv_state(layer, state, T, P):
+    """The Conv1d state after T more inputs: the last L rows of the padded
+    sequence P, laid out in the ring from the advanced position."""
+    L, C = layer.history, layer.input_size
+    if L == 0:
+        return np.zeros(0)
+    p0 = int(state[0]) if 0 <= state[0] < L else 0
+    p = (p0 + T) % L
+    slots = np.zeros((L, C))
+    last = P[len(P) - L :]
+    for m in range(L):
+        slots[(p + m) % L] = last[m]
+    return np.concatenate([[p], slots.ravel()])
+
+
+def batchnorm(layer, x):
+    """(x - mean) / sqrt(var + eps) * weight + bias."""
+    return ((x - f64(layer, "running_mean")) / np.sqrt(f64(layer, "running_var") + layer.eps)
+            * f64(layer, "weight") + f64(layer, "bias"))
+
+
+def layernorm(layer, x):
+    """(x - mean(x)) / sqrt(var(x) + eps) * weight + bias, over the features."""
+    mu = x.mean()
+    var = ((x - mu) ** 2).mean()
+    return (x - mu) / np.sqrt(var + layer.eps) * f64(layer, "weight") + f64(layer, "bias")
+
+
+def prelu(layer, x):
+    """x where x >= 0, else slope * x (one slope per channel, or shared)."""
+    return np.where(x >= 0, x, f64(layer, "weight") * x)
+
+
+STATELESS = {"dense": dense, "batchnorm": batchnorm, "layernorm": layernorm, "prelu": prelu}
+
+
+def run_offline(model, X, state=None):
+    """Run ``model`` over the whole sequence X layer by layer (a conv over
+    the entire padded sequence at once, recurrent layers step by step), from
+    ``state`` (default: its initial state). Returns (outputs, final state)."""
+    V = np.asarray(X, dtype=np.float64)
+    full = np.array(model.initial_state if state is None else state, dtype=np.float64)
+    finals, off = [], 0
+    for layer in model.layers:
+        st = full[off : off + layer.state_size]
+        off += layer.state_size
+        if layer.kind == "conv1d":
+            V, P = conv1d_offline(layer, V, conv_history(layer, st))
+            st = conv_state(layer, st, len(V), P)
+        elif layer.kind in STATELESS:
+            V = np.array([STATELESS[layer.kind](layer, v) for v in V]).reshape(len(V), layer.output_size)
+        else:
+            out = []
+            for v in V:
+                y, st = layer_step(layer, v, st)
+                out.append(y)
+            V = np.array(out).reshape(len(V), layer.output_size)
+        finals.append(st)
+    return V, (np.concatenate(finals) if finals else np.zeros(0))

@@ -43,6 +43,14 @@ PROBE = textwrap.dedent(
             sg.GRU.from_torch(rng.normal(size=(3 * H, I)) * 0.02, rng.normal(size=(3 * H, H)) * 0.1),
             sg.Dense(rng.normal(size=(O, H)) * 0.1, None, "tanh"),
         ], input_skip=0, output_gain=0.5)
+    elif sys.argv[1] == "conv":  # the Conv1d ring (grouped, dilated) and the norm kernels
+        m = sg.Model([
+            sg.Conv1d(rng.normal(size=(H, I // 4, 3)) * 0.05, rng.normal(size=H), dilation=5,
+                      groups=4, activation="relu"),
+            sg.BatchNorm(rng.normal(size=H), rng.random(H) + 0.5), sg.PReLU(rng.random(H)),
+            sg.LayerNorm(H, rng.normal(size=H), rng.normal(size=H)),
+            sg.Conv1d(rng.normal(size=(O, H, 2)) * 0.1, dilation=3),
+        ])
     else:  # the LSTM (projection, peepholes, clip) and relu RNN kernels, an LSTM last
         Hc, P = 6, 3
         m = sg.Model([
@@ -149,7 +157,7 @@ PROBE = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module", params=["gru", "cells", "skip"])
+@pytest.fixture(scope="module", params=["gru", "cells", "skip", "conv"])
 def probe(request):
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     res = subprocess.run(

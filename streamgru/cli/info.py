@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import WeightsError
 from ..formats import READERS, save
-from ..layers import GRU, LSTM, RNN, Dense
+from ..layers import GRU, LSTM, RNN, BatchNorm, Conv1d, Dense, LayerNorm, PReLU
 from ..model import Model
 from .common import CLIError, load_model
 
@@ -51,9 +51,16 @@ def _layer_line(i: int, layer: Any) -> str:
         )
     elif isinstance(layer, RNN):
         parts.append(f"activation {layer.activation}")
-    elif isinstance(layer, Dense):
+    elif isinstance(layer, (Dense, Conv1d)):
+        if isinstance(layer, Conv1d):
+            parts.append(f"causal, kernel {layer.kernel_size}, dilation {layer.dilation}, "
+                         f"groups {layer.groups}, receptive field {layer.receptive_field}")
         act = layer.activation
         parts.append(f"activation {'none' if act.name == 'identity' else act}")
+    elif isinstance(layer, (BatchNorm, LayerNorm)):
+        parts.append(f"eps {layer.eps:g}")
+    elif isinstance(layer, PReLU):
+        parts.append("one shared slope" if layer.weight.size == 1 else "a slope per channel")
     clip = getattr(layer, "clip", None)
     if clip is not None:
         parts.append(f"clip {clip:g}")

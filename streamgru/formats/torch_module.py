@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import WeightsError
 from ..layers import GRU, LSTM, RNN, Activation, Dense, Layer, make_activation
 from ..model import Model
+from . import torch_conv
 
 __all__ = ["from_module"]
 
@@ -330,6 +331,10 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
     found = {"many_to_one": False, "input_skip": None}
     if isinstance(module, (nn.GRUCell, nn.LSTMCell, nn.RNNCell)):
         chain.add(f"{kind}", [_cell_layer(torch, module)])
+    elif torch_conv.uses_conv(torch, module):
+        from .torch_trace import trace
+
+        found = trace(torch, torch_conv.traceable(torch, module), chain, leaf_types(torch))
     elif isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
         _sequential(torch, chain, "", module)
     elif isinstance(module, leaf_types(torch)) or type(module).__module__.startswith("torch.nn"):

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import WeightsError
+from . import torch_conv
 
 __all__ = ["trace"]
 
@@ -241,8 +242,20 @@ class _Tracer:
                                     "fixed state: pass one built from parameters or buffers, or none")
         steps: dict = {inp: _Step("seq", {"batch_first": None})}
         current, last, skip = inp, False, None
+        # Conv1d, norms, pads and layout swaps (formats/torch_conv.py), if the module has any
+        convs = torch_conv.Tracer(torch, self.module, self.chain) if any(
+            isinstance(m, torch_conv.conv_modules(torch)) for m in self.module.modules()) else None
         for node in graph.nodes:
             if kind[node] != "data" or node is inp:
+                continue
+            if node.op == "output" and convs is not None:
+                convs.finish(self.where(node))
+            if (convs is not None and node.op != "output"
+                    and not any(steps.get(i) is not None and steps[i].kind in ("rnn", "final")
+                                for i in node.all_input_nodes)
+                    and convs.handle(node, current, self.where(node))):
+                steps[node] = steps.get(current) or _Step("seq", {"batch_first": None})
+                current = node
                 continue
             if node.op == "output":
                 if node.args[0] is not current:

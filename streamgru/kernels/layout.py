@@ -47,6 +47,10 @@ KIND_GRU = 1
 KIND_LSTM = 2
 KIND_RNN = 3
 KIND_DENSE = 4
+KIND_CONV = 5        # kernels/conv.py
+KIND_BATCHNORM = 6   # kernels/norm.py (the three stateless per-sample kinds)
+KIND_LAYERNORM = 7
+KIND_PRELU = 8
 
 # float parameters block (at M_P): clip, then (alpha, beta) per activation slot
 P_CLIP = 0

@@ -25,12 +25,13 @@ Inside, arrays are passed on as ``pointers.borrowed`` views (or rebuilt with
 import numpy as np
 from numba import njit, types
 
-from . import dense, gru, lstm, rnn, skip
+from . import conv, dense, gru, lstm, norm, rnn, skip
 from .config import JIT_OPTIONS, jit
 from .layout import (
     H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER,
     KIND_DENSE, KIND_GRU, KIND_LSTM, KIND_RNN, M_KIND, M_OUT, ROW,
 )
+from .layout import KIND_BATCHNORM, KIND_CONV, KIND_LAYERNORM, KIND_PRELU
 from .pointers import address, array_at, borrowed
 
 U = np.uint64  # unsigned subscripts: no negative-index wrap, loops vectorise
@@ -109,6 +110,10 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc):
             rnn.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
         elif kind == KIND_DENSE:
             dense.seq(cur, c0, cs, out, o0, os, T, w, meta, r)
+        elif kind == KIND_CONV:
+            conv.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
+        elif kind == KIND_BATCHNORM or kind == KIND_LAYERNORM or kind == KIND_PRELU:
+            norm.seq(cur, c0, cs, out, o0, os, T, w, meta, r)
         cur, c0, cs = out, o0, os
     if meta[H_SKIP] >= 0 or meta[H_GAIN] >= 0:
         skip.apply(src, s0, ss, dst, d0, ds, T, w, meta)
@@ -134,6 +139,10 @@ def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
             rnn.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
         elif kind == KIND_DENSE:
             dense.seq(cur, c0, cs, out, o0, os, B, w, meta, r)
+        elif kind == KIND_CONV:
+            conv.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
+        elif kind == KIND_BATCHNORM or kind == KIND_LAYERNORM or kind == KIND_PRELU:
+            norm.seq(cur, c0, cs, out, o0, os, B, w, meta, r)
         cur, c0, cs = out, o0, os
     if meta[H_SKIP] >= 0 or meta[H_GAIN] >= 0:
         skip.apply(src, s0, ss, dst, d0, ds, B, w, meta)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import dense, gru, lstm, rnn, simd
+from . import conv, dense, gru, lstm, norm, rnn, simd
 from .layout import (
     H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB, H_SC_TMP,
     H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
@@ -14,7 +14,8 @@ from .layout import (
 )
 
 # layer kind name -> module with pack(layer, packer)
-PACKERS = {"gru": gru, "lstm": lstm, "rnn": rnn, "dense": dense}
+PACKERS = {"gru": gru, "lstm": lstm, "rnn": rnn, "dense": dense,
+           "conv1d": conv, "batchnorm": norm, "layernorm": norm, "prelu": norm}
 
 
 class Packer:

@@ -1,4 +1,5 @@
-"""Canonical layer specifications: GRU, LSTM, RNN and Dense.
+"""Canonical layer specifications: GRU, LSTM, RNN, Dense, Conv1d, BatchNorm,
+LayerNorm and PReLU.
 
 Canonical form is PyTorch's layout (gate rows r, z, n for GRU and i, f, g, o
 for LSTM; separate input and recurrent biases) plus flags for what PyTorch
@@ -25,14 +26,18 @@ from .activations import (
     keras_activation, make_activation, onnx_activations,
 )
 from .base import Layer
+from .conv import Conv1d
 from .dense import Dense
 from .gru import GRU
 from .lstm import LSTM
+from .norm import BatchNorm, LayerNorm, PReLU
 from .rnn import RNN
 
-__all__ = ["Activation", "GRU", "LSTM", "RNN", "Dense", "Layer", "LAYER_TYPES", "make_activation",
+__all__ = ["Activation", "GRU", "LSTM", "RNN", "Dense", "Conv1d", "BatchNorm", "LayerNorm",
+           "PReLU", "Layer", "LAYER_TYPES", "make_activation",
            "onnx_activations", "ACTIVATIONS", "GATE_ACTIVATIONS", "CELL_ACTIVATIONS",
            "ELEMENTWISE_ACTIVATIONS", "keras_activation"]
 
 # layer kind (``layer.kind``, as stored in native files) -> class
-LAYER_TYPES: dict[str, type[Layer]] = {c.kind: c for c in (GRU, LSTM, RNN, Dense)}
+LAYER_TYPES: dict[str, type[Layer]] = {c.kind: c for c in (
+    GRU, LSTM, RNN, Dense, Conv1d, BatchNorm, LayerNorm, PReLU)}

@@ -1,0 +1,318 @@
+"""Convolutions and normalisation in a live torch module (used by torch_module's fx trace).
+
+Supported, in a traced ``forward`` (or an ``nn.Sequential``):
+
+- ``nn.Conv1d`` (stride 1, zero padding, any dilation and groups) in its
+  causal forms: ``nn.ConstantPad1d((p, 0), 0)`` / ``nn.ZeroPad1d((p, 0))`` /
+  ``F.pad(x, (p, 0))`` before an unpadded conv, or a conv with
+  ``padding=p`` followed by the "chomp" ``x[:, :, :-p]``, with
+  ``p = (k-1)*dilation``; a kernel of size 1 needs neither;
+- ``nn.BatchNorm1d`` (eval: running statistics), folded into the Conv1d
+  right before it when that conv has no activation yet, else its own layer;
+- ``nn.LayerNorm(C)`` over the features, ``nn.PReLU`` (shared or per channel);
+- ``x.transpose(1, 2)`` / ``x.permute(0, 2, 1)`` (and ``torch.transpose``,
+  ``torch.permute``) between channels-first (N, C, T) convolutions and
+  batch-first (N, T, C) recurrent and Linear layers; an activation right
+  after a Conv1d becomes the conv's activation.
+
+The layout of the value is followed through ``forward``: a conv, BatchNorm1d
+or per-channel PReLU needs (N, C, T); recurrent layers, Linear, LayerNorm
+and softmax need (N, T, C). Either way a stream's sample is the vector of
+features at one time step. Refused with the operation, where it is in
+``forward`` and why: a conv over the feature axis, stride > 1, symmetric or
+"same" padding (it needs future samples), padding that is not zeros, a
+BatchNorm without running statistics, normalisation over the time axis.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+from ..errors import WeightsError
+from ..layers import BatchNorm, Conv1d, LayerNorm, PReLU
+
+CF, TF = "channels-first (N, C, T)", "batch-first (N, T, C)"
+
+
+def conv_modules(torch: Any) -> tuple:
+    nn = torch.nn
+    return (nn.Conv1d, nn.BatchNorm1d, nn.LayerNorm, nn.PReLU, nn.ConstantPad1d, nn.ZeroPad1d)
+
+
+def uses_conv(torch: Any, module: Any) -> bool:
+    """Whether ``module`` (a Sequential or a torch.nn module) holds a module
+    this file converts: then it goes through the traced path."""
+    kinds = conv_modules(torch)
+    return type(module).__module__.startswith("torch.nn") and any(
+        isinstance(m, kinds) for m in module.modules())
+
+
+def traceable(torch: Any, module: Any) -> Any:
+    """``module`` as something torch.fx traces into call_module nodes."""
+    return module if isinstance(module, torch.nn.Sequential) else torch.nn.Sequential(module)
+
+
+def _array(t: Any) -> np.ndarray:
+    # float64 keeps every source precision exactly; the Model converts to its dtype
+    return t.detach().to("cpu").double().numpy()
+
+
+def _swap_dims(node: Any) -> bool | None:
+    """True if ``node`` swaps the last two axes of a 3-D value, None if it is
+    no transpose or permute at all (False: one of another kind)."""
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    if node.op not in ("call_method", "call_function") or name not in ("transpose", "permute"):
+        return None
+    rest = list(node.args[1:]) + list(node.kwargs.values())
+    if name == "transpose":
+        return len(rest) == 2 and {int(a) % 3 for a in rest if isinstance(a, int)} == {1, 2}
+    dims = tuple(rest[0]) if len(rest) == 1 and isinstance(rest[0], (tuple, list)) else tuple(rest)
+    return all(isinstance(a, int) for a in dims) and tuple(a % 3 for a in dims) == (0, 2, 1)
+
+
+def _chained(node: Any, current: Any, what: str) -> None:
+    if node.all_input_nodes != [current] or node.args[0] is not current:
+        raise WeightsError(
+            f"{what}: not a step of a simple chain (it must take only the previous layer's "
+            f"output); streamgru runs a stack of layers"
+        )
+
+
+def _chomp(node: Any) -> int | None:
+    """p if ``node`` is ``x[:, :, :-p]`` (or ``x[..., :-p]``), else None."""
+    if node.op != "call_function" or node.target is not operator.getitem:
+        return None
+    idx = node.args[1]
+    if not isinstance(idx, tuple) or not idx:
+        return None
+    *lead, last = idx
+    full = slice(None, None, None)
+    if not (lead == [full, full] or lead == [Ellipsis]) or not isinstance(last, slice):
+        return None
+    if last.start is None and last.step is None and isinstance(last.stop, int) and last.stop < 0:
+        return -last.stop
+    return None
+
+
+class Tracer:
+    """Follows the layout and the causal padding idioms through a traced
+    ``forward`` and converts the modules of this file into ``chain``."""
+
+    def __init__(self, torch: Any, module: Any, chain: Any) -> None:
+        self.torch, self.root, self.chain = torch, module, chain
+        self.layout: str | None = None  # of the current value; None until an op needs one
+        self.flips = 0  # transposes seen while the layout was still unknown
+        self.pad = None  # (p, where): a left pad waiting for its conv
+        self.chomp = None  # (p, where): a symmetric conv waiting for its chomp
+
+    def _need(self, layout: str, what: str, why: str) -> None:
+        if self.layout is None:
+            self.layout = layout
+            if (layout == CF) == (self.flips % 2 == 0):
+                self.chain.names.append(f"(input {CF}: a sample is x[:, :, t])")
+        if self.layout != layout:
+            raise WeightsError(
+                f"{what}: {why} needs a {layout} tensor, but the value here is {self.layout}; "
+                f"streamgru streams along time, so transpose(1, 2) first"
+            )
+
+    def handle(self, node: Any, current: Any, what: str) -> bool:
+        """Convert ``node`` if it is one of this file's operations (return
+        True: it continues the chain); check the layout of the others (False)."""
+        if self.pad is not None and not self._is_module(node, self.torch.nn.Conv1d):
+            raise WeightsError(
+                f"{self.pad[1]}: a left pad of {self.pad[0]} must feed a Conv1d directly (the "
+                f"causal conv idiom); here it feeds {what}"
+            )
+        if self.chomp is not None and _chomp(node) is None:
+            raise WeightsError(
+                f"{self.chomp[1]}: pads {self.chomp[0]} on both sides, which needs future samples; "
+                f"only the causal form streams: the conv followed at once by x[:, :, :-{self.chomp[0]}] "
+                f"(the chomp), not {what}"
+            )
+        swap = _swap_dims(node)
+        chomp = _chomp(node)
+        mod = self.root.get_submodule(node.target) if node.op == "call_module" else None
+        mine = swap is not None or chomp is not None or self._pad_of(node) is not None or (
+            mod is not None and isinstance(mod, conv_modules(self.torch)))
+        if not mine:
+            return self._check_other(node, mod, what, current)
+        _chained(node, current, what)
+        if swap is not None:
+            if not swap:
+                raise WeightsError(f"{what}: only the swap of time and channels (transpose(1, 2), "
+                                   f"permute(0, 2, 1)) keeps one sample per time step")
+            if self.layout is None:
+                self.flips += 1
+            else:
+                self.layout = TF if self.layout == CF else CF
+        elif chomp is not None:
+            if self.chomp is None or chomp != self.chomp[0]:
+                raise WeightsError(f"{what}: slices {chomp} samples off the end of the time axis "
+                                   f"with no conv padded by {chomp} right before it")
+            self.chomp = None
+        elif mod is None or not isinstance(mod, self.torch.nn.Conv1d):
+            if mod is None or isinstance(mod, (self.torch.nn.ConstantPad1d, self.torch.nn.ZeroPad1d)):
+                self._need(CF, what, "padding the time axis")
+                self.pad = (self._pad_of(node), what)
+            else:
+                self._norm(node.target, mod, what)
+        else:
+            self._conv(node.target, mod, what)
+        return True
+
+    def finish(self, what: str) -> None:
+        """At ``forward``'s return: nothing may be left waiting."""
+        if self.pad is not None or self.chomp is not None:
+            raise WeightsError(f"{what}: forward ends inside a causal conv idiom (a pad without "
+                               f"its conv, or a padded conv without its chomp)")
+
+    # ------------------------------------------------------------------
+    def _is_module(self, node: Any, kind: Any) -> bool:
+        return node.op == "call_module" and isinstance(self.root.get_submodule(node.target), kind)
+
+    def _pad_of(self, node: Any) -> int | None:
+        """p for a constant zero left pad of the last axis, None if ``node``
+        is no pad; WeightsError for any other pad."""
+        nn, F = self.torch.nn, self.torch.nn.functional
+        if node.op == "call_module":
+            mod = self.root.get_submodule(node.target)
+            if not isinstance(mod, (nn.ConstantPad1d, nn.ZeroPad1d)):
+                return None
+            (left, right), value = mod.padding, getattr(mod, "value", 0.0)
+        elif node.op == "call_function" and node.target in (F.pad, getattr(self.torch, "pad", None)):
+            pads = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+            mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+            value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
+            if not isinstance(pads, (tuple, list)) or len(pads) != 2 or mode != "constant":
+                raise WeightsError(f"F.pad({pads!r}, mode={mode!r}) ({node.name}): only a constant "
+                                   f"pad of the time axis, (p, 0), streams")
+            left, right, value = pads[0], pads[1], 0.0 if value is None else value
+        else:
+            return None
+        if right != 0 or value != 0 or left < 0:
+            raise WeightsError(
+                f"pad {node.name} ({left}, {right}) with value {value}: only zeros on the left of "
+                f"the time axis stream (padding on the right needs future samples)"
+            )
+        return int(left)
+
+    def _check_other(self, node: Any, mod: Any, what: str, current: Any) -> bool:
+        """Layout checks for the operations torch_module converts; True
+        when ``node`` is an activation folded into the Conv1d before it."""
+        nn = self.torch.nn
+        if mod is not None and isinstance(mod, (nn.GRU, nn.LSTM, nn.RNN, nn.Linear)):
+            self._need(TF, what, f"{type(mod).__name__}")
+        name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+        if ("softmax" in str(name) or (mod is not None and isinstance(mod, (nn.Softmax, nn.LogSoftmax)))):
+            self._need(TF, what, "softmax over the features")
+        act = self._activation(node, mod, what)
+        last = self.chain.layers[-1] if self.chain.layers else None
+        if act is not None and isinstance(last, Conv1d) and last.activation.name == "identity":
+            _chained(node, current, what)
+            self.chain.layers[-1] = _conv_like(last, activation=act)
+            self.chain.names.append(f"{node.name}: {act}")
+            return True
+        return False
+
+    def _activation(self, node: Any, mod: Any, what: str) -> Any:
+        from . import torch_module as tm
+
+        if mod is not None:
+            act = tm._activation_module(self.torch, node.target, mod)
+        elif node.op == "call_function" and node.target in tm._function_table(self.torch):
+            kind = tm._function_table(self.torch)[node.target]
+            act = None if kind == tm._SKIP else tm._function_activation(what, kind, node)
+        elif node.op == "call_method" and node.target in tm._METHODS:
+            kind = tm._METHODS[node.target]
+            act = None if kind == tm._SKIP else tm._function_activation(what, kind, node)
+        else:
+            act = None
+        return None if act == tm._SKIP else act
+
+    def _conv(self, name: str, mod: Any, what: str) -> None:
+        self._need(CF, what, "Conv1d (it convolves over the last axis, which must be time: a "
+                   "conv over the feature axis does not stream)")
+        (k,), (d,), (stride,) = mod.kernel_size, mod.dilation, mod.stride
+        if stride != 1:
+            raise WeightsError(f"{what}: stride {stride}; downsampling convolutions are not "
+                               f"supported yet (one output per input sample only)")
+        if mod.padding_mode != "zeros":
+            raise WeightsError(f"{what}: padding_mode={mod.padding_mode!r}; only zero padding "
+                               f"is the causal stream's starting state")
+        L = (k - 1) * d
+        pad = mod.padding
+        if isinstance(pad, str):
+            pad = (0,) if pad == "valid" else None
+        if pad is None:
+            raise WeightsError(f"{what}: padding='same' centres the kernel on each sample, so an "
+                               f"output needs {L - L // 2} future samples; only causal padding "
+                               f"streams (F.pad(x, ({L}, 0)) before an unpadded conv)")
+        (p,) = pad
+        before = self.pad[0] if self.pad is not None else 0
+        self.pad = None
+        if p and before:
+            raise WeightsError(f"{what}: padded both before (by {before}) and inside (by {p})")
+        if p:
+            if p != L:
+                raise WeightsError(f"{what}: padding={p} but the causal form needs (k-1)*dilation "
+                                   f"= {L} (then the chomp x[:, :, :-{L}])")
+            self.chomp = (p, what)
+        elif before != L:
+            raise WeightsError(
+                f"{what}: left padding {before}, but a streamed conv with kernel {k} and "
+                f"dilation {d} needs exactly (k-1)*dilation = {L} (less shortens the sequence, "
+                f"more delays it)")
+        layer = Conv1d(_array(mod.weight), None if mod.bias is None else _array(mod.bias),
+                       dilation=d, groups=mod.groups)
+        self.chain.add(f"{name}: Conv1d(k={k}, dilation={d}, groups={mod.groups})", [layer])
+
+    def _norm(self, name: str, mod: Any, what: str) -> None:
+        nn = self.torch.nn
+        if isinstance(mod, nn.BatchNorm1d):
+            self._need(CF, what, "BatchNorm1d (it normalises dim 1, which must be channels)")
+            if mod.running_mean is None or mod.running_var is None:
+                raise WeightsError(f"{what}: track_running_stats=False normalises with the "
+                                   f"statistics of each batch, which a stream does not have")
+            w = None if mod.weight is None else _array(mod.weight)
+            b = None if mod.bias is None else _array(mod.bias)
+            bn = BatchNorm(_array(mod.running_mean), _array(mod.running_var), w, b, eps=mod.eps)
+            last = self.chain.layers[-1] if self.chain.layers else None
+            if isinstance(last, Conv1d) and last.activation.name == "identity":
+                self.chain.layers[-1] = _fold(last, bn)
+                self.chain.names.append(f"{name}: BatchNorm1d (folded into the conv)")
+            else:
+                self.chain.add(f"{name}: BatchNorm1d", [bn])
+        elif isinstance(mod, nn.LayerNorm):
+            self._need(TF, what, "LayerNorm (it normalises the last axis, which must be features)")
+            if len(mod.normalized_shape) != 1:
+                raise WeightsError(f"{what}: normalized_shape {tuple(mod.normalized_shape)}; only "
+                                   f"the feature axis of one sample can be normalised")
+            w = None if mod.weight is None else _array(mod.weight)
+            b = None if getattr(mod, "bias", None) is None else _array(mod.bias)
+            self.chain.add(f"{name}: LayerNorm", [LayerNorm(mod.normalized_shape[0], w, b,
+                                                            eps=mod.eps)])
+        else:  # PReLU
+            n = mod.weight.numel()
+            if n > 1:
+                self._need(CF, what, "PReLU with a slope per channel (dim 1)")
+            if not self.chain.layers:
+                raise WeightsError(f"{what}: PReLU before the first layer is not supported")
+            size = self.chain.layers[-1].output_size
+            self.chain.add(f"{name}: PReLU", [PReLU(_array(mod.weight), size=size)])
+
+
+def _conv_like(conv: Conv1d, weight: Any = None, bias: Any = None, activation: Any = None) -> Conv1d:
+    return Conv1d(conv.weight if weight is None else weight, conv.bias if bias is None else bias,
+                  dilation=conv.dilation, groups=conv.groups,
+                  activation=conv.activation if activation is None else activation)
+
+
+def _fold(conv: Conv1d, bn: BatchNorm) -> Conv1d:
+    """conv then batchnorm as one conv: W' = W * scale[o], b' = b * scale + shift."""
+    scale, shift = bn.scale_shift()
+    w = np.asarray(conv.weight, np.float64) * scale[:, None, None]
+    return _conv_like(conv, w, np.asarray(conv.bias, np.float64) * scale + shift)
