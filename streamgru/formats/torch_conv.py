@@ -223,12 +223,12 @@ class Tracer:
 
         if mod is not None:
             act = tm._activation_module(self.torch, node.target, mod)
-        elif node.op == "call_function" and node.target in tm._function_table(self.torch):
-            kind = tm._function_table(self.torch)[node.target]
-            act = None if kind == tm._SKIP else tm._function_activation(what, kind, node)
-        elif node.op == "call_method" and node.target in tm._METHODS:
-            kind = tm._METHODS[node.target]
-            act = None if kind == tm._SKIP else tm._function_activation(what, kind, node)
+        elif node.op == "call_function" and node.target in tm.function_table(self.torch):
+            kind = tm.function_table(self.torch)[node.target]
+            act = None if kind == tm._SKIP else tm.function_activation(what, kind, node)
+        elif node.op == "call_method" and node.target in tm.METHODS:
+            kind = tm.METHODS[node.target]
+            act = None if kind == tm._SKIP else tm.function_activation(what, kind, node)
         else:
             act = None
         return None if act == tm._SKIP else act
