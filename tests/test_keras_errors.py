@@ -267,3 +267,53 @@ def test_keras2_file_with_a_bad_tensor(tmp_path):
     layers[1][3][1] = np.zeros((5, 19), np.float32)  # LSTM recurrent kernel one column short
     p = write_keras2(str(tmp_path / "k2bad.h5"), layers, 3)
     refuses(p, "layer 'lstm' (LSTM)", "tensor recurrent_kernel", "(5, 19)")
+
+
+def _flipped(raw, rng):
+    b = bytearray(raw)
+    for j in rng.integers(0, len(b), rng.integers(1, 8)):
+        b[j] = rng.integers(0, 256)
+    return bytes(b)
+
+
+def _keras2_bytes(tmp_path):
+    """A legacy HDF5 model file written byte-for-byte reproducibly (Keras's own
+    .h5 differs from run to run)."""
+    layers, _ = stack()
+    return open(write_keras2(str(tmp_path / "keras2.h5"), layers, 3), "rb").read()
+
+
+@pytest.mark.parametrize("source", ["keras2.h5", ".keras"])
+def test_corrupted_bytes_raise_only_weights_errors(good, tmp_path, source):
+    """Random bytes overwritten anywhere in a file: the load succeeds (the
+    bytes were padding or unused) or raises WeightsError, never another
+    exception (HDF5 reports corruption as RuntimeError, OSError, KeyError...)."""
+    raw = _keras2_bytes(tmp_path) if source == "keras2.h5" else open(good[source], "rb").read()
+    rng = np.random.default_rng(0)
+    p = tmp_path / f"flip{os.path.splitext(source)[1]}"
+    for _ in range(20):
+        p.write_bytes(_flipped(raw, rng))
+        try:
+            sg.load(str(p))
+        except sg.WeightsError as exc:
+            assert not isinstance(exc, UnexpectedReaderError), str(exc)
+            assert p.name in str(exc)
+
+
+def test_a_file_that_crashes_the_hdf5_library(tmp_path):
+    """Variant 115 of these flips makes h5py 3.16 (libhdf5) die of a segmentation
+    fault while reading: HDF5 runs in a child process, so the caller gets a
+    WeightsError and lives on."""
+    raw, rng = _keras2_bytes(tmp_path), np.random.default_rng(0)
+    for _ in range(116):
+        bad = _flipped(raw, rng)
+    p = tmp_path / "crash.h5"
+    p.write_bytes(bad)
+    refuses(str(p))
+
+
+def test_a_reader_that_does_not_finish_is_stopped(good, monkeypatch):
+    from streamgru.formats import keras_h5
+
+    monkeypatch.setattr(keras_h5, "TIMEOUT", -1.0)  # no time at all: as if HDF5 hung
+    refuses(good[".h5"], "did not finish reading")

@@ -1,9 +1,10 @@
 """Keras files: Keras 3 ``.keras``, legacy ``.h5``, and live Keras models.
 
 Read without TensorFlow or Keras, and without running anything from the
-file: the model config is JSON parsed as data (``keras_layers`` turns it
-into canonical layers) and h5py (the optional extra ``keras``) reads the
-weight arrays.
+file: the model config is JSON parsed as data (``keras_graph`` and
+``keras_layers`` turn it into canonical layers) and h5py (the optional extra
+``keras``) reads the weight arrays, in a child process (``keras_h5``: the
+HDF5 library can crash or hang on hostile bytes).
 
 * ``.keras`` (Keras 3, and Keras 2.12-2.15): a zip of ``metadata.json``
   (``keras_version``), ``config.json`` (the model) and ``model.weights.h5``,
@@ -25,6 +26,7 @@ The Keras version decides ``hard_sigmoid``: 0.2 x + 0.5 in Keras 2, x / 6 +
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -39,6 +41,7 @@ from ..errors import WeightsError
 from ..model import Model
 from .guard import Budget, check_regular, read_regular
 from .keras_graph import Entry, model_layers
+from .keras_h5 import H5Tree, read_tree
 from .keras_layers import build
 
 OPTIONS = ("dtype", "keras_version")
@@ -57,15 +60,6 @@ def sniff(head: bytes) -> bool:
     if any(head[o:o + 8] == _HDF5_MAGIC for o in (0, 512, 1024, 2048)):
         return True
     return head.startswith(b"PK") and any(m in head for m in _ZIP_MEMBERS)
-
-
-def _h5py(path: str):
-    try:
-        import h5py
-    except ImportError:
-        raise WeightsError(f"{path}: reading Keras files needs h5py: pip install h5py "
-                           f"(or pip install streamgru[keras])") from None
-    return h5py
 
 
 def _version(value: Any, path: str) -> int | None:
@@ -103,79 +97,29 @@ def _snake(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------
-# HDF5
+# the two file layouts (HDF5 read through keras_h5, in a child process)
 
 
-def _node(h5py: Any, group: Any, name: str, where: str) -> Any:
-    """``group[name]`` following only links inside the file (an external link
-    or external storage would read another file)."""
-    obj = group
-    for part in [p for p in name.split("/") if p]:
-        try:
-            link = obj.get(part, getlink=True) if isinstance(obj, h5py.Group) else None
-        except Exception:
-            link = None
-        if link is None:
-            raise WeightsError(f"{where} is missing")
-        if not isinstance(link, h5py.HardLink):  # Keras writes none; a link may leave the file
-            kind = "another file" if isinstance(link, h5py.ExternalLink) else "another path"
-            raise WeightsError(f"{where} links to {kind}; refused")
-        try:
-            obj = obj[part]
-        except Exception as exc:
-            raise WeightsError(f"{where}: unreadable ({exc})") from None
-    return obj
-
-
-def _array(h5py: Any, group: Any, name: str, where: str, budget: Budget) -> np.ndarray:
-    ds = _node(h5py, group, name, where)
-    if not isinstance(ds, h5py.Dataset):
-        raise WeightsError(f"{where} is not an array")
-    try:
-        dt, shape = ds.dtype, ds.shape
-        outside = bool(ds.external) or ds.is_virtual
-    except Exception as exc:
-        raise WeightsError(f"{where}: unreadable ({exc})") from None
-    if outside:
-        raise WeightsError(f"{where} keeps its data in another file; refused")
-    if dt.kind != "f" or dt.itemsize not in (2, 4, 8) or shape is None or len(shape) > 2:
-        raise WeightsError(f"{where}: expected a float vector or matrix, got {dt} of shape {shape}")
-    budget.take(int(np.prod(shape, dtype=np.int64)) * dt.itemsize, where)
-    try:
-        arr = ds[()]
-    except Exception as exc:  # truncated or corrupt data
-        raise WeightsError(f"{where}: unreadable ({exc})") from None
-    return arr.astype(np.float32) if arr.dtype.itemsize == 2 else arr
-
-
-def _attr_list(group: Any, name: str, where: str) -> list[str]:
+def _attr_list(tree: H5Tree, path: str, name: str, where: str) -> list[str]:
     """A list attribute, joined from ``name0, name1, ...`` where Keras split it."""
-    attrs = group.attrs
-    try:
-        if name in attrs:
-            parts = [attrs[name]]
-        else:
-            parts, k = [], 0
-            while f"{name}{k}" in attrs:
-                parts.append(attrs[f"{name}{k}"])
-                k += 1
-        return [_text(v) for part in parts for v in np.atleast_1d(part).tolist()]
-    except Exception as exc:
-        raise WeightsError(f"{where}: unreadable attribute {name!r} ({exc})") from None
+    attrs = tree.attrs(path, where)
+    if name in attrs:
+        parts = [attrs[name]]
+    else:
+        parts, k = [], 0
+        while f"{name}{k}" in attrs:
+            parts.append(attrs[f"{name}{k}"])
+            k += 1
+    out = []
+    for part in parts:
+        for v in part if isinstance(part, list) else [part]:
+            if not isinstance(v, str):
+                raise WeightsError(f"{where}: attribute {name!r} should list names, got {v!r}")
+            out.append(v)
+    return out
 
 
-def _open_h5(h5py: Any, source: Any, where: str) -> Any:
-    try:
-        return h5py.File(source, "r")
-    except Exception as exc:  # h5py raises OSError, ValueError, ... for foreign bytes
-        raise WeightsError(f"{where}: not a readable HDF5 file ({str(exc)[:160]})") from None
-
-
-# ----------------------------------------------------------------------------
-# the two file layouts
-
-
-def _keras_zip(path: str, raw: bytes, budget: Budget, h5py: Any) -> tuple:
+def _keras_zip(path: str, raw: bytes, budget: Budget) -> tuple:
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
         infos = {i.filename: i for i in zf.infolist()}
@@ -201,11 +145,11 @@ def _keras_zip(path: str, raw: bytes, budget: Budget, h5py: Any) -> tuple:
     config = _json(member("config.json"), "config.json", path)
     meta = _json(member("metadata.json"), "metadata.json", path) if "metadata.json" in infos else {}
     version = meta.get("keras_version") if isinstance(meta, dict) else None
-    weights = _open_h5(h5py, io.BytesIO(member("model.weights.h5")), f"{path}: model.weights.h5")
+    weights = read_tree(member("model.weights.h5"), f"{path}: model.weights.h5", budget)
     return config, version, weights, ".keras"
 
 
-def _fetch_zip(h5py: Any, weights: Any, layers: list[Entry], path: str,
+def _fetch_zip(tree: H5Tree, layers: list[Entry], path: str,
                budget: Budget) -> Callable[[Entry], list]:
     # each layer of model.layers is stored under its class name, numbered on repeats
     seen: dict[str, int] = {}
@@ -219,55 +163,46 @@ def _fetch_zip(h5py: Any, weights: Any, layers: list[Entry], path: str,
     def fetch(e: Entry) -> list:
         top = group_of[e.name]
         where = f"{path}: model.weights.h5: {top}"
-        own = _node(h5py, weights, f"{top}/vars", f"{where}/vars (layer {e.name!r})")
-        try:
-            stored = _text(own.attrs.get("name", e.name))
-        except Exception as exc:
-            raise WeightsError(f"{where}/vars: unreadable attribute 'name' ({exc})") from None
+        stored = tree.attrs(f"{top}/vars", f"{where}/vars (layer {e.name!r})").get("name", e.name)
         if stored != e.name:
             raise WeightsError(f"{where} holds layer {stored!r}, but the config puts layer "
                                f"{e.name!r} there")
         vars_path = f"{top}/{_NESTED[e.class_name]}/vars" if e.class_name in _NESTED else f"{top}/vars"
-        group = _node(h5py, weights, vars_path, f"{path}: model.weights.h5: {vars_path}")
-        budget.count(len(group), f"the arrays of {vars_path}")
-        keys = sorted(group.keys(), key=lambda k: (len(k), k))
+        keys = sorted(tree.children(vars_path, f"{path}: model.weights.h5: {vars_path}"),
+                      key=lambda k: (len(k), k))
+        budget.count(len(keys), f"the arrays of {vars_path}")
         if keys != [str(i) for i in range(len(keys))]:
             raise WeightsError(f"{path}: model.weights.h5: {vars_path} holds {keys[:6]}, "
                                f"expected arrays 0, 1, ...")
-        return [_array(h5py, group, k, f"{path}: tensor {vars_path}/{k} (layer {e.name!r})",
-                       budget) for k in keys]
+        return [tree.array(f"{vars_path}/{k}", f"{path}: tensor {vars_path}/{k} "
+                           f"(layer {e.name!r})") for k in keys]
 
     return fetch
 
 
-def _legacy(path: str, f: Any) -> tuple:
-    attrs = f.attrs
+def _legacy(path: str, tree: H5Tree) -> tuple:
+    attrs = tree.attrs("", path)
     if "model_config" not in attrs:
-        if "layer_names" in attrs or "layers" in f or "vars" in f:
+        if "layer_names" in attrs or tree.has("layers") or tree.has("vars"):
             raise WeightsError(f"{path}: {_WEIGHTS_ONLY}")
         raise WeightsError(f"{path}: an HDF5 file without a Keras model_config attribute "
                            f"(not a Keras model file)")
-    try:
-        config = _json(_text(attrs["model_config"]), "attribute model_config", path)
-        version = attrs.get("keras_version")
-    except WeightsError:
-        raise
-    except Exception as exc:
-        raise WeightsError(f"{path}: unreadable attribute model_config ({exc})") from None
-    if "model_weights" not in f:
+    raw = attrs["model_config"]
+    if not isinstance(raw, str):
+        raise WeightsError(f"{path}: attribute model_config is not text ({str(raw)[:80]})")
+    config = _json(raw, "attribute model_config", path)
+    if not tree.has("model_weights"):
         raise WeightsError(f"{path}: group model_weights is missing")
-    return config, version, f, "legacy h5"
+    version = attrs.get("keras_version")
+    return config, version if isinstance(version, str) else None, tree, "legacy h5"
 
 
-def _fetch_legacy(h5py: Any, f: Any, path: str, budget: Budget) -> Callable[[Entry], list]:
-    root = f["model_weights"]
-
+def _fetch_legacy(tree: H5Tree, path: str) -> Callable[[Entry], list]:
     def fetch(e: Entry) -> list:
-        where = f"{path}: model_weights/{e.name}"
-        group = _node(h5py, root, e.name, f"{where} (layer {e.name!r})")
-        names = _attr_list(group, "weight_names", where)
-        return [_array(h5py, group, n, f"{path}: tensor model_weights/{e.name}/{n}", budget)
-                for n in names]
+        group = f"model_weights/{e.name}"
+        where = f"{path}: {group}"
+        names = _attr_list(tree, group, "weight_names", f"{where} (layer {e.name!r})")
+        return [tree.array(f"{group}/{n}", f"{path}: tensor {group}/{n}") for n in names]
 
     return fetch
 
@@ -309,23 +244,23 @@ def load(path: str, dtype: Any = None, keras_version: Any = None, *,
     """
     path = os.fspath(path)
     budget = budget or Budget(path, check_regular(path).st_size)
-    h5py = _h5py(path)
+    if importlib.util.find_spec("h5py") is None:
+        raise WeightsError(f"{path}: reading Keras files needs h5py: pip install h5py "
+                           f"(or pip install streamgru[keras])")
     raw = read_regular(path, budget)
     if raw.startswith(b"PK"):
-        config, version, f, container = _keras_zip(path, raw, budget, h5py)
-        fetch_for = lambda layers: _fetch_zip(h5py, f, layers, path, budget)  # noqa: E731
+        config, version, tree, container = _keras_zip(path, raw, budget)
+        fetch_for = lambda layers: _fetch_zip(tree, layers, path, budget)  # noqa: E731
     elif sniff(raw[:4096]):
-        f = _open_h5(h5py, io.BytesIO(raw), path)
-        config, version, f, container = _legacy(path, f)
-        fetch_for = lambda layers: _fetch_legacy(h5py, f, path, budget)  # noqa: E731
+        config, version, tree, container = _legacy(path, read_tree(raw, path, budget))
+        fetch_for = lambda layers: _fetch_legacy(tree, path)  # noqa: E731
     else:
         raise WeightsError(f"{path}: neither a .keras zip nor an HDF5 file")
-    with f:
-        major = _version(keras_version if keras_version is not None else version, path)
-        _, model_order, chain = model_layers(config, path)
-        meta = {"format": "keras", "source": path, "container": container,
-                "keras_version": _text(version) if version is not None else None}
-        return _model(chain, fetch_for(model_order), path, major, dtype, meta)
+    major = _version(keras_version if keras_version is not None else version, path)
+    _, model_order, chain = model_layers(config, path)
+    meta = {"format": "keras", "source": path, "container": container,
+            "keras_version": _text(version) if version is not None else None}
+    return _model(chain, fetch_for(model_order), path, major, dtype, meta)
 
 
 def from_keras(model: Any, dtype: Any = None) -> Model:
