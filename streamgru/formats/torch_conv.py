@@ -136,7 +136,7 @@ class Tracer:
         swap = _swap_dims(node)
         chomp = _chomp(node)
         mod = self.root.get_submodule(node.target) if node.op == "call_module" else None
-        mine = swap is not None or chomp is not None or self._pad_of(node) is not None or (
+        mine = swap is not None or chomp is not None or self._pad_of(node, what) is not None or (
             mod is not None and isinstance(mod, _modules(self.torch)))
         if not mine:
             return self._check_other(node, mod, what, current)
@@ -157,7 +157,7 @@ class Tracer:
         elif mod is None or not isinstance(mod, self.torch.nn.Conv1d):
             if mod is None or isinstance(mod, (self.torch.nn.ConstantPad1d, self.torch.nn.ZeroPad1d)):
                 self._need(CF, what, "padding the time axis")
-                self.pad = (self._pad_of(node), what)
+                self.pad = (self._pad_of(node, what), what)
             else:
                 self._norm(node.target, mod, what)
         else:
@@ -174,7 +174,7 @@ class Tracer:
     def _is_module(self, node: Any, kind: Any) -> bool:
         return node.op == "call_module" and isinstance(self.root.get_submodule(node.target), kind)
 
-    def _pad_of(self, node: Any) -> int | None:
+    def _pad_of(self, node: Any, what: str) -> int | None:
         """p for a constant zero left pad of the last axis, None if ``node``
         is no pad; WeightsError for any other pad."""
         nn, F = self.torch.nn, self.torch.nn.functional
@@ -188,15 +188,15 @@ class Tracer:
             mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
             value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
             if not isinstance(pads, (tuple, list)) or len(pads) != 2 or mode != "constant":
-                raise WeightsError(f"F.pad({pads!r}, mode={mode!r}) ({node.name}): only a constant "
-                                   f"pad of the time axis, (p, 0), streams")
+                raise WeightsError(f"{what}: F.pad({pads!r}, mode={mode!r}): only a constant pad "
+                                   f"of the time axis, (p, 0), streams")
             left, right, value = pads[0], pads[1], 0.0 if value is None else value
         else:
             return None
         if right != 0 or value != 0 or left < 0:
             raise WeightsError(
-                f"pad {node.name} ({left}, {right}) with value {value}: only zeros on the left of "
-                f"the time axis stream (padding on the right needs future samples)"
+                f"{what}: pad ({left}, {right}) with value {value}: only zeros on the left of the "
+                f"time axis stream (padding on the right needs future samples)"
             )
         return int(left)
 
