@@ -37,7 +37,7 @@ from ..layers import BatchNorm, Conv1d, LayerNorm, PReLU
 CF, TF = "channels-first (N, C, T)", "batch-first (N, T, C)"
 
 
-def _modules(torch: Any) -> tuple:
+def conv_modules(torch: Any) -> tuple:
     nn = torch.nn
     return (nn.Conv1d, nn.BatchNorm1d, nn.LayerNorm, nn.PReLU, nn.ConstantPad1d, nn.ZeroPad1d)
 
@@ -45,7 +45,7 @@ def _modules(torch: Any) -> tuple:
 def uses_conv(torch: Any, module: Any) -> bool:
     """Whether ``module`` (a Sequential or a torch.nn module) holds a module
     this file converts: then it goes through the traced path."""
-    kinds = _modules(torch)
+    kinds = conv_modules(torch)
     return type(module).__module__.startswith("torch.nn") and any(
         isinstance(m, kinds) for m in module.modules())
 
@@ -107,6 +107,7 @@ class Tracer:
         self.flips = 0  # transposes seen while the layout was still unknown
         self.pad = None  # (p, where): a left pad waiting for its conv
         self.chomp = None  # (p, where): a symmetric conv waiting for its chomp
+        self.where = ""  # the node being handled, as messages name it
 
     def _need(self, layout: str, what: str, why: str) -> None:
         if self.layout is None:
@@ -122,6 +123,7 @@ class Tracer:
     def handle(self, node: Any, current: Any, what: str) -> bool:
         """Convert ``node`` if it is one of this file's operations (return
         True: it continues the chain); check the layout of the others (False)."""
+        self.where = what  # for the messages of _pad_of
         if self.pad is not None and not self._is_module(node, self.torch.nn.Conv1d):
             raise WeightsError(
                 f"{self.pad[1]}: a left pad of {self.pad[0]} must feed a Conv1d directly (the "
@@ -136,8 +138,8 @@ class Tracer:
         swap = _swap_dims(node)
         chomp = _chomp(node)
         mod = self.root.get_submodule(node.target) if node.op == "call_module" else None
-        mine = swap is not None or chomp is not None or self._pad_of(node, what) is not None or (
-            mod is not None and isinstance(mod, _modules(self.torch)))
+        mine = swap is not None or chomp is not None or self._pad_of(node) is not None or (
+            mod is not None and isinstance(mod, conv_modules(self.torch)))
         if not mine:
             return self._check_other(node, mod, what, current)
         _chained(node, current, what)
@@ -157,7 +159,7 @@ class Tracer:
         elif mod is None or not isinstance(mod, self.torch.nn.Conv1d):
             if mod is None or isinstance(mod, (self.torch.nn.ConstantPad1d, self.torch.nn.ZeroPad1d)):
                 self._need(CF, what, "padding the time axis")
-                self.pad = (self._pad_of(node, what), what)
+                self.pad = (self._pad_of(node), what)
             else:
                 self._norm(node.target, mod, what)
         else:
@@ -174,7 +176,7 @@ class Tracer:
     def _is_module(self, node: Any, kind: Any) -> bool:
         return node.op == "call_module" and isinstance(self.root.get_submodule(node.target), kind)
 
-    def _pad_of(self, node: Any, what: str) -> int | None:
+    def _pad_of(self, node: Any) -> int | None:
         """p for a constant zero left pad of the last axis, None if ``node``
         is no pad; WeightsError for any other pad."""
         nn, F = self.torch.nn, self.torch.nn.functional
@@ -188,14 +190,14 @@ class Tracer:
             mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
             value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
             if not isinstance(pads, (tuple, list)) or len(pads) != 2 or mode != "constant":
-                raise WeightsError(f"{what}: F.pad({pads!r}, mode={mode!r}): only a constant pad "
+                raise WeightsError(f"{self.where}: F.pad({pads!r}, mode={mode!r}): only a constant pad "
                                    f"of the time axis, (p, 0), streams")
             left, right, value = pads[0], pads[1], 0.0 if value is None else value
         else:
             return None
         if right != 0 or value != 0 or left < 0:
             raise WeightsError(
-                f"{what}: pad ({left}, {right}) with value {value}: only zeros on the left of the "
+                f"{self.where}: pad ({left}, {right}) with value {value}: only zeros on the left of the "
                 f"time axis stream (padding on the right needs future samples)"
             )
         return int(left)
