@@ -271,8 +271,9 @@ class Stream:
         self._state[:] = self._model.initial_state
 
     def get_state(self) -> np.ndarray:
-        """A copy of the state: each recurrent layer's state in order
-        (GRU, RNN: h; LSTM: h then c), length ``model.state_size``."""
+        """A copy of the state: each stateful layer's state in order
+        (GRU, RNN: h; LSTM: h then c; Conv1d: its ring of past inputs, see
+        ``sg.Conv1d``), length ``model.state_size``."""
         return self._state.copy()
 
     def set_state(self, state: Any) -> None:

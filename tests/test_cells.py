@@ -141,11 +141,11 @@ layer_choice = st.sampled_from(sorted(MAKERS)).flatmap(
 )
 
 
-def build(I, seed, parts, dtype):
+def build(I, seed, parts, dtype, makers=MAKERS):
     rng = np.random.default_rng(seed)
     layers = []
     for kind, spec in parts:
-        layers.append(MAKERS[kind](rng, I, spec))
+        layers.append(makers[kind](rng, I, spec))
         I = layers[-1].output_size
     return sg.Model(layers, dtype=dtype)
 

@@ -7,6 +7,8 @@ and float64) must give the same numbers, from random states too (the ring's
 contents and position are part of the state).
 """
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 import streamgru as sg
 
 import reference as ref
+from test_cells import build as build_cells
 from test_cells import make_dense, make_gru
 
 FAST = settings(max_examples=30, deadline=None)
@@ -72,12 +75,7 @@ choice = st.sampled_from(["conv", "conv", "conv", "batchnorm", "layernorm", "pre
 
 
 def build(I, seed, parts, dtype):
-    rng = np.random.default_rng(seed)
-    layers = []
-    for kind, spec in parts:
-        layers.append(MAKERS[kind](rng, I, spec))
-        I = layers[-1].output_size
-    return sg.Model(layers, dtype=dtype)
+    return build_cells(I, seed, parts, dtype, MAKERS)
 
 
 def random_state(model, rng):
@@ -128,20 +126,13 @@ def check_paths(model, T, seed, ref_tol, path_tol):
         np.testing.assert_allclose(after[i], want_state, rtol=0, atol=ref_tol)
 
 
+@pytest.mark.parametrize("dtype,ref_tol,path_tol", [(np.float64, 1e-10, 1e-12),
+                                                     (np.float32, 2e-4, 2e-5)])
 @FAST
 @given(I=st.integers(1, 6), seed=st.integers(0, 2**31),
        parts=st.lists(choice, min_size=1, max_size=4), T=st.integers(1, 45))
-def test_conv_chains_float64(I, seed, parts, T):
-    model = build(I, seed, parts, np.float64)
-    check_paths(model, T, seed, ref_tol=1e-10, path_tol=1e-12)
-
-
-@FAST
-@given(I=st.integers(1, 6), seed=st.integers(0, 2**31),
-       parts=st.lists(choice, min_size=1, max_size=4), T=st.integers(1, 45))
-def test_conv_chains_float32(I, seed, parts, T):
-    model = build(I, seed, parts, np.float32)
-    check_paths(model, T, seed, ref_tol=2e-4, path_tol=2e-5)
+def test_conv_chains(dtype, ref_tol, path_tol, I, seed, parts, T):
+    check_paths(build(I, seed, parts, dtype), T, seed, ref_tol=ref_tol, path_tol=path_tol)
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 1e-4)])
@@ -264,3 +255,42 @@ def test_conv_input_size_mismatch_names_the_layers():
     conv = sg.Conv1d(np.ones((4, 1, 3)), groups=2)  # 2 inputs
     with pytest.raises(sg.WeightsError, match="takes 2"):
         sg.Model([sg.Dense(np.ones((3, 1))), conv])
+
+
+def test_batch_split_across_threads_keeps_each_ring(monkeypatch):
+    """Threads sharing a StreamBatch call each use their own scratch (the
+    conv products run there) and their own streams' rings."""
+    from streamgru.kernels import config
+
+    monkeypatch.setattr(config, "THREADS", 3)
+    monkeypatch.setattr(config, "PARALLEL_MIN_WORK", 1)  # split every call
+    model = build(4, 6, [("conv", {"k": 3, "d": 2, "groups": "one", "per_group": 5, "act": "relu"}),
+                         ("conv", {"k": 2, "d": 3, "groups": "some", "per_group": 2, "act": None}),
+                         ("layernorm", {"eps": 1e-3, "affine": True, "shared": False})], np.float64)
+    rng = np.random.default_rng(6)
+    n, T = 7, 30
+    X = rng.normal(size=(n, T, 4))
+    b = model.streams(n)
+    Y = b.process(X)
+    Y1 = b.step(X[:, 0])
+    for i in range(n):
+        s = model.stream()
+        np.testing.assert_allclose(Y[i], s.process(X[i]), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(Y1[i], s.step(X[i, 0]), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b.get_state()[i], s.get_state(), rtol=0, atol=1e-12)
+
+
+def test_info_lists_the_conv_settings(tmp_path, capsys):
+    from streamgru import cli
+
+    rng = np.random.default_rng(9)
+    m = sg.Model([sg.Conv1d(rng.normal(size=(4, 2, 3)), dilation=2, activation="relu"),
+                  sg.BatchNorm(np.zeros(4), np.ones(4)), sg.PReLU([0.1], size=4), sg.LayerNorm(4)])
+    p = str(tmp_path / "conv.npz")
+    sg.save(m, p)
+    assert cli.main(["info", p]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"Conv1d +2 -> 4 .*state 9, causal, kernel 3, dilation 2, groups 1, "
+                     r"receptive field 5, activation relu", out)
+    assert re.search(r"BatchNorm +4 -> 4 .*eps 1e-05", out)
+    assert "one shared slope" in out and re.search(r"LayerNorm +4 -> 4", out)

@@ -193,6 +193,15 @@ class PadThenRelu(nn.Module):
         return self.conv(torch.relu(F.pad(x, (2, 0))))
 
 
+class ReflectPad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (2, 0), mode="reflect"))
+
+
 @pytest.mark.parametrize("make,match", [
     (lambda: nn.Sequential(nn.ZeroPad1d((2, 0)), nn.Conv1d(3, 4, 3, stride=2)), "stride 2"),
     (lambda: nn.Sequential(nn.Conv1d(3, 4, 3, padding="same")), "future samples"),
@@ -205,6 +214,8 @@ class PadThenRelu(nn.Module):
     (lambda: GruThenConv(), "conv over the feature axis"),
     (lambda: NormOverTime(), "LayerNorm"),
     (lambda: PadThenRelu(), "must feed a Conv1d"),
+    (lambda: ReflectPad(), r"ReflectPad.forward.*only a constant pad"),
+    (lambda: nn.Sequential(nn.ZeroPad1d((2, 0))), "ends inside a causal conv idiom"),
     (lambda: Wrap(nn.GRU(3, 4, bidirectional=True)), "bidirectional"),
 ])
 def test_unstreamable_modules_are_refused_with_the_reason(make, match):

@@ -325,7 +325,7 @@ class DataDependent(torch.nn.Module):
 
 @pytest.mark.parametrize("module, needles", [
     (torch.nn.GRU(I, H, bidirectional=True), ["bidirectional", "future"]),
-    (torch.nn.Sequential(torch.nn.Linear(I, H), torch.nn.Conv1d(1, 1, 1)), ["1", "Conv1d", "not supported"]),
+    (torch.nn.Sequential(torch.nn.Linear(I, H), torch.nn.Conv1d(1, 1, 1)), ["1", "Conv1d", "feature axis"]),
     (torch.nn.Sequential(torch.nn.GRUCell(I, H)), ["GRUCell", "fresh state"]),
     (torch.nn.Sequential(torch.nn.Linear(I, H), torch.nn.GELU(approximate="tanh")), ["approximate='tanh'"]),
     (torch.nn.Sequential(torch.nn.Linear(I, H), torch.nn.Softmax(dim=1)), ["dim=1", "dim=-1"]),

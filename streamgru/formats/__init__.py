@@ -220,7 +220,10 @@ def from_torch(module: Any, **options: Any) -> Model:
         A recurrent module or cell, ``nn.Linear``, an activation, an
         ``nn.Sequential`` of these, or a custom module whose ``forward``
         chains them (traced with ``torch.fx``); see
-        ``streamgru.formats.torch_module`` for the full list.
+        ``streamgru.formats.torch_module`` for the full list. Causal
+        ``nn.Conv1d`` (left-padded, or padded and chomped), ``BatchNorm1d``,
+        ``LayerNorm``, ``PReLU`` and the transposes between channels-first
+        and batch-first layers: see ``streamgru.formats.torch_conv``.
     dtype : float32 (default) or float64, optional
 
     Raises

@@ -107,6 +107,7 @@ class Tracer:
         self.flips = 0  # transposes seen while the layout was still unknown
         self.pad = None  # (p, where): a left pad waiting for its conv
         self.chomp = None  # (p, where): a symmetric conv waiting for its chomp
+        self.where = ""  # the node being handled, as messages name it
 
     def _need(self, layout: str, what: str, why: str) -> None:
         if self.layout is None:
@@ -122,6 +123,7 @@ class Tracer:
     def handle(self, node: Any, current: Any, what: str) -> bool:
         """Convert ``node`` if it is one of this file's operations (return
         True: it continues the chain); check the layout of the others (False)."""
+        self.where = what  # for the messages of _pad_of
         if self.pad is not None and not self._is_module(node, self.torch.nn.Conv1d):
             raise WeightsError(
                 f"{self.pad[1]}: a left pad of {self.pad[0]} must feed a Conv1d directly (the "
@@ -188,15 +190,15 @@ class Tracer:
             mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
             value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
             if not isinstance(pads, (tuple, list)) or len(pads) != 2 or mode != "constant":
-                raise WeightsError(f"F.pad({pads!r}, mode={mode!r}) ({node.name}): only a constant "
-                                   f"pad of the time axis, (p, 0), streams")
+                raise WeightsError(f"{self.where}: F.pad({pads!r}, mode={mode!r}): only a constant pad "
+                                   f"of the time axis, (p, 0), streams")
             left, right, value = pads[0], pads[1], 0.0 if value is None else value
         else:
             return None
         if right != 0 or value != 0 or left < 0:
             raise WeightsError(
-                f"pad {node.name} ({left}, {right}) with value {value}: only zeros on the left of "
-                f"the time axis stream (padding on the right needs future samples)"
+                f"{self.where}: pad ({left}, {right}) with value {value}: only zeros on the left of the "
+                f"time axis stream (padding on the right needs future samples)"
             )
         return int(left)
 

@@ -62,6 +62,13 @@ def pack(layer, packer):
 
 
 @_inline_fast
+def _slot(pos, L, lag):
+    """The ring slot of the input ``lag`` steps back (1 <= lag <= L)."""
+    slot = pos + L - lag
+    return slot - L if slot >= L else slot
+
+
+@_inline_fast
 def _tap(dst, o, O, og, ig, w, wi, v, v0):
     """dst[o + c] += sum_j W_i[c, j] * v[v0 + g*ig + j], g = c // og, for c < O."""
     for c in range(O):
@@ -108,9 +115,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
             for c in range(ncp):
                 sc[U(acc + c)] = w[U(b + c)]
             for i in range(k - 1):
-                slot = pos + L - (k - 1 - i) * d
-                if slot >= L:
-                    slot -= L
+                slot = _slot(pos, L, (k - 1 - i) * d)
                 simd.gemv(sc, acc, st, ring + slot * I, w, wk + i * I * ncp, I, ncp)
             simd.gemv(sc, acc, src, x0, w, wk + (k - 1) * I * ncp, I, ncp)
             for c in range(O):
@@ -119,9 +124,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
             for c in range(O):
                 dst[U(o + c)] = w[U(b + c)]
             for i in range(k - 1):
-                slot = pos + L - (k - 1 - i) * d
-                if slot >= L:
-                    slot -= L
+                slot = _slot(pos, L, (k - 1 - i) * d)
                 _tap(dst, o, O, og, ig, w, wk + i * O * ig, st, ring + slot * I)
             _tap(dst, o, O, og, ig, w, wk + (k - 1) * O * ig, src, x0)
         act.apply(dst, o, o + O, code, alpha, beta)
