@@ -486,6 +486,21 @@ def _warmup_by_streaming() -> None:
         model.streams(2).process(x)
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Where the compiled kernels are cached, how big the cache is; --clear empties it."""
+    from .kernels import cache
+
+    if args.clear:
+        print(f"removed {cache.clear()} files from {cache.base_dir()}")
+    files, size = cache.usage()
+    print(f"kernel cache for this install: {cache.folder()}")
+    print(f"all streamgru kernel caches:   {cache.base_dir()} ({files} files, "
+          f"{size / 1e6:.1f} MB)")
+    print(f"writable: {'yes' if cache.can_write() else 'no (kernels compile in memory)'}")
+    print(f"set {cache.ENV} to move it; `{PROG} cache --clear` empties it")
+    return 0
+
+
 # ----------------------------------------------------------------------------
 # parser
 
@@ -588,6 +603,17 @@ def build_parser() -> argparse.ArgumentParser:
         "them in numba's on-disk cache, so the first real run does not pay for it.",
     )
     w.set_defaults(func=cmd_warmup)
+
+    k = sub.add_parser(
+        "cache",
+        help="show where the compiled kernels are cached and its size (--clear: empty it)",
+        description="Print the folder streamgru caches its compiled numba kernels in "
+        "($STREAMGRU_CACHE_DIR, else $NUMBA_CACHE_DIR/streamgru, else "
+        "$XDG_CACHE_HOME/streamgru or ~/.cache/streamgru), and its size.",
+    )
+    k.add_argument("--clear", action="store_true",
+                   help="remove every cached kernel (all versions); the next run recompiles")
+    k.set_defaults(func=cmd_cache)
     return p
 
 
