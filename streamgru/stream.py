@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .kernels import config, fastcall, network
+from .kernels import config, fastcall, kinds, network
 
 __all__ = ["Stream", "StreamBatch"]
 
@@ -142,7 +142,8 @@ class Stream:
         # kernels follow: these references keep them alive as long as _buf
         self._w = plan.w
         self._meta = plan.meta
-        self._dtype = model.dtype
+        # the canonical dtype object: the fast path compares descriptors by identity
+        self._dtype = np.dtype(model.dtype.char)
         self._buf, self._state = network.stream_buffer(plan)
         self._I = plan.input_size
         self._O = plan.output_size
@@ -154,7 +155,8 @@ class Stream:
         # out, having changed nothing) otherwise
         self._fast = fastcall.builtin(
             self._buf, self._dtype,
-            release_gil=plan.w.nbytes >= fastcall.RELEASE_GIL_BYTES) or _decline
+            release_gil=plan.w.nbytes >= fastcall.RELEASE_GIL_BYTES,
+            kinds=kinds.mask_of(plan.meta)) or _decline
         # the checked path's kernels, loaded when first needed (start-up):
         # locked to this dtype, they raise TypeError for any other array type
         self._kstep = None
@@ -196,26 +198,38 @@ class Stream:
         return self._step_checked(x, out)
 
     def _step_checked(self, x: Any, out: np.ndarray) -> np.ndarray:
-        """``step`` for whatever the fast path declined: the locked kernel's
-        numba dispatcher checks each array's dtype, ndim, C-contiguity and
-        writeability (TypeError otherwise) and the kernel checks sizes
-        (status -1); anything else is converted, or refused with InputError."""
-        if self._kstep is None:
-            self._kstep = network.entry("step", self._dtype)
-        try:
-            status = self._kstep(x, out, self._buf)
-        except TypeError:
-            status = -1
-        if status:
-            if status == -1:
-                x = _as_input(x, self._xshape, self._dtype, "step", f"x of shape {self._xshape}")
-                _check_out(out, self._oshape, self._dtype, "step")
+        """``step`` for whatever the fast path declined: ``x`` is converted
+        (or refused with InputError) and ``out`` checked, then the fast
+        path runs again (on views with the canonical dtype object, which
+        is what it compares); if it still declines, ``x`` holds NaN or inf.
+        Where the fast path is unavailable, the locked ``step`` kernel does
+        the same (its dispatcher checks each array's type)."""
+        if self._fast is _decline:
+            if self._kstep is None:
+                self._kstep = network.entry("step", self._dtype)
+            try:
                 status = self._kstep(x, out, self._buf)
-            if status:
-                raise InputError(
-                    f"step: x contains {_nonfinite(x)}; expected finite values. "
-                    f"The stream's state is unchanged."
-                )
+            except TypeError:
+                status = -1
+        else:
+            status = -1
+        if status == -1:
+            x = _as_input(x, self._xshape, self._dtype, "step", f"x of shape {self._xshape}")
+            _check_out(out, self._oshape, self._dtype, "step")
+            if self._fast is _decline:
+                status = self._kstep(x, out, self._buf)
+            else:
+                o = out if out.dtype is self._dtype else out.view(self._dtype)
+                if self._fast(x if x.dtype is self._dtype else x.view(self._dtype), o) is o:
+                    return out
+                status = 1
+                if np.isfinite(x).all():  # not expected: let the checked kernel decide
+                    status = network.entry("step", self._dtype)(x, out, self._buf)
+        if status:
+            raise InputError(
+                f"step: x contains {_nonfinite(x)}; expected finite values. "
+                f"The stream's state is unchanged."
+            )
         return out
 
     def process(self, X: Any, out: np.ndarray | None = None) -> np.ndarray:

@@ -3,15 +3,22 @@ normalised before it reaches a kernel, so each entry point of
 streamgru.kernels.network holds one signature per model dtype."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 
+import pytest
+
+import numpy as np
 from numba.core.registry import CPUDispatcher
 
-from streamgru.kernels import network
+import streamgru as sg
+from streamgru.kernels import fastcall, kinds, network
 
-ENTRY_POINTS = ("step", "process", "batch_step", "batch_process")
+# Stream.step runs through fastcall's builtin, and its checked path too
+# (the "step" entry point serves only where that is unavailable)
+ENTRY_POINTS = ("process", "batch_step", "batch_process")
 
 MIXED_USE = textwrap.dedent(
     r"""
@@ -49,10 +56,8 @@ MIXED_USE = textwrap.dedent(
             s.step(A[0, 0], out=y)
             s.set_state(s.get_state().astype(np.float16))
         s.reset(); b.reset(1)
-    print(json.dumps({name: len(getattr(network, name).signatures)
-                      for name in %r}))
+    print(json.dumps({name: len(network.compiled(name)) for name in network.ENTRY_POINTS}))
     """
-    % (ENTRY_POINTS,)
 )
 
 
@@ -67,13 +72,74 @@ def test_mixed_use_compiles_one_signature_per_model_dtype():
     )
     assert res.returncode == 0, res.stderr[-3000:]
     counts = json.loads(res.stdout.strip().splitlines()[-1])
-    assert counts == {name: 2 for name in ENTRY_POINTS}, counts
+    # no StreamBatch call here is big enough to split, so first_bad is unused
+    assert counts == {**{name: 2 for name in ENTRY_POINTS}, "step": 0, "first_bad": 0}, counts
 
 
 def test_this_test_session_stayed_within_one_signature_per_dtype():
     """Whatever the other tests in this process did (they use float32 and
     float64 models with all kinds of input), no entry point compiled more."""
     for name in ENTRY_POINTS:
-        sigs = getattr(network, name).signatures
+        sigs = network.compiled(name)
         assert len(sigs) <= 2, (name, sigs)
         assert len({sig[0].dtype for sig in sigs}) == len(sigs), (name, sigs)
+
+
+DENSE_ONLY = textwrap.dedent(
+    r"""
+    import glob, json, os, sys
+    import numpy as np
+    import streamgru as sg
+    from streamgru.kernels import cache
+
+    rng = np.random.default_rng(0)
+    m = sg.Model([sg.Dense(rng.normal(size=(3, 4)), rng.normal(size=3), "tanh")])
+    y = m.stream().step(np.ones(4, np.float32))
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(cache.folder(), "*.nbi")))
+    print(json.dumps({"y": y.tolist(), "files": names}))
+    """
+)
+
+
+def test_a_cold_start_compiles_only_the_kinds_the_model_uses(tmp_path):
+    env = {**os.environ, "STREAMGRU_CACHE_DIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", DENSE_ONLY], capture_output=True, text=True,
+                         timeout=900, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    modules = {name.split(".", 1)[0] for name in out["files"]}
+    assert "dense" in modules and "fastcall" in modules
+    assert not modules & {"gru", "lstm", "rnn"}, out["files"]
+    assert all(abs(v) < 1 for v in out["y"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fast_step_for_some_kinds_matches_the_one_for_all(dtype):
+    """A stream's fast path is compiled for the model's kinds or for all of
+    them, whichever a cache holds: both must give identical numbers."""
+    rng = np.random.default_rng(5)
+    m = sg.Model([
+        sg.GRU.from_torch(rng.normal(size=(12, 3)), rng.normal(size=(12, 4))),
+        sg.Dense(rng.normal(size=(2, 4)), rng.normal(size=2), "tanh"),
+    ], dtype=dtype)
+    mask = kinds.mask_of(m._plan().meta)
+    assert mask != kinds.ALL
+    outs = []
+    for k in (mask, kinds.ALL):
+        s = m.stream()
+        fn = fastcall._CFunc(dtype, k)
+        fn.compile()
+        mdef = fastcall._MethodDef(b"fast_step", fn.address, fastcall._METH_FASTCALL, None)
+        table = np.zeros(fastcall.T_SIZE, np.int64)
+        table[fastcall.T_NDARRAY], table[fastcall.T_DESCR] = id(np.ndarray), id(np.dtype(dtype))
+        table[fastcall.T_BUF], table[fastcall.T_NBUF] = fastcall.address(s._buf), s._buf.size
+        f = fastcall._new_builtin(fastcall.ctypes.addressof(mdef), table, "test")
+        X = np.random.default_rng(1).normal(size=(1000, 3)).astype(dtype)
+        Y = np.empty((1000, 2), dtype)
+        y = np.empty(2, dtype)
+        for t in range(1000):
+            assert f(X[t], y) is y
+            Y[t] = y
+        outs.append((Y, s.get_state()))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])

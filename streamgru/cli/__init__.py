@@ -1,4 +1,4 @@
-"""The ``streamgru`` command: demo, run, info, convert, bench, warmup.
+"""The ``streamgru`` command: demo, run, info, convert, bench, warmup, cache.
 
 Every subcommand has ``--help``. A bad model file or bad arguments print one
 line on stderr (never a traceback) and exit non-zero; so do Ctrl-C and a
@@ -20,7 +20,7 @@ from typing import Sequence
 from .. import __version__
 from ..errors import InputError, StreamGRUError, WeightsError
 from ..formats import READERS
-from .bench import cmd_bench, cmd_warmup
+from .bench import cmd_bench, cmd_cache, cmd_warmup
 from .common import PROG, CLIError, quiet_stdout
 from .demo import LIMIT_ENV, cmd_demo
 from .info import cmd_convert, cmd_info
@@ -131,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
         "them in numba's on-disk cache, so the first real run does not pay for it.",
     )
     w.set_defaults(func=cmd_warmup)
+
+    k = sub.add_parser(
+        "cache",
+        help="show where the compiled kernels are cached and its size (--clear: empty it)",
+        description="Print the folder streamgru caches its compiled numba kernels in "
+        "($STREAMGRU_CACHE_DIR, else $NUMBA_CACHE_DIR/streamgru, else "
+        "$XDG_CACHE_HOME/streamgru or ~/.cache/streamgru), and its size.",
+    )
+    k.add_argument("--clear", action="store_true",
+                   help="remove every cached kernel (all versions); the next run recompiles")
+    k.set_defaults(func=cmd_cache)
     return p
 
 

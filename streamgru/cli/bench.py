@@ -1,4 +1,5 @@
-"""``streamgru bench`` and ``streamgru warmup``: time a model, compile the kernels."""
+"""``streamgru bench``, ``warmup`` and ``cache``: time a model, compile the kernels,
+show or clear where they are cached."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import numpy as np
 
-from .common import CLIError, load_model, percentiles_us
+from .common import PROG, CLIError, load_model, percentiles_us
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -52,4 +53,19 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     each = ", ".join(f"{k} {v:.1f} s" for k, v in took.items())
     print(f"numba cache ready (streamgru.kernels.warmup(): {each}) in "
           f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Where the compiled kernels are cached, how big the cache is; --clear empties it."""
+    from ..kernels import cache
+
+    if args.clear:
+        print(f"removed {cache.clear()} files from {cache.base_dir()}")
+    files, size = cache.usage()
+    print(f"kernel cache for this install: {cache.folder()}")
+    print(f"all streamgru kernel caches:   {cache.base_dir()} ({files} files, "
+          f"{size / 1e6:.1f} MB)")
+    print(f"writable: {'yes' if cache.can_write() else 'no (kernels compile in memory)'}")
+    print(f"set {cache.ENV} to move it; `{PROG} cache --clear` empties it")
     return 0

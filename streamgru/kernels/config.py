@@ -1,8 +1,10 @@
 """Numba options for every kernel, in one place.
 
-``cache=True`` keeps compiled kernels on disk beside the sources, so only the
-first process after an install (or an edit of a kernel file) compiles.
-``nogil=True`` lets threads run streams in parallel. ``error_model="numpy"``
+``jit`` and ``jit_fast`` keep compiled kernels on disk in streamgru's own
+cache folder (``cache.py``: verified, never inside the package, usable
+read-only), so only the first process after an install (or an edit of a
+kernel file) compiles; numba's ``cache=True`` is not used, since it would
+write beside the sources. ``nogil=True`` lets threads run streams in parallel. ``error_model="numpy"``
 drops the per-division zero check (a branch that stops vectorisation).
 
 ``jit`` uses strict IEEE math. ``jit_fast`` adds only the fastmath flags that
@@ -17,11 +19,32 @@ import os
 
 from numba import njit
 
-JIT_OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy"}
+from .cache import attach
+
+JIT_OPTIONS = {"nogil": True, "error_model": "numpy"}
 FAST_FLAGS = {"contract", "reassoc"}
 
-jit = njit(**JIT_OPTIONS)
-jit_fast = njit(fastmath=FAST_FLAGS, **JIT_OPTIONS)
+
+def jit(fn):
+    """``njit`` with JIT_OPTIONS and streamgru's disk cache."""
+    return attach(njit(**JIT_OPTIONS)(fn))
+
+
+def jit_fast(fn):
+    """``jit`` plus the fastmath flags FAST_FLAGS."""
+    return attach(njit(fastmath=FAST_FLAGS, **JIT_OPTIONS)(fn))
+
+
+def locked(dispatcher, sig):
+    """A new dispatcher of ``dispatcher``'s function and options, compiled
+    (or loaded from the cache) for ``sig`` only and then closed: a call
+    with any other argument types raises TypeError, and nothing ever
+    reopens it (so threads can share it from the first call on)."""
+    options = {k: v for k, v in dispatcher.targetoptions.items() if k != "nopython"}
+    d = attach(njit(**options)(dispatcher.py_func))
+    d.compile(sig)
+    d.disable_compile()
+    return d
 
 # StreamBatch splits a call across this many threads (each running a nogil
 # kernel on its own range of streams with its own scratch) once the call has

@@ -35,15 +35,20 @@ from __future__ import annotations
 import ctypes
 import sys
 import sysconfig
+import threading
 
 import llvmlite.ir as ir
 import numpy as np
-from numba import cfunc, njit, types
-from numba.core import config
+from numba import njit, types
+from numba.core import config, sigutils
+from numba.core.ccallback import CFunc
+from numba.core.compiler_lock import global_compiler_lock
 from numba.extending import intrinsic
 
+from .cache import attach
 from .config import JIT_OPTIONS
-from .network import step
+from .kinds import ALL
+from .network import step_body
 from .pointers import address, array_at
 
 _inline = njit(inline="always", **JIT_OPTIONS)
@@ -90,8 +95,9 @@ def _restore_thread(typingctx, fn, tstate):
 
 
 @_inline
-def _fast_step(self, args, nargs, el):
-    """Body of the builtin (see the module docstring); ``el`` is the dtype."""
+def _fast_step(self, args, nargs, el, kinds):
+    """Body of the builtin (see the module docstring); ``el`` is the dtype,
+    ``kinds`` the literal mask of layer kinds compiled in (kinds.py)."""
     table = array_at(array_at(self, _DATA + 1, np.int64)[_DATA], T_SIZE, np.int64)
     if nargs != 2:
         return _decline(self)
@@ -111,10 +117,10 @@ def _fast_step(self, args, nargs, el):
     buf = array_at(table[T_BUF], table[T_NBUF], el)
     if table[T_SAVE_THREAD] != 0:
         tstate = _save_thread(table[T_SAVE_THREAD])
-        status = step(x, out, buf)
+        status = step_body(x, out, buf, kinds)
         _restore_thread(table[T_RESTORE_THREAD], tstate)
     else:
-        status = step(x, out, buf)
+        status = step_body(x, out, buf, kinds)
     # reference counts only with the GIL held
     if status != 0:
         return _decline(self)
@@ -130,27 +136,48 @@ def _decline(self):
     return self
 
 
-def _step_float32(self, args, nargs):
-    return _fast_step(self, args, nargs, np.float32)
+def _builtin_body(dtype, kinds):
+    """The builtin's Python body for ``dtype`` and the kinds mask ``kinds``
+    (both constants of the closure: part of its disk cache key)."""
+    el = np.float32 if np.dtype(dtype) == np.float32 else np.float64
+
+    def fast_step(self, args, nargs):
+        return _fast_step(self, args, nargs, el, kinds)
+
+    return fast_step
 
 
-def _step_float64(self, args, nargs):
-    return _fast_step(self, args, nargs, np.float64)
+class _CFunc(CFunc):
+    """A cfunc in the kernels' disk cache that can also be only loaded."""
+
+    def __init__(self, dtype, kinds) -> None:
+        super().__init__(_builtin_body(dtype, kinds), sigutils.normalize_signature(_SIGNATURE),
+                         locals={}, options={"error_model": "numpy"})
+        attach(self)
+        self.kinds = kinds
+
+    @global_compiler_lock
+    def load(self) -> bool:
+        """Load from the disk cache, never compiling: False if it is not there."""
+        cres = self._cache.load_overload(self._sig, self._targetdescr.target_context)
+        if cres is None:
+            return False
+        self._library = cres.library
+        self._wrapper_name = cres.fndesc.llvm_cfunc_wrapper_name
+        self._wrapper_address = self._library.get_pointer_to_function(self._wrapper_name)
+        return True
 
 
-def _make(dtype):
-    """Compile (or load from numba's cache) the builtin's C function for ``dtype``."""
-    py = _step_float32 if np.dtype(dtype) == np.float32 else _step_float64
-    # from numba's cache this never touches the step dispatcher (a cold
-    # start loads one function); compiling types a call to it, which its
-    # lock (network.prepare) would refuse for a signature not loaded yet
-    locked = not getattr(step, "_can_compile", True)
-    step.disable_compile(False)
-    try:
-        return cfunc(_SIGNATURE, cache=True, error_model="numpy")(py)
-    finally:
-        if locked:
-            step.disable_compile(True)
+def _make(dtype, kinds):
+    """The builtin's C function for ``dtype``: the variant for every layer
+    kind if it is compiled or in the disk cache, else (compiled now) the
+    one for ``kinds`` only. ``step_body`` is inlined, so this is one level
+    of compilation above the layer kernels, and no dispatcher is touched."""
+    fn = _CFunc(dtype, ALL)
+    if kinds == ALL or not fn.load():
+        fn = _CFunc(dtype, kinds)
+        fn.compile()
+    return fn
 
 
 _usable: bool | None = None
@@ -191,41 +218,59 @@ class _MethodDef(ctypes.Structure):
 
 
 _defs: dict = {}
+_lock = threading.Lock()
 
 
-def prepare(dtype) -> bool:
-    """Compile, or load from numba's disk cache, the fast step for ``dtype``
-    (part of ``streamgru warmup``); False where the fast path is unavailable."""
+def _method(dtype, kinds):
+    """The method definition of the fast step for ``dtype`` serving models
+    whose layer kinds are in the mask ``kinds``, made (compiled or loaded)
+    once; None where the fast path is unavailable."""
     global _usable
     if config.DISABLE_JIT:
-        return False
-    if _usable is None:
-        _usable = _layout_ok()
-    if not _usable:
-        return False
+        return None
     dt = np.dtype(dtype)
-    if dt not in _defs:
-        fn = _make(dt)
+    for key in ((dt, ALL), (dt, kinds)):  # the variant for every kind serves any model
+        if key in _defs:
+            return _defs[key][1]
+    with _lock:  # threads making their first stream at once compile it once
+        if _usable is None:
+            _usable = _layout_ok()
+        if not _usable:
+            return None
+        for key in ((dt, ALL), (dt, kinds)):
+            if key in _defs:
+                return _defs[key][1]
+        fn = _make(dt, kinds)
         mdef = _MethodDef(b"fast_step", fn.address, _METH_FASTCALL, None)
-        _defs[dt] = (fn, mdef)  # both must outlive every builtin made from them
-    return True
+        # both must outlive every builtin made from them
+        _defs[dt, fn.kinds] = (fn, mdef)
+        return mdef
 
 
-def builtin(buf: np.ndarray, dtype, release_gil: bool = False):
+def prepare(dtype, kinds: int = ALL) -> bool:
+    """Compile, or load from the disk cache, the fast step for ``dtype``
+    (for every layer kind unless ``kinds`` says fewer; part of ``streamgru
+    warmup``); False where the fast path is unavailable."""
+    return _method(dtype, kinds) is not None
+
+
+def builtin(buf: np.ndarray, dtype, release_gil: bool = False, kinds: int = ALL):
     """A builtin ``f(x, out)`` running one step on the stream buffer ``buf``
     (see ``network.stream_buffer``): returns ``out`` on success, something
     else if the arguments need the checked path; or ``None`` instead of a
     function where the fast path is unavailable (see the module docstring).
-    With ``release_gil`` the kernel runs without the GIL.
+    With ``release_gil`` the kernel runs without the GIL. ``kinds`` is the
+    mask of the model's layer kinds (``kinds.mask_of``): on a cold cache
+    only their kernels are compiled.
 
     The function keeps a reference to its table but not to ``buf``: the
     caller must keep ``buf`` (and the plan it points to) alive as long as
     the function.
     """
-    if not prepare(dtype):
+    mdef = _method(dtype, kinds)
+    if mdef is None:
         return None
-    dt = np.dtype(dtype)
-    mdef = _defs[dt][1]
+    dt = np.dtype(np.dtype(dtype).char)  # the canonical descriptor numpy gives new arrays
     table = np.zeros(T_SIZE, np.int64)
     table[T_NDARRAY] = id(np.ndarray)
     table[T_DESCR] = id(dt)

@@ -191,7 +191,8 @@ def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     )
     if not plain:
         for b in range(B):
-            seq(src, s0 + b * ss, ss, dst, d0 + b * ds, ds, 1, w, meta, r, st, sb + b * sst, sc)
+            seq(src, s0 + b * ss, ss, dst, d0 + b * ds, ds, np.int64(1), w, meta, r, st, sb + b * sst,
+                sc)  # int64, not a literal 1: one specialisation of seq
         return
     I = meta[r + M_IN]
     G = row_width(H, w)

@@ -13,25 +13,31 @@ batch's states and ``sc`` one scratch buffer. A single stream's ``step`` and
 dispatcher ~45 ns (type check and unboxing), so ``buf`` (``stream_buffer``)
 carries the plan's addresses in a header, then the stream's state, then its
 scratch. ``prepare(dtype)`` compiles (or loads from the disk cache)
-every entry point for one dtype and then locks the dispatchers: a call with
-any other array type (dtype, layout, read-only, ndim) raises ``TypeError``
-from numba's C dispatcher instead of compiling a new version. That makes the
-dispatcher itself the fast type check of ``Stream.step``.
+every entry point for one dtype, each into its own dispatcher closed to
+other signatures: a call with any other array type (dtype, layout,
+read-only, ndim) raises ``TypeError`` from numba's C dispatcher instead of
+compiling a new version. That makes the dispatcher itself the fast type
+check of ``Stream.step``. The module-level dispatchers (``step``, ...) stay
+open; nothing ever toggles a dispatcher that callers share.
 
 Inside, arrays are passed on as ``pointers.borrowed`` views (or rebuilt with
 ``pointers.array_at``): no reference counting per helper call.
 """
 
+import threading
+
 import numpy as np
 from numba import njit, types
 
-from . import conv, dense, gru, lstm, norm, rnn, skip
-from .config import JIT_OPTIONS, jit
+from . import skip
+from .config import JIT_OPTIONS, jit, locked
+from .kinds import ALL
+from .kinds import rows as kinds_rows
+from .kinds import seq as kinds_seq
 from .layout import (
     H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER,
-    KIND_DENSE, KIND_GRU, KIND_LSTM, KIND_RNN, M_KIND, M_OUT, ROW,
+    M_KIND, M_OUT, ROW,
 )
-from .layout import KIND_BATCHNORM, KIND_CONV, KIND_LAYERNORM, KIND_PRELU
 from .pointers import address, array_at, borrowed
 
 U = np.uint64  # unsigned subscripts: no negative-index wrap, loops vectorise
@@ -53,7 +59,7 @@ B_W, B_NW, B_META, B_NMETA, B_CHECK = 0, 1, 2, 3, 4
 BUF_MAGIC = 0x5347525542554621  # "SGRUBUF!"
 
 
-@jit
+@_inline
 def _all_finite(a, a0, n):
     """True if a[a0 : a0 + n] holds no NaN or inf (branch-free, vectorises)."""
     ok = True
@@ -62,7 +68,7 @@ def _all_finite(a, a0, n):
     return ok
 
 
-@jit
+@_inline
 def _first_bad_row(a, rows, cols):
     """Index of the first row of the flat ``a`` holding NaN or inf, else -1."""
     for i in range(rows):
@@ -71,7 +77,7 @@ def _first_bad_row(a, rows, cols):
     return -1
 
 
-@jit
+@_inline
 def _plan_of(buf):
     """The plan (w, meta) whose addresses ``buf``'s header holds, as
     ``array_at`` views; meta is empty if ``buf`` has no valid header."""
@@ -92,34 +98,23 @@ def _layer_output(l, nl, r, meta, dst, d0, ds, sc):
     return sc, meta[H_SC_SEQA + (l & 1)], meta[r + M_OUT]
 
 
-@jit
-def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc):
+@_inline
+def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
     """T steps of the whole model: rows of ``src`` in, rows of ``dst`` out,
-    layer by layer over the tile, state at ``st[sb:]``."""
+    layer by layer over the tile, state at ``st[sb:]``; ``kinds`` is a
+    literal mask of the layer kinds to compile (kinds.py)."""
     nl = meta[H_NLAYERS]
     cur, c0, cs = src, s0, ss
     for l in range(nl):
         r = HEADER + ROW * l
-        kind = meta[r + M_KIND]
         out, o0, os = _layer_output(l, nl, r, meta, dst, d0, ds, sc)
-        if kind == KIND_GRU:
-            gru.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
-        elif kind == KIND_LSTM:
-            lstm.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
-        elif kind == KIND_RNN:
-            rnn.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
-        elif kind == KIND_DENSE:
-            dense.seq(cur, c0, cs, out, o0, os, T, w, meta, r)
-        elif kind == KIND_CONV:
-            conv.seq(cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
-        elif kind == KIND_BATCHNORM or kind == KIND_LAYERNORM or kind == KIND_PRELU:
-            norm.seq(cur, c0, cs, out, o0, os, T, w, meta, r)
+        kinds_seq(kinds, meta[r + M_KIND], cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
         cur, c0, cs = out, o0, os
     if meta[H_SKIP] >= 0 or meta[H_GAIN] >= 0:
         skip.apply(src, s0, ss, dst, d0, ds, T, w, meta)
 
 
-@jit
+@_inline
 def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
     """One step of B <= TILE independent streams through the whole model: row
     b of ``src`` in, row b of ``dst`` out, stream b's state at ``st[sb + b*sst:]``.
@@ -129,29 +124,17 @@ def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
     cur, c0, cs = src, s0, ss
     for l in range(nl):
         r = HEADER + ROW * l
-        kind = meta[r + M_KIND]
         out, o0, os = _layer_output(l, nl, r, meta, dst, d0, ds, sc)
-        if kind == KIND_GRU:
-            gru.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
-        elif kind == KIND_LSTM:
-            lstm.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
-        elif kind == KIND_RNN:
-            rnn.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
-        elif kind == KIND_DENSE:
-            dense.seq(cur, c0, cs, out, o0, os, B, w, meta, r)
-        elif kind == KIND_CONV:
-            conv.rows(cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
-        elif kind == KIND_BATCHNORM or kind == KIND_LAYERNORM or kind == KIND_PRELU:
-            norm.seq(cur, c0, cs, out, o0, os, B, w, meta, r)
+        kinds_rows(ALL, meta[r + M_KIND], cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
         cur, c0, cs = out, o0, os
     if meta[H_SKIP] >= 0 or meta[H_GAIN] >= 0:
         skip.apply(src, s0, ss, dst, d0, ds, B, w, meta)
 
 
-@jit
-def step(x, y, buf):
-    """One step of one stream: x (I,) -> y (O,); buf = plan header + state +
-    scratch (``stream_buffer``)."""
+@_inline
+def step_body(x, y, buf, kinds):
+    """``step``'s body, inlined there and in ``fastcall``'s builtin; ``kinds``
+    a literal mask of the layer kinds to compile (kinds.py)."""
     bx, by, bb = borrowed(x), borrowed(y), borrowed(buf)
     w, meta = _plan_of(bb)
     hb = BUF_HEADER_BYTES // buf.itemsize
@@ -160,8 +143,18 @@ def step(x, y, buf):
         return -1
     if not _all_finite(bx, 0, x.size):
         return 1
-    _run(bx, 0, 0, by, 0, 0, 1, w, meta, bb, hb, bb[hb + meta[H_STATE]:])
+    # int64 zeros and one, not literals: a literal argument would compile
+    # a second specialisation of every layer kernel
+    zero, one = np.int64(0), np.int64(1)
+    _run(bx, zero, zero, by, zero, zero, one, w, meta, bb, hb, bb[hb + meta[H_STATE]:], kinds)
     return 0
+
+
+@jit
+def step(x, y, buf):
+    """One step of one stream: x (I,) -> y (O,); buf = plan header + state +
+    scratch (``stream_buffer``)."""
+    return step_body(x, y, buf, ALL)
 
 
 @jit
@@ -186,7 +179,7 @@ def process(X, Y, buf):
     tile = meta[H_TILE]
     for t0 in range(0, T, tile):
         tt = min(tile, T - t0)
-        _run(xf, t0 * I, I, yf, t0 * O, O, tt, w, meta, bb, hb, sc)
+        _run(xf, t0 * I, I, yf, t0 * O, O, tt, w, meta, bb, hb, sc, ALL)
     return 0
 
 
@@ -238,7 +231,8 @@ def batch_process(X, Y, w, meta, states, sc, i0, i1):
     for i in range(i0, i1):
         for t0 in range(0, T, tile):
             tt = min(tile, T - t0)
-            _run(xf, (i * T + t0) * I, I, yf, (i * T + t0) * O, O, tt, w, meta, stf, i * S, sc)
+            _run(xf, (i * T + t0) * I, I, yf, (i * T + t0) * O, O, tt, w, meta, stf, i * S, sc,
+                 ALL)
     return 0
 
 
@@ -267,8 +261,8 @@ def stream_buffer(plan) -> tuple[np.ndarray, np.ndarray]:
     hb = BUF_HEADER_BYTES // dt.itemsize
     n = hb + plan.state_size + plan.scratch_size
     raw = np.zeros(n + BUF_ALIGN // dt.itemsize, dt)
-    skip = (-address(raw) % BUF_ALIGN) // dt.itemsize
-    buf = raw[skip : skip + n]
+    lead = (-address(raw) % BUF_ALIGN) // dt.itemsize
+    buf = raw[lead : lead + n]
     h = buf[:hb].view(np.int64)
     h[B_W], h[B_NW] = address(w), w.size
     h[B_META], h[B_NMETA] = address(meta), meta.size
@@ -293,43 +287,59 @@ def signatures(dtype) -> dict:
     }
 
 
+_lock = threading.Lock()
+_locked: dict = {}  # (name, dtype) -> a dispatcher closed to every other signature
+
+
+def _entry_point(name: str, dt: np.dtype):
+    """The closed dispatcher of entry point ``name`` for ``dt``, made once."""
+    fn = _locked.get((name, dt))
+    if fn is None:
+        with _lock:  # threads making their first call at once compile it once
+            fn = _locked.get((name, dt))
+            if fn is None:
+                fn = _locked[name, dt] = locked(ENTRY_POINTS[name], signatures(dt)[name])
+    return fn
+
+
+def compiled(name: str) -> list:
+    """Every signature compiled for entry point ``name`` in this process:
+    the closed dispatchers' (one per dtype prepared) and any the open
+    module-level dispatcher was called with directly."""
+    sigs = [sig for (n, _), fn in list(_locked.items()) if n == name for sig in fn.signatures]
+    return sigs + list(ENTRY_POINTS[name].signatures)
+
+
 def prepare(dtype, names=None) -> bool:
     """Compile, or load from the disk cache, the entry points ``names`` (all
-    by default) for ``dtype``, then lock their dispatchers against compiling
-    for other argument types.
+    by default) for ``dtype``, each into a dispatcher that compiles for no
+    other argument types (see ``entry``). Safe from any number of threads.
 
     Returns False when the JIT is disabled (``NUMBA_DISABLE_JIT=1``): the
     entry points are then plain Python and callers must check types first.
     """
     if not hasattr(step, "disable_compile"):
         return False
-    sigs = signatures(dtype)
+    dt = np.dtype(dtype)
     for name in ENTRY_POINTS if names is None else names:
-        fn, sig = ENTRY_POINTS[name], sigs[name]
-        if sig not in fn.overloads:
-            fn.disable_compile(False)
-            try:
-                fn.compile(sig)
-            finally:
-                fn.disable_compile(True)
-        else:
-            fn.disable_compile(True)
+        _entry_point(name, dt)
     return True
 
 
 def entry(name: str, dtype):
     """The callable for entry point ``name`` with arrays of float ``dtype``.
 
-    With the JIT on: the compiled dispatcher, prepared and locked (see
-    ``prepare``; only this entry point is loaded, which keeps a cold start
-    short), so arguments of any other type raise ``TypeError``. With the JIT
-    disabled: a Python wrapper that refuses the same arguments the same way,
-    so callers behave identically in both modes.
+    With the JIT on: a dispatcher compiled (or loaded from the disk cache)
+    for this one signature and closed, so arguments of any other type raise
+    ``TypeError`` from numba's C dispatcher instead of compiling a new
+    version; only this entry point is loaded, which keeps a cold start
+    short. With the JIT disabled: a Python wrapper that refuses the same
+    arguments the same way, so callers behave identically in both modes.
     """
     dt = np.dtype(dtype)
-    fn = ENTRY_POINTS[name]
     if prepare(dt, (name,)):
-        return fn
+        return _locked[name, dt]
+    fn = ENTRY_POINTS[name]
     kinds = signatures(dt)[name]
 
     def strict(*args):
@@ -342,23 +352,3 @@ def entry(name: str, dtype):
         return fn(*args)
 
     return strict
-
-
-def warmup(dtypes=(np.float32, np.float64)) -> dict:
-    """Compile, or load from numba's disk cache, every entry point for each
-    float dtype in ``dtypes``; return the seconds each dtype took.
-
-    The first call after installing (or editing a kernel) compiles; later
-    processes load the cache in a fraction of a second. Run it once at
-    install or deploy time (``streamgru warmup``) so no user request pays for
-    the compile.
-    """
-    import time
-
-    took = {}
-    for dtype in dtypes:
-        dt = np.dtype(dtype)
-        t0 = time.perf_counter()
-        prepare(dt)
-        took[dt.name] = time.perf_counter() - t0
-    return took
