@@ -19,8 +19,16 @@ fuzz = sys.modules["fuzz"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz)
 
 # mutants per reader in the CI run: about 30 s in all on a 2-core machine
-CASES = {"native": 500, "torch": 500, "onnx": 150}
+CASES = {"native": 600, "torch": 500, "onnx": 200, "keras": 100, "rtneural": 300, "nam": 300}
 DEFAULT_CASES = 200  # a reader merged later, until it is given its own number
+# bugs this run finds in a reader, until they are fixed at their source: the
+# test is expected to fail (strictly: once it passes, the entry must go)
+KNOWN_BUGS = {
+    "keras": "a corrupt legacy .h5 lets h5py's KeyError/RuntimeError out of the "
+             "'in attrs' / 'in f' checks (keras.py _legacy) to the wrapper, and one hangs the load",
+}
+READERS = [pytest.param(r, marks=pytest.mark.xfail(reason=KNOWN_BUGS[r], strict=True))
+           if r in KNOWN_BUGS else r for r in fuzz.readers()]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +56,7 @@ def test_every_reader_has_valid_seeds(seeds, worker):
             assert worker.run(path)["outcome"] in want, path
 
 
-@pytest.mark.parametrize("reader", fuzz.readers())
+@pytest.mark.parametrize("reader", READERS)
 def test_short_fuzz_run_finds_no_bug(reader, seeds, worker, tmp_path):
     n = CASES.get(reader, DEFAULT_CASES)
     res = fuzz.fuzz([reader], seeds, cases=n, seed_value=20261201, out=tmp_path, worker_=worker,

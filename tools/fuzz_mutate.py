@@ -104,8 +104,11 @@ def _odd_value(rng: random.Random, old):
 
 
 def json_mutate(obj, rng: random.Random):
-    """``obj`` (parsed JSON) with one node replaced, deleted or duplicated."""
+    """``obj`` (parsed JSON) with one node replaced, deleted or duplicated
+    (half the time a dict, list or string: weight lists would swamp the rest)."""
     nodes = _nodes(obj, [])
+    if rng.random() < 0.5:
+        nodes = [n for n in nodes if not isinstance(n[2], (int, float))] or nodes
     parent, key, value = rng.choice(nodes)
     if parent is None:
         return _odd_value(rng, value) if rng.random() < 0.1 else obj
@@ -281,6 +284,8 @@ def _member_mutate(name: str, content: bytes, rng: random.Random) -> bytes:
         return npy_mutate(content, rng)
     if name.endswith(".pkl") and rng.random() < 0.8:
         return pickle_mutate(content, rng)
+    if name.endswith(".json") and rng.random() < 0.8:
+        return json_text_mutate(content, rng)
     return byte_mutate(content, rng, [])
 
 
@@ -430,7 +435,14 @@ def structured(data: bytes, rng: random.Random) -> bytes:
         return safetensors_mutate(data, rng)
     if data[:1] == b"\x80":
         return legacy_pickles_mutate(data, rng)
+    if data.lstrip()[:1] in (b"{", b"["):
+        return json_text_mutate(data, rng)
     return protobuf_mutate(data, rng)
+
+
+def json_text_mutate(data: bytes, rng: random.Random) -> bytes:
+    """A JSON document (RTNeural, NAM, a Keras config) with one node changed."""
+    return _dumps(json_mutate(json.loads(data), rng))
 
 
 def mutate(data: bytes, rng: random.Random, corpus: list[bytes]) -> bytes:

@@ -9,9 +9,9 @@ from the interpreter straight to compiled code. The function reads the two
 numpy arrays' fields itself (numpy's ``PyArrayObject`` layout, which is part
 of numpy's ABI) and takes the fast path only when both are exactly what the
 kernel needs: ``numpy.ndarray`` (not a subclass), 1-D, C-contiguous,
-aligned, the stream's dtype (its canonical descriptor object), and ``out``
-writeable. It then runs ``network.step`` and returns ``out`` (a new
-reference). In every other case, including a status other than success
+aligned, the stream's dtype (its canonical descriptor object), ``out``
+writeable and not sharing memory with ``x``. It then runs ``network.step``
+and returns ``out`` (a new reference). In every other case, including a status other than success
 from the kernel (a size mismatch, NaN/inf in x: the state is then
 unchanged), it declines: it returns its own table (never one of the
 arguments), having changed nothing, and the caller takes the checked
@@ -114,6 +114,11 @@ def _fast_step(self, args, nargs, el, kinds):
         return _decline(self)
     x = array_at(xa[_DATA], array_at(xa[_DIMS], 1, np.int64)[0], el)
     out = array_at(oa[_DATA], array_at(oa[_DIMS], 1, np.int64)[0], el)
+    # out sharing a byte with x (out=x, overlapping views): the kernel would
+    # read what it has already written; the checked path refuses it
+    if (xa[_DATA] < oa[_DATA] + out.size * out.itemsize
+            and oa[_DATA] < xa[_DATA] + x.size * x.itemsize):
+        return _decline(self)
     buf = array_at(table[T_BUF], table[T_NBUF], el)
     if table[T_SAVE_THREAD] != 0:
         tstate = _save_thread(table[T_SAVE_THREAD])
