@@ -360,17 +360,22 @@ def usage() -> tuple[int, int]:
 
 
 def clear() -> int:
-    """Remove every streamgru kernel cache under ``base_dir()`` (all versions);
-    returns the number of files removed. Only folders holding a manifest
-    are touched, so a mistyped base folder loses nothing else."""
+    """Remove every streamgru kernel cache under ``base_dir()`` (all versions)
+    and any numba cache files that versions before this one wrote inside
+    the package (``kernels/__pycache__``); returns the number of files
+    removed. Under ``base_dir()`` only folders holding a manifest are
+    touched, so a mistyped base folder loses nothing else."""
     import shutil
 
     removed = 0
     base = base_dir()
-    if not os.path.isdir(base):
-        return 0
-    for entry in os.scandir(base):
-        if entry.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(entry.path, MANIFEST)):
-            removed += sum(len(f) for _, _, f in os.walk(entry.path))
-            shutil.rmtree(entry.path)
+    if os.path.isdir(base):
+        for entry in os.scandir(base):
+            if entry.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(entry.path, MANIFEST)):
+                removed += sum(len(f) for _, _, f in os.walk(entry.path))
+                shutil.rmtree(entry.path)
+    for path in glob.glob(os.path.join(SRC_DIR, "__pycache__", "*.nb[ic]")):
+        with contextlib.suppress(OSError):
+            os.remove(path)
+            removed += 1
     return removed
