@@ -215,9 +215,14 @@ def test_cache_command_shows_the_folder_and_clears_it(copy):
     base, folder = copy
     res = run(args=["cache"], cache_dir=base)
     assert folder in res.stdout and "MB" in res.stdout
+    # what versions before the own cache folder left inside the package
+    legacy = os.path.join(PACKAGE, "kernels", "__pycache__", "gru.seq-1.py311.nbi")
+    os.makedirs(os.path.dirname(legacy), exist_ok=True)
+    open(legacy, "wb").close()
     res = run(args=["cache", "--clear"], cache_dir=base)
     assert res.stdout.startswith("removed ")
     assert not os.path.exists(folder) and os.path.isdir(base)
+    assert not os.path.exists(legacy)
 
 
 def test_base_folder_precedence(monkeypatch):

@@ -61,3 +61,26 @@ def test_lazy_names_are_the_real_classes():
     assert set(sg.__all__) <= set(namespace)
     with pytest.raises(AttributeError, match="no attribute 'Streem'"):
         sg.Streem  # noqa: B018
+
+
+def test_a_warm_start_loads_kernels_without_numbas_numpy_support():
+    """Loading cached kernels skips numba's target refresh, which imports its
+    numpy implementations and, through their BLAS probe, scipy.linalg
+    (about half of a warm start); the user's own jitted code still gets
+    all of it when it compiles."""
+    code = (
+        "import sys, numpy as np, streamgru as sg\n"
+        f"m = sg.load({WATCH_GRU!r})\n"
+        "x = np.linspace(-1, 1, m.input_size).astype(np.float32)\n"
+        "y = m.stream().step(x)\n"
+        "assert np.array_equal(y, m.stream().process(x[None])[0])\n"
+        "print('LINALG', 'scipy.linalg' in sys.modules, 'numba.np.arraymath' in sys.modules)\n"
+        "from numba import njit\n"
+        "dot = njit(lambda a, b: np.dot(a, b))\n"
+        "assert dot(np.ones(3), np.ones(3)) == 3.0\n"
+    )
+    fresh(code)  # the first run may compile; the second starts warm
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                          capture_output=True, text=True)
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("LINALG")][0]
+    assert line == "LINALG False False", line

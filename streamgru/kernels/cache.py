@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 
+from numba.core.runtime import rtsys
 from numba.core.caching import (
     CompileResultCacheImpl, FunctionCache, IndexDataCacheFile, _CacheLocator,
     _SourceFileBackedLocatorMixin,
@@ -257,7 +258,7 @@ class _KernelFile(IndexDataCacheFile):
             why = manifests.check(self._cache_path, self._index_name)
             if why is None:
                 return super()._load_index()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing cached there yet
             return {}
         except Exception as exc:  # numba could not parse a file whose hash we recorded
             why = f"{self._index_name}: {type(exc).__name__}"
@@ -269,7 +270,7 @@ class _KernelFile(IndexDataCacheFile):
             why = manifests.check(self._cache_path, name)
             if why is None:
                 return super()._load_data(name)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise
         except Exception as exc:
             why = f"{name}: {type(exc).__name__}"
@@ -314,6 +315,16 @@ class KernelCache(FunctionCache):
         self._cache_file = _KernelFile(self._cache_path, self._impl.filename_base,
                                        self._impl.locator.get_source_stamp())
 
+    def load_overload(self, sig, target_context):
+        # Unlike numba's, no target_context.refresh() first: loading compiled
+        # code needs only the runtime's symbols (NRT_Free, ...), not the
+        # implementations a refresh registers, and a refresh imports numba's
+        # numpy support, whose BLAS probe imports scipy.linalg (about half a
+        # warm start). A compile still refreshes (numba's compiler does so
+        # itself), as does the user's own code.
+        rtsys.initialize(target_context)
+        return self._load_overload(sig, target_context)
+
     def save_overload(self, sig, data) -> None:
         if not writable():
             _in_memory("not writable")
@@ -349,17 +360,22 @@ def usage() -> tuple[int, int]:
 
 
 def clear() -> int:
-    """Remove every streamgru kernel cache under ``base_dir()`` (all versions);
-    returns the number of files removed. Only folders holding a manifest
-    are touched, so a mistyped base folder loses nothing else."""
+    """Remove every streamgru kernel cache under ``base_dir()`` (all versions)
+    and any numba cache files that versions before this one wrote inside
+    the package (``kernels/__pycache__``); returns the number of files
+    removed. Under ``base_dir()`` only folders holding a manifest are
+    touched, so a mistyped base folder loses nothing else."""
     import shutil
 
     removed = 0
     base = base_dir()
-    if not os.path.isdir(base):
-        return 0
-    for entry in os.scandir(base):
-        if entry.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(entry.path, MANIFEST)):
-            removed += sum(len(f) for _, _, f in os.walk(entry.path))
-            shutil.rmtree(entry.path)
+    if os.path.isdir(base):
+        for entry in os.scandir(base):
+            if entry.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(entry.path, MANIFEST)):
+                removed += sum(len(f) for _, _, f in os.walk(entry.path))
+                shutil.rmtree(entry.path)
+    for path in glob.glob(os.path.join(SRC_DIR, "__pycache__", "*.nb[ic]")):
+        with contextlib.suppress(OSError):
+            os.remove(path)
+            removed += 1
     return removed

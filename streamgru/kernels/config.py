@@ -4,8 +4,9 @@
 cache folder (``cache.py``: verified, never inside the package, usable
 read-only), so only the first process after an install (or an edit of a
 kernel file) compiles; numba's ``cache=True`` is not used, since it would
-write beside the sources. ``nogil=True`` lets threads run streams in parallel. ``error_model="numpy"``
-drops the per-division zero check (a branch that stops vectorisation).
+write beside the sources. ``nogil=True`` lets threads run streams in
+parallel. ``error_model="numpy"`` drops the per-division zero check (a
+branch that stops vectorisation).
 
 ``jit`` uses strict IEEE math. ``jit_fast`` adds only the fastmath flags that
 keep NaN/inf semantics: ``contract`` (fuse a*b+c into one FMA, one rounding
