@@ -30,6 +30,17 @@ def default_limit() -> int | None:
         raise CLIError(f"${LIMIT_ENV} must be a whole number of samples, got {value!r}", 2) from None
 
 
+def _compile_note(seconds: float) -> str:
+    """What a slow first sample means: compiled and kept, or compiled in memory."""
+    if seconds <= 1.0:
+        return ""
+    from ..kernels import cache
+
+    if cache.writable():
+        return f" (compiled: cached in {cache.folder()} from now on)"
+    return " (compiled in memory: the cache folder is not writable; see `streamgru cache`)"
+
+
 def _progress(stream: TextIO, text: str, live: bool) -> None:
     if live:
         stream.write("\r" + text + "\x1b[K")
@@ -76,8 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model.stream().step(samples[0], out=y)
     ready = time.perf_counter() - t0
-    print(f"kernels ready in {ready:.2f} s"
-          f"{' (compiled: cached on disk from now on)' if ready > 1.0 else ''}", flush=True)
+    print(f"kernels ready in {ready:.2f} s{_compile_note(ready)}", flush=True)
     s = model.stream()
     pred = np.empty(n, np.int64)
     ns = np.empty(n, np.int64)
