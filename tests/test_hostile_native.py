@@ -341,15 +341,20 @@ def test_max_bytes_must_be_a_positive_integer(tmp_path, bad):
     refused(saved(tmp_path, ".npz"), "max_bytes must be a positive whole number", max_bytes=bad)
 
 
+# every model file shipped in weights/ (any format sg.load reads; the sensor
+# streams watch_test.npz / watch_sample.csv are data), and the packaged one
+SUFFIXES = tuple(s for r in formats.READERS for s in r.suffixes)
 SHIPPED = [os.path.join(ROOT, "weights", f) for f in sorted(os.listdir(os.path.join(ROOT, "weights")))
-           if f.endswith((".npz", ".onnx", ".pt", ".safetensors")) and "test" not in f]
+           if f.endswith(SUFFIXES) and "test" not in f]
 SHIPPED.append(WATCH_GRU)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)
 def test_default_budget_allows_every_shipped_model(path):
-    m = sg.load(path)
-    assert m.input_size == 6 and m.output_size == 7
+    m = sg.load(path)  # the default budget: 8 x the file plus 256 MiB
+    assert isinstance(m, sg.Model) and m.input_size > 0
+    if "watch_gru" in path:
+        assert (m.input_size, m.output_size) == (6, 7)
 
 
 # ----------------------------------------------------------------------------
