@@ -21,14 +21,7 @@ _spec.loader.exec_module(fuzz)
 # mutants per reader in the CI run: about 30 s in all on a 2-core machine
 CASES = {"native": 600, "torch": 500, "onnx": 200, "keras": 100, "rtneural": 300, "nam": 300}
 DEFAULT_CASES = 200  # a reader merged later, until it is given its own number
-# bugs this run finds in a reader, until they are fixed at their source: the
-# test is expected to fail (strictly: once it passes, the entry must go)
-KNOWN_BUGS = {
-    "keras": "a corrupt legacy .h5 lets h5py's KeyError/RuntimeError out of the "
-             "'in attrs' / 'in f' checks (keras.py _legacy) to the wrapper, and one hangs the load",
-}
-READERS = [pytest.param(r, marks=pytest.mark.xfail(reason=KNOWN_BUGS[r], strict=True))
-           if r in KNOWN_BUGS else r for r in fuzz.readers()]
+READERS = fuzz.readers()
 
 
 @pytest.fixture(scope="module")
