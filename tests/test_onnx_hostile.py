@@ -63,7 +63,13 @@ def in_subprocess(path, timeout=60):
         except Exception as exc:
             print(type(exc).__name__)
             print(str(exc).replace("\\n", " "))
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        # VmHWM: this process's own peak (ru_maxrss would count the pytest process
+        # it was forked from: Linux carries the pre-exec peak over)
+        try:
+            hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+            print(int(hwm[0].split()[1]) // 1024)
+        except (OSError, IndexError):
+            print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=timeout, cwd=ROOT)

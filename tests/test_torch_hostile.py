@@ -139,7 +139,13 @@ RUNNER = textwrap.dedent("""
         result["peak"] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         out[name] = result
-    out["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM is this process's own peak; ru_maxrss would also count the pytest
+    # process it was forked from (Linux carries the pre-exec peak over)
+    try:
+        hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+        out["maxrss_kb"] = int(hwm[0].split()[1])
+    except (OSError, IndexError):
+        out["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(out))
 """)
 
