@@ -149,13 +149,27 @@ class H5Tree:
         return arr.astype(np.float32) if arr.dtype.itemsize == 2 else arr
 
 
-def _limit_memory(nbytes: int):
+def _limits(nbytes: int, seconds: float):
+    """The child's own bounds, enforced by the kernel so they hold even if
+    this process dies first (a killed caller must not leave a spinning
+    libhdf5 behind): address space, CPU seconds, and on Linux death with
+    the parent."""
     def apply() -> None:  # runs in the child before it starts
         try:
             import resource
 
             resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+            cpu = int(seconds) + 1
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         except (ImportError, ValueError, OSError):
+            pass
+        try:
+            import ctypes
+            import signal
+
+            PR_SET_PDEATHSIG = 1
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        except (OSError, AttributeError):
             pass
     return apply
 
@@ -164,12 +178,13 @@ def read_tree(raw: bytes, where: str, budget: Budget) -> H5Tree:
     """``raw`` (an HDF5 file's bytes) as an ``H5Tree``, read by h5py in a child
     process; ``where`` names the file in errors."""
     left = max(budget.limit - budget.used, 0)
+    deadline = TIMEOUT + len(raw) / (1 << 20)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     try:
         done = subprocess.run(
             [sys.executable, "-c", _CHILD, str(left)], input=raw, capture_output=True,
-            timeout=TIMEOUT + len(raw) / (1 << 20), env=env,
-            preexec_fn=_limit_memory(left + (2 << 30)) if os.name == "posix" else None,
+            timeout=deadline, env=env,
+            preexec_fn=_limits(left + (2 << 30), deadline) if os.name == "posix" else None,
         )
     except subprocess.TimeoutExpired:
         raise WeightsError(f"{where}: the HDF5 library did not finish reading the file "
