@@ -5,7 +5,7 @@ Each run is a new interpreter with its own STREAMGRU_CACHE_DIR (or none),
 loading one small entry point (``first_bad``), so a cold compile takes about
 a second. Damage is done to the real files those runs wrote. Read-only runs
 use a folder the process cannot write: as root (which ignores file modes)
-the run drops to user ``nobody`` with setpriv.
+the run drops the capabilities that override modes (setpriv).
 """
 
 import glob
@@ -46,8 +46,12 @@ def _env(cache_dir=None, home=None):
 
 
 def _as_unprivileged():
-    """argv prefix that runs a command as a user file modes apply to."""
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    """argv prefix that runs a command so that file modes apply to it. Root
+    keeps its uid (so it can still read the venv and the checkout, wherever
+    they are) but loses the capabilities that let it ignore modes."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
 
 
 def run(code=PROBE, cache_dir=None, home=None, read_only=False, args=None):
