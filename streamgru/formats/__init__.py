@@ -149,7 +149,9 @@ def load(path: str | os.PathLike, **options: Any) -> Model:
     st = check_regular(path)
     budget = Budget(path, st.st_size, options.pop("max_bytes", None))
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: a FIFO swapped in after the stat must not block the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
             head = f.read(HEAD_BYTES)
     except OSError as exc:
         raise WeightsError(f"{path}: cannot read ({exc.strerror or exc})") from None
@@ -170,10 +172,10 @@ def load(path: str | os.PathLike, **options: Any) -> Model:
         except Exception as exc:  # a reader bug: still a WeightsError for the caller
             err = UnexpectedReaderError(
                 f"{path}: the {reader.name} reader failed unexpectedly "
-                f"({type(exc).__name__}: {exc}); please report this file"
+                f"({type(exc).__name__}: {str(exc)[:300]}); please report this file"
             )
             raise err from exc
-        budget.used = 0
+        budget.used = budget.work = 0  # the next reader starts from the full budget
     if len(errors) == 1:
         raise errors[0][1]
     # several readers tried: the suffix's own reader's error first, then the others
