@@ -80,6 +80,15 @@ def _source(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return _array(value, name, shape, _float_dtype(value))
 
 
+def _keras_kernels(kernel: Any, recurrent_kernel: Any, gates: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """H and the checked arrays of a Keras recurrent layer: ``kernel`` (I, gates*H)
+    and ``recurrent_kernel`` (H, gates*H), both transposed against torch."""
+    H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
+    rk = _source(recurrent_kernel, "recurrent_kernel", (H, gates * H))
+    k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], gates * H))
+    return H, k, rk
+
+
 def _drop_direction(value: Any, name: str, ndim: int) -> np.ndarray:
     """ONNX arrays may keep their leading num_directions axis of 1."""
     if value is None:

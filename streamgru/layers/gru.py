@@ -9,7 +9,7 @@ import numpy as np
 from .activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS, _restricted, keras_activation, onnx_activations
 from .base import (
     Layer, _act_config, _act_from_config, _array, _clip, _drop_direction, _float_dtype,
-    _gate_rows, _reorder, _shape_of, _source,
+    _gate_rows, _keras_kernels, _reorder, _shape_of, _source,
 )
 
 class GRU(Layer):
@@ -169,9 +169,7 @@ class GRU(Layer):
         >>> print(gru.gate_activation)
         hard_sigmoid(alpha=0.166667, beta=0.5)
         """
-        H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
-        rk = _source(recurrent_kernel, "recurrent_kernel", (H, 3 * H))
-        k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], 3 * H))
+        H, k, rk = _keras_kernels(kernel, recurrent_kernel, 3)
         zrh_to_rzn = (1, 0, 2)  # Keras columns are z, r, h (transposed); canonical rows r, z, n
         bias_ih = bias_hh = None
         if bias is not None:

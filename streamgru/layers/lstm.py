@@ -10,7 +10,7 @@ from ..errors import WeightsError
 from .activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS, _restricted, keras_activation, onnx_activations
 from .base import (
     Layer, _act_config, _act_from_config, _array, _clip, _drop_direction, _float_dtype,
-    _gate_rows, _reorder, _shape_of, _source,
+    _gate_rows, _keras_kernels, _reorder, _shape_of, _source,
 )
 
 class LSTM(Layer):
@@ -199,9 +199,7 @@ class LSTM(Layer):
         >>> sg.LSTM.from_keras(np.ones((3, 8)), np.ones((2, 8))).state_size
         4
         """
-        H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
-        rk = _source(recurrent_kernel, "recurrent_kernel", (H, 4 * H))
-        k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], 4 * H))
+        H, k, rk = _keras_kernels(kernel, recurrent_kernel, 4)
         if bias is not None:
             bias = _source(bias, "bias", (4 * H,))
         act = keras_activation(activation, keras_version)

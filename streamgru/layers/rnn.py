@@ -10,7 +10,7 @@ from ..errors import WeightsError
 from .activations import CELL_ACTIVATIONS, _restricted, keras_activation, onnx_activations
 from .base import (
     Layer, _act_config, _act_from_config, _array, _clip, _drop_direction, _float_dtype,
-    _shape_of, _source,
+    _keras_kernels, _shape_of, _source,
 )
 
 class RNN(Layer):
@@ -142,9 +142,7 @@ class RNN(Layer):
         >>> (rnn.input_size, rnn.hidden_size, rnn.activation.name)
         (3, 5, 'relu')
         """
-        H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
-        rk = _source(recurrent_kernel, "recurrent_kernel", (H, H))
-        k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], H))
+        H, k, rk = _keras_kernels(kernel, recurrent_kernel, 1)
         if bias is not None:
             bias = _source(bias, "bias", (H,))
         # Keras kernels are (in, out): transposed to torch's (out, in)
