@@ -37,7 +37,8 @@ def add_batchnorm(layers: list[Layer], bn: BatchNorm) -> bool:
     conv has no activation yet (exact up to rounding); True if folded."""
     last = layers[-1] if layers else None
     if isinstance(last, Conv1d) and last.activation.name == "identity":
-        layers[-1] = _fold(last, bn)
+        # folded in float64, kept in the sources' own precision (Keras picks the model dtype from it)
+        layers[-1] = _fold(last, bn).astype(np.result_type(last.dtype, bn.dtype))
         return True
     layers.append(bn)
     return False
@@ -48,7 +49,8 @@ def prelu(alpha: Any, size: int, what: str) -> PReLU:
     shared (Keras ``alpha``: (1, C) with ``shared_axes=[1]``; ONNX ``slope``
     broadcast against (N, C, T)): every axis but the last must be 1 (a slope
     per time step cannot stream), the last is C or 1 (shared)."""
-    a = np.asarray(alpha, dtype=np.float64)
+    a = np.asarray(alpha)
+    a = a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
     if a.ndim == 0:
         a = a.reshape(1)
     if any(d != 1 for d in a.shape[:-1]):
