@@ -14,6 +14,7 @@ import pytest
 import streamgru as sg
 
 from keras_models import T, floatx, forward, keras, save_all
+from onnx_models import err
 
 TOL = {np.float32: 1e-5, np.float64: 1e-9}
 logging.getLogger("absl").setLevel(logging.ERROR)
@@ -272,10 +273,4 @@ BAD = {
 @pytest.mark.parametrize("name", list(BAD))
 def test_malformed_files_are_refused(good, tmp_path, name):
     config, weights, words = BAD[name]
-    path = _rewrite(good, tmp_path / f"{name}.keras", config, weights)
-    with pytest.raises(sg.WeightsError) as info:
-        sg.load(path)
-    msg = str(info.value)
-    assert path in msg, msg
-    for w in words:
-        assert w in msg, msg
+    err(_rewrite(good, tmp_path / f"{name}.keras", config, weights), *words)

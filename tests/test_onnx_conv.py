@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 import streamgru as sg
 
 from onnx_models import err, ort_run, save
+from test_conv_torch import randomise_batchnorm
 
 torch = pytest.importorskip("torch")
 nn, F = torch.nn, torch.nn.functional
@@ -22,11 +23,7 @@ TOL = 1e-5
 
 
 def _bn(bn, gen):
-    with torch.no_grad():
-        bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen) * 0.5)
-        bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
-        bn.weight.copy_(torch.randn(bn.num_features, generator=gen))
-        bn.bias.copy_(torch.randn(bn.num_features, generator=gen) * 0.3)
+    randomise_batchnorm(bn, gen)
     return bn
 
 

@@ -173,18 +173,23 @@ def _feature_axis(b: _Build, e: Entry, what: str) -> None:
                                 f"sample can stream")
 
 
-def _batchnorm(b: _Build, e: Entry) -> None:
-    _feature_axis(b, e, "BatchNormalization")
-    if _flag(b, e, "renorm", False):
-        raise fail(b.where, e, "renorm=True is not supported")
-    center, scale = _flag(b, e, "center", True), _flag(b, e, "scale", True)
+def _norm_weights(b: _Build, e: Entry, flag: str, extra: tuple[str, ...] = ()) -> dict:
+    """A normalisation layer's arrays by name: gamma if ``scale``, beta if
+    ``center``, then ``extra``; refused after ``flag=True`` or a wrong count."""
+    if _flag(b, e, flag, False):
+        raise fail(b.where, e, f"{flag}=True is not supported")
+    on = {"gamma": _flag(b, e, "scale", True), "beta": _flag(b, e, "center", True)}
+    names = [n for n in ("gamma", "beta") if on[n]] + list(extra)
     arrays = list(b.fetch(e))
-    names = [n for n, on in (("gamma", scale), ("beta", center)) if on]
-    names += ["moving_mean", "moving_variance"]
     if len(arrays) != len(names):
         raise fail(b.where, e, f"expected {len(names)} weight tensors ({', '.join(names)}), "
                                 f"found {len(arrays)}")
-    got = dict(zip(names, arrays))
+    return dict(zip(names, arrays))
+
+
+def _batchnorm(b: _Build, e: Entry) -> None:
+    _feature_axis(b, e, "BatchNormalization")
+    got = _norm_weights(b, e, "renorm", ("moving_mean", "moving_variance"))
     # Keras: gamma * (x - moving_mean) / sqrt(moving_variance + epsilon) + beta
     bn = BatchNorm(got["moving_mean"], got["moving_variance"], got.get("gamma"), got.get("beta"),
                    eps=_number(b, e, "epsilon", 1e-3))
@@ -197,16 +202,10 @@ def _batchnorm(b: _Build, e: Entry) -> None:
 
 def _layernorm(b: _Build, e: Entry) -> None:
     _feature_axis(b, e, "LayerNormalization")
-    if _flag(b, e, "rms_scaling", False):
-        raise fail(b.where, e, "rms_scaling=True is not supported")
-    center, scale = _flag(b, e, "center", True), _flag(b, e, "scale", True)
-    arrays = list(b.fetch(e))
-    names = [n for n, on in (("gamma", scale), ("beta", center)) if on]
-    if len(arrays) != len(names) or (not names and b.size is None):
-        raise fail(b.where, e, f"expected {len(names)} weight tensors ({', '.join(names)}), "
-                                f"found {len(arrays)}")
-    got = dict(zip(names, arrays))
-    size = b.size if b.size is not None else int(np.size(arrays[0]))
+    if b.size is None and not (_flag(b, e, "scale", True) or _flag(b, e, "center", True)):
+        raise fail(b.where, e, "neither scale nor center, and the model config gives no input size")
+    got = _norm_weights(b, e, "rms_scaling")
+    size = b.size if b.size is not None else int(np.size(next(iter(got.values()))))
     # Keras: (x - mean) / sqrt(var + epsilon) * gamma + beta (epsilon 1e-3 by default)
     b.push(LayerNorm(size, got.get("gamma"), got.get("beta"), eps=_number(b, e, "epsilon", 1e-3)))
 
