@@ -131,6 +131,25 @@ def test_tcn_streams_like_onnxruntime(files):
     np.testing.assert_allclose(m.stream().process(X[0].T), got, rtol=0, atol=TOL)
 
 
+@pytest.mark.parametrize("dynamo", [False, True], ids=["ts", "dynamo"])
+def test_tcn_exported_with_dynamic_time_streams_like_onnxruntime(tmp_path, dynamo):
+    torch.manual_seed(4)
+    path = tmp_path / "tcn_dynamic.onnx"
+    x = torch.randn(1, 2, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            torch.onnx.export(TCN().eval(), (x,), str(path), dynamo=True, verbose=False,
+                              dynamic_shapes=({2: torch.export.Dim("time")},))
+        else:
+            torch.onnx.export(TCN().eval(), (x,), str(path), dynamo=False, input_names=["x"],
+                              dynamic_axes={"x": {2: "time"}})
+    m = sg.load(path)
+    X = np.random.default_rng(6).normal(size=(1, 2, 1000)).astype(np.float32)
+    (want,) = ort_run(path, {m.metadata["input"]: X})
+    assert np.max(np.abs(m.stream().process(X[0].T) - want[0])) < TOL
+
+
 # ---------------------------------------------------------------------------
 # hand-built graphs: a channels-first input (1, C, T) through ``nodes``
 
