@@ -150,6 +150,18 @@ def test_tcn_exported_with_dynamic_time_streams_like_onnxruntime(tmp_path, dynam
     assert np.max(np.abs(m.stream().process(X[0].T) - want[0])) < TOL
 
 
+def test_a_float64_export_matches_torch_to_1e_9(tmp_path):
+    # (ONNX Runtime has no float64 Conv; the reference is torch's own double forward)
+    torch.manual_seed(5)
+    net = TCN().eval().double()
+    path = export(net, tmp_path / "tcn64.onnx", torch.randn(1, 2, T, dtype=torch.float64), False)
+    m = sg.load(path, dtype=np.float64)
+    X = np.random.default_rng(7).normal(size=(1, 2, T))
+    with torch.no_grad():
+        want = net(torch.from_numpy(X))[0].numpy()
+    np.testing.assert_allclose(m.stream().process(X[0].T), want, rtol=0, atol=1e-9)
+
+
 # ---------------------------------------------------------------------------
 # hand-built graphs: a channels-first input (1, C, T) through ``nodes``
 
