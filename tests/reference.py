@@ -341,3 +341,83 @@ def run_offline(model, X, state=None):
             V = np.array(out).reshape(len(V), layer.output_size)
         finals.append(st)
     return V, (np.concatenate(finals) if finals else np.zeros(0))
+
+
+# ----------------------------------------------------------------------------
+# RTNeural's documented math on its JSON layout (the arrays as the file holds
+# them, Keras's layout), per sample in time order, as RTNeural runs it
+
+
+def rtneural_conv1d(X, kernel, bias, dilation, groups=1):
+    """RTNeural's always-causal conv1d over the rows of X (T, C_in): kernel
+    (k, C_in / groups, C_out), ``kernel[i]`` multiplies x[t - (k-1-i)*d]
+    (x = 0 before the first sample); output o reads input group o // (C_out/groups)."""
+    X = np.asarray(X, np.float64)
+    K = np.asarray(kernel, np.float64)
+    k, cin_g, C_out = K.shape
+    cout_g = C_out // groups
+    Y = np.zeros((len(X), C_out))
+    for t in range(len(X)):
+        y = np.zeros(C_out) if bias is None else np.array(bias, np.float64)
+        for i in range(k):
+            s = t - (k - 1 - i) * dilation
+            if s < 0:
+                continue
+            for o in range(C_out):
+                g = o // cout_g
+                y[o] += X[s, g * cin_g:(g + 1) * cin_g] @ K[i, :, o]
+        Y[t] = y
+    return Y
+
+
+def rtneural_batchnorm(X, weights, epsilon):
+    """gamma * (x - mean) / sqrt(var + epsilon) + beta; weights [gamma, beta,
+    mean, var] or [mean, var]."""
+    w = [np.asarray(a, np.float64) for a in weights]
+    gamma, beta = (w[0], w[1]) if len(w) == 4 else (1.0, 0.0)
+    mean, var = w[-2], w[-1]
+    return gamma * (np.asarray(X, np.float64) - mean) / np.sqrt(var + epsilon) + beta
+
+
+def rtneural_prelu(X, alpha):
+    """x where x >= 0, else alpha * x; alpha is the first row of weights[0]
+    (one value: shared by every channel)."""
+    X = np.asarray(X, np.float64)
+    a = np.asarray(alpha, np.float64)[0]
+    return np.where(X >= 0, X, a * X)
+
+
+RTNEURAL_ACTIVATIONS = {
+    "": lambda a: a, "tanh": np.tanh, "relu": lambda a: np.maximum(a, 0.0), "sigmoid": sigmoid,
+    "elu": lambda a: np.where(a >= 0, a, np.exp(a) - 1.0),
+    "softmax": lambda a: np.exp(a - a.max(-1, keepdims=True))
+    / np.exp(a - a.max(-1, keepdims=True)).sum(-1, keepdims=True),
+}
+
+
+def rtneural_run(doc, X):
+    """Run an RTNeural JSON document's layers over the rows of X."""
+    V = np.asarray(X, np.float64)
+    for layer in doc["layers"]:
+        kind, w = layer["type"], layer["weights"]
+        act = RTNEURAL_ACTIVATIONS[layer.get("activation", "")]
+        last = lambda v: v[-1] if isinstance(v, list) else v  # noqa: E731
+        if kind == "conv1d":
+            V = act(rtneural_conv1d(V, w[0], w[1] if len(w) > 1 else None, last(layer["dilation"]),
+                                    last(layer.get("groups", 1))))
+        elif kind == "batchnorm":
+            V = rtneural_batchnorm(V, w, layer["epsilon"])
+        elif kind == "prelu":
+            V = rtneural_prelu(V, w[0])
+        elif kind in ("dense", "time-distributed-dense"):
+            V = act(V @ np.asarray(w[0], np.float64) + (np.asarray(w[1], np.float64)
+                                                         if len(w) > 1 else 0.0))
+        elif kind == "activation":
+            V = act(V)
+        elif kind == "gru":
+            V = keras_gru(V, w[0], w[1], w[2], reset_after=True)
+        elif kind == "lstm":
+            V = keras_lstm(V, w[0], w[1], w[2])
+        else:
+            raise ValueError(f"no reference for RTNeural layer {kind}")
+    return V

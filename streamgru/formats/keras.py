@@ -212,8 +212,8 @@ def _fetch_legacy(tree: H5Tree, path: str) -> Callable[[Entry], list]:
 
 
 def _model(chain: list[Entry], fetch: Callable[[Entry], list], where: str, version: int | None,
-           dtype: Any, meta: dict) -> Model:
-    layers, info = build(chain, fetch, where, version)
+           dtype: Any, meta: dict, budget: Budget | None = None) -> Model:
+    layers, info = build(chain, fetch, where, version, budget)
     if dtype is None:
         wide = any(a.dtype == np.float64 for l in layers for a in l.arrays().values())
         dtype = np.float64 if wide else np.float32
@@ -260,7 +260,7 @@ def load(path: str, dtype: Any = None, keras_version: Any = None, *,
     _, model_order, chain = model_layers(config, path)
     meta = {"format": "keras", "source": path, "container": container,
             "keras_version": _text(version) if version is not None else None}
-    return _model(chain, fetch_for(model_order), path, major, dtype, meta)
+    return _model(chain, fetch_for(model_order), path, major, dtype, meta, budget)
 
 
 def from_keras(model: Any, dtype: Any = None) -> Model:

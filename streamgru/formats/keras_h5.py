@@ -80,7 +80,7 @@ try:
                                   "shape": list(obj.shape or ()), "attrs": attrs(obj)}
             if obj.external or obj.is_virtual:
                 info["outside"] = True
-            elif obj.dtype.kind == "f" and obj.dtype.itemsize in (2, 4, 8) and obj.ndim <= 2:
+            elif obj.dtype.kind == "f" and obj.dtype.itemsize in (2, 4, 8) and obj.ndim <= 3:
                 used += int(obj.size) * obj.dtype.itemsize
                 if used > limit:
                     raise OverflowError(used)
@@ -143,7 +143,7 @@ class H5Tree:
         if "error" in node:
             raise WeightsError(f"{what}: unreadable ({node['error']})")
         if "data" not in node:
-            raise WeightsError(f"{what}: expected a float vector or matrix, got "
+            raise WeightsError(f"{what}: expected a float vector, matrix or conv kernel (3-D), got "
                                f"{node['dtype']} of shape {tuple(node['shape'])}")
         arr = self._arrays[node["data"]]
         return arr.astype(np.float32) if arr.dtype.itemsize == 2 else arr

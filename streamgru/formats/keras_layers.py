@@ -9,6 +9,9 @@ Supported: ``Sequential`` and functional models that are a chain (one input,
 one output, every layer fed by the one before); layers ``GRU`` (both
 ``reset_after``), ``LSTM``, ``SimpleRNN``, ``Dense``, ``TimeDistributed(Dense)``,
 ``Activation``, ``ReLU``, ``LeakyReLU``, ``ELU``, ``Softmax``, ``InputLayer``;
+``Conv1D``, ``DepthwiseConv1D``, ``ZeroPadding1D``, ``BatchNormalization``,
+``LayerNormalization`` and ``PReLU`` (``keras_conv``, which says how each
+padding lines up with the stream);
 ``Dropout``-like layers and ``Masking`` are the identity at inference (a
 stream has no padding; Keras would skip a step whose every feature equals
 ``mask_value``). A recurrent layer with ``return_sequences=False`` makes a
@@ -24,7 +27,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import WeightsError
-from ..layers import GRU, LSTM, RNN, Dense, Layer, keras_activation
+from ..layers import (ELEMENTWISE_ACTIVATIONS, GRU, LSTM, RNN, Conv1d, Dense, Layer,
+                      keras_activation)
+from .guard import Budget
 from .keras_graph import Entry, entry, fail
 
 __all__ = ["build"]
@@ -58,6 +63,10 @@ class _Build:
     seq: bool = True                # it still has a time axis
     many_to_one: bool = False
     notes: list[str] = field(default_factory=list)
+    budget: Budget = field(default_factory=Budget.unlimited)
+    left_pad: int | None = None     # a ZeroPadding1D((p, 0)) waiting for its conv
+    valid_delay: int = 0            # samples the stream runs ahead of padding="valid" convs
+    valid_layers: set = field(default_factory=set)  # indices of those convs in ``layers``
 
     def push(self, layer: Layer) -> None:
         self.layers.append(layer)
@@ -171,6 +180,11 @@ def _apply(b: _Build, e: Entry, act: Any) -> None:
     if isinstance(last, Dense) and last.activation.name == "identity":
         b.layers[-1] = Dense(last.weight, last.bias, act)
         return
+    if (isinstance(last, Conv1d) and last.activation.name == "identity"
+            and act.name in ELEMENTWISE_ACTIVATIONS):
+        b.layers[-1] = Conv1d(last.weight, last.bias, dilation=last.dilation,
+                              groups=last.groups, activation=act)
+        return
     if b.size is None:
         raise fail(b.where, e, "an activation before any layer with weights, and the model "
                                 "config gives no input size")
@@ -233,6 +247,14 @@ _HANDLERS: dict[str, Callable[[_Build, Entry], None]] = {
 }
 
 
+def _tables() -> tuple[dict, dict]:
+    """(handlers, refusals) with keras_conv's convolution and normalisation
+    layers (imported here: keras_conv builds on this module's helpers)."""
+    from .keras_conv import HANDLERS, REFUSED
+
+    return {**_HANDLERS, **HANDLERS}, {**_REFUSED, **REFUSED}
+
+
 def _input_shape(chain: list[Entry]) -> list | None:
     for e in chain[:1]:
         for key in ("batch_shape", "batch_input_shape"):   # Keras 3 / Keras 2
@@ -243,24 +265,25 @@ def _input_shape(chain: list[Entry]) -> list | None:
 
 
 def build(chain: list[Entry], fetch: Callable[[Entry], list], where: str,
-          keras_version: int | None) -> tuple[list[Layer], dict]:
+          keras_version: int | None, budget: Budget | None = None) -> tuple[list[Layer], dict]:
     """Canonical layers for the Keras layers ``chain`` (in data-flow order),
     with ``fetch(entry)`` giving a layer's weights; also the metadata
-    (``many_to_one``, notes)."""
-    b = _Build(where, fetch, keras_version)
+    (``many_to_one``, ``valid_delay``, notes)."""
+    b = _Build(where, fetch, keras_version, budget=budget or Budget.unlimited(where))
     shape = _input_shape(chain)
     if shape is not None:
         b.seq = len(shape) >= 3
         if isinstance(shape[-1], int) and not isinstance(shape[-1], bool) and shape[-1] > 0:
             b.size = shape[-1]
+    handlers, refused = _tables()
     for i, e in enumerate(chain):
         if e.class_name == "InputLayer":
             if i:
                 raise fail(where, e, "an input layer in the middle of the model")
             continue
-        if e.class_name in _REFUSED:
-            raise fail(where, e, f"not supported: {_REFUSED[e.class_name]}")
-        handler = _HANDLERS.get(e.class_name)
+        if e.class_name in refused:
+            raise fail(where, e, f"not supported: {refused[e.class_name]}")
+        handler = handlers.get(e.class_name)
         if handler is None:
             # registered objects are "package>Name"; Keras 3 also records the module
             custom = (e.registered_name or ">" in e.class_name
@@ -269,15 +292,31 @@ def build(chain: list[Entry], fetch: Callable[[Entry], list], where: str,
                 raise fail(where, e, f"a custom layer (module {e.module!r}): Python code, "
                                       f"which streamgru never runs")
             raise fail(where, e, f"Keras layer type {e.class_name!r} is not supported; "
-                                  f"supported: {', '.join(sorted(_HANDLERS))}, InputLayer")
+                                  f"supported: {', '.join(sorted(handlers))}, InputLayer")
+        if b.left_pad is not None and e.class_name not in ("Conv1D", "DepthwiseConv1D"):
+            raise fail(where, e, f"follows ZeroPadding1D(({b.left_pad}, 0)), which must feed a "
+                                  f"Conv1D or DepthwiseConv1D directly (the causal conv idiom)")
+        n, delayed = len(b.layers), b.valid_delay
         try:
             handler(b, e)
         except WeightsError as exc:
             msg = str(exc)
             raise (exc if msg.startswith(where) else fail(where, e, msg)) from None
+        if delayed and any(layer.state_size and i not in b.valid_layers
+                           for i, layer in enumerate(b.layers[n:], n)):
+            raise fail(where, e, f"has memory and follows padding='valid' convolutions that the "
+                                  f"stream runs {delayed} samples ahead of Keras: it would see "
+                                  f"{delayed} samples the Keras model never computed. Use "
+                                  f"padding='causal' (or ZeroPadding1D((L, 0)) before the conv)")
+    if b.left_pad is not None:
+        raise WeightsError(f"{where}: the model ends with a ZeroPadding1D, not a conv")
     if not b.layers:
         raise WeightsError(f"{where}: the model has no layer that computes anything")
     meta: dict[str, Any] = {"many_to_one": b.many_to_one}
+    if b.valid_delay:
+        meta["valid_delay"] = b.valid_delay
+        b.notes.append(f"padding='valid' convolutions stream causally: the stream's output at step "
+                       f"t + {b.valid_delay} is the Keras model's output at t")
     if b.notes:
         meta["notes"] = b.notes
     return b.layers, meta

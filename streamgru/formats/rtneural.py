@@ -12,7 +12,20 @@ layer ``{"type", "activation", "shape", "weights"}`` with Keras's arrays:
   columns i, f, c, o;
 - ``dense`` / ``time-distributed-dense``: kernel (in, out), bias (out,)
   optional, then its ``activation`` if not empty;
-- ``activation``: tanh, relu, sigmoid, softmax or elu (alpha 1).
+- ``activation``: tanh, relu, sigmoid, softmax or elu (alpha 1);
+- ``conv1d``: ``kernel_size`` and ``dilation`` (numbers, or Keras's
+  one-entry lists: RTNeural reads the last entry), ``groups`` (default 1),
+  kernel (k, in / groups, out) and bias (out,), then its ``activation``.
+  RTNeural's conv is always causal, whatever padding trained it:
+  ``kernel[i]`` multiplies ``x[t - (k - 1 - i) * dilation]``, zeros before
+  the first sample;
+- ``batchnorm``: ``epsilon`` and 4 arrays gamma, beta, running mean,
+  running variance, or 2 (mean, variance: no affine part);
+  ``y = gamma * (x - mean) / sqrt(var + epsilon) + beta``, folded into a
+  conv right before it;
+- ``prelu``: one array of shape (1, C) or (1, 1) (Keras's ``alpha`` with
+  ``shared_axes=[1]``; RTNeural reads its first row): ``x`` if ``x >= 0``
+  else ``alpha * x``.
 
 RTNeural ignores a recurrent layer's ``activation`` and always computes
 tanh, so anything but ``tanh`` or empty there is refused rather than run as
@@ -34,9 +47,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import WeightsError
-from ..layers import GRU, LSTM, Dense, Layer
+from ..layers import (ELEMENTWISE_ACTIVATIONS, GRU, LSTM, BatchNorm, Conv1d, Dense, Layer,
+                      make_activation)
 from ..model import Model
-from . import guitarml, jsonfile
+from . import conv_common, guitarml, jsonfile
 from .guard import Budget, check_regular
 from .jsonfile import field, kind
 
@@ -45,7 +59,8 @@ OPTIONS = ("dtype",)
 # RTNeural's activation names -> streamgru's (elu: RTNeural's default alpha 1)
 ACTIVATIONS = {"tanh": "tanh", "relu": "relu", "sigmoid": "sigmoid", "softmax": "softmax",
                "elu": ("elu", 1.0)}
-LAYER_TYPES = ("gru", "lstm", "dense", "time-distributed-dense", "activation")
+LAYER_TYPES = ("gru", "lstm", "dense", "time-distributed-dense", "activation", "conv1d",
+               "batchnorm", "prelu")
 KERAS = ("Keras layout: kernel (inputs, n*H) transposed; GRU gate columns z, r, h with a "
          "(2, 3H) bias (reset_after); LSTM gate columns i, f, c, o")
 _BIAS = {"gru": "bias, (2, 3H): input and recurrent rows (reset_after)", "lstm": "bias, (4H,)"}
@@ -147,6 +162,10 @@ def _layer(layer: Any, where: str, size: int, budget: Budget) -> tuple[str, Laye
         if width != size:
             raise WeightsError(f"{where}: shape says {width} values, the previous layer gives {size}")
         return "activation", _activation(layer.get("activation", ""), where)
+    if ltype in ("conv1d", "batchnorm", "prelu"):
+        if ltype != "conv1d" and width != size:
+            raise WeightsError(f"{where}: shape says {width} values, the previous layer gives {size}")
+        return "layer", _CONV_TYPES[ltype](layer, where, size, width, budget)
     if ltype in ("dense", "time-distributed-dense"):
         arrays = _weights(layer, where, (2, 1), ("kernel", "bias"), budget, optional=1)
         kernel = arrays[0]
@@ -169,6 +188,71 @@ def _layer(layer: Any, where: str, size: int, budget: Budget) -> tuple[str, Laye
         return "layer", GRU.from_keras(kernel, recurrent, bias, reset_after=True)
     # Keras LSTM columns i, f, c, o are the canonical order, transposed
     return "layer", LSTM.from_keras(kernel, recurrent, bias)
+
+
+def _last_int(layer: dict, key: str, where: str, default: Any = ...) -> int:
+    """A conv setting as a number or a Keras tuple (``[3]``: RTNeural reads the last entry)."""
+    value = field(layer, key, where, (int, list), default=default)
+    if isinstance(value, list):
+        value = value[-1] if len(value) == 1 else None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1 << 24:
+        raise WeightsError(f"{where}: {key!r} must be a whole number from 1 to {1 << 24} (or a "
+                           f"list of one), got {_text(layer[key])}")
+    return value
+
+
+def _conv1d(layer: dict, where: str, size: int, width: int, budget: Budget) -> Conv1d:
+    k, d = _last_int(layer, "kernel_size", where), _last_int(layer, "dilation", where)
+    groups = _last_int(layer, "groups", where, default=1)
+    kernel, *bias = _weights(layer, where, (3, 1), ("kernel (k, in / groups, out)", "bias"),
+                             budget, optional=1)
+    if kernel.shape[0] != k or kernel.shape[1] * groups != size or kernel.shape[2] != width:
+        raise WeightsError(
+            f"{where}: weights[0] (kernel) has shape {kernel.shape}; kernel_size={k}, "
+            f"groups={groups}, {size} inputs from the previous layer and 'shape' {width} outputs "
+            f"need ({k}, {size / groups:g}, {width})")
+    conv_common.ring(budget, k, d, size, where)
+    # RTNeural's kernel[i] multiplies x[t - (k-1-i)*d]: Keras's causal layout
+    return Conv1d.from_keras(kernel, bias[0] if bias else None, dilation=d, groups=groups)
+
+
+def _batchnorm(layer: dict, where: str, size: int, width: int, budget: Budget) -> BatchNorm:
+    eps = field(layer, "epsilon", where, (int, float))
+    n = len(field(layer, "weights", where, (list,)))
+    names = ("gamma", "beta", "running_mean", "running_variance")
+    if n not in (2, 4):
+        raise WeightsError(f"{where}: 'weights' holds {n} arrays; RTNeural reads 4 ({', '.join(names)}) "
+                           f"or 2 (running_mean, running_variance: no affine part)")
+    arrays = _weights(layer, where, (1,) * n, names[4 - n:], budget)
+    for k, (a, name) in enumerate(zip(arrays, names[4 - n:])):
+        if a.shape != (size,):
+            raise WeightsError(f"{where}: weights[{k}] ({name}) has shape {a.shape}, but the "
+                               f"previous layer gives {size} values")
+    gamma, beta = (arrays[0], arrays[1]) if n == 4 else (None, None)
+    # RTNeural: gamma * (x - mean) / sqrt(var + epsilon) + beta, torch's BatchNorm1d form
+    return BatchNorm(arrays[-2], arrays[-1], gamma, beta, eps=eps)
+
+
+def _prelu(layer: dict, where: str, size: int, width: int, budget: Budget) -> Layer:
+    (alpha,) = _weights(layer, where, (2,), ("alpha, (1, C) or (1, 1)",), budget)
+    return conv_common.prelu(alpha, size, f"{where}: weights[0] (alpha)")
+
+
+_CONV_TYPES = {"conv1d": _conv1d, "batchnorm": _batchnorm, "prelu": _prelu}
+
+
+def _attach(layers: list[Layer], act: Any, size: int) -> None:
+    """An activation after the last layer: the Dense's or Conv1d's own when it
+    has none yet (RTNeural runs it right after), else an identity Dense."""
+    last = layers[-1] if layers else None
+    if isinstance(last, Dense) and last.activation.name == "identity":
+        layers[-1] = Dense(last.weight, last.bias, act)
+    elif (isinstance(last, Conv1d) and last.activation.name == "identity"
+          and make_activation(act).name in ELEMENTWISE_ACTIVATIONS):
+        layers[-1] = Conv1d(last.weight, last.bias, dilation=last.dilation, groups=last.groups,
+                            activation=act)
+    else:
+        layers.append(Dense(np.eye(size), None, act))
 
 
 def _db(doc: dict, key: str, path: str) -> tuple[float, float]:
@@ -215,18 +299,20 @@ def from_document(doc: dict, path: str, dtype: Any, budget: Budget) -> Model:
             msg = str(exc)
             raise WeightsError(msg if msg.startswith(where) else f"{where}: {msg}") from None
         if what == "activation":
-            if item is None:
-                continue
-            last = layers[-1] if layers else None
-            if isinstance(last, Dense) and last.activation.name == "identity":
-                layers[-1] = Dense(last.weight, last.bias, item)  # RTNeural: the dense's own activation
-            else:  # after a recurrent layer (or first): an identity Dense carries it
-                layers.append(Dense(np.eye(size), None, item))
+            if item is not None:
+                _attach(layers, item, size)
             continue
         if isinstance(item, (GRU, LSTM)) and len(entry["shape"]) == 2:
             many_to_one = True  # return_sequences=False: Keras answers once per sequence
-        layers.append(item)
+        if isinstance(item, BatchNorm):
+            conv_common.add_batchnorm(layers, item)
+        else:
+            layers.append(item)
         size = item.output_size
+        if isinstance(item, Conv1d):
+            act = _activation(entry.get("activation", ""), where)
+            if act is not None:
+                _attach(layers, act, size)
     if not layers:
         raise WeightsError(f"{path}: 'layers' holds only empty activations; nothing to run")
 
@@ -244,6 +330,9 @@ def from_document(doc: dict, path: str, dtype: Any, budget: Budget) -> Model:
     if g_in != 1.0:
         # AIDA-X scales the audio input x[0] (not the parameter inputs) before the model
         first = layers[0]
+        if not isinstance(first, (Dense, GRU, LSTM)):
+            raise WeightsError(f"{path}: in_gain with a first layer {type(first).__name__} is not "
+                               f"supported (AIDA-X models start with a recurrent or dense layer)")
         layers[0] = _scaled(first, "weight" if isinstance(first, Dense) else "weight_ih", 0, g_in)
         if input_skip is not None and g_in == 0.0:
             input_skip = None  # the skipped input is silenced too

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from .activations import ELEMENTWISE_ACTIVATIONS, _restricted
-from .base import Layer, _act_config, _act_from_config, _array, _float_dtype, _shape_of
+from .base import Layer, _act_config, _act_from_config, _array, _float_dtype, _shape_of, _source
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -124,3 +124,24 @@ class Conv1d(Layer):
     def from_torch(cls, weight: Any, bias: Any = None, dilation: int = 1, groups: int = 1) -> "Conv1d":
         """From ``torch.nn.Conv1d`` tensors (already canonical), streamed causally."""
         return cls(weight, bias, dilation=dilation, groups=groups)
+
+    @classmethod
+    def from_keras(cls, kernel: Any, bias: Any = None, dilation: int = 1, groups: int = 1,
+                   activation: Any = None) -> "Conv1d":
+        """From a Keras ``Conv1D`` kernel (k, C_in / groups, C_out) (RTNeural's
+        ``conv1d`` stores the same), streamed causally.
+
+        Keras's causal padding applies ``kernel[i]`` to ``x_{t-(k-1-i)*d}``,
+        as torch applies ``weight[..., i]``: the canonical weight is the
+        kernel transposed to (C_out, C_in / groups, k).
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> conv = sg.Conv1d.from_keras(np.array([[[2.0]], [[1.0]]]))   # y_t = 2 x_{t-1} + x_t
+        >>> sg.Model([conv], dtype=np.float64).stream().process([[1.0], [0.0], [0.0]]).ravel()
+        array([1., 2., 0.])
+        """
+        k = _source(kernel, "kernel", _shape_of(kernel, "kernel", 3))
+        return cls(np.transpose(k, (2, 1, 0)), bias, dilation=dilation, groups=groups,
+                   activation=activation)

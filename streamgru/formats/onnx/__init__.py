@@ -30,7 +30,7 @@ depends on one (so the ``h_n`` / ``c_n`` outputs exporters add do no harm).
 
 Package layout: ``tensors`` (the protobuf, local functions, initializers,
 external data), ``graph`` (the walk), ``ops`` (the op table, with ``axes``,
-``shapes``, ``recurrent`` and ``chain``, the stream's layer chain), ``fold``
+``shapes``, ``recurrent``, ``conv`` and ``chain``, the stream's layer chain), ``fold``
 (constant folding) and ``control`` (``If``, ``Loop``); ``values`` holds the
 kinds of value above.
 
@@ -63,6 +63,11 @@ Mapping
   GELU in the form exporters write below opset 20,
   ``x * 0.5 * (1 + erf(x / sqrt(2)))``, is recognised as ``gelu``.
   ``Gather``/``Slice`` on the feature axis become a selection Dense.
+* ``Conv`` over time (1-D, NCW; dilations, group, bias) in its causal forms,
+  a left zero ``Pad`` before it, ``BatchNormalization`` (folded into the
+  Conv or Dense before it), ``LayerNormalization`` over the features and
+  ``PRelu``: see ``conv``. A graph with such ops may take channels-first
+  input (batch, features, time): a stream's sample is then x[:, :, t].
 * ``Transpose``, ``Squeeze``, ``Unsqueeze``, ``Reshape``, ``Flatten``,
   ``Slice``, ``Gather`` of the direction and batch axes only move axes.
   Taking the last time step (``y[-1]``, ``y[:, -1]``, the ``Y_h`` output, or
@@ -76,7 +81,8 @@ Mapping
 Refused (``WeightsError`` naming the node): reverse or bidirectional
 recurrent nodes; a recurrence unrolled into per-step ops (the dynamo exporter
 does this for ``torch.nn.RNN``; export it with ``dynamo=False``); ops that mix
-time steps or samples (convolutions, reductions, attention); the stream
+time steps or samples (reductions, attention, pooling, a conv over the
+features, "same" padding, strides); the stream
 combined with itself (residual connections, ``x * x``) other than in GELU's
 erf form, since a Model is one chain of layers; LSTM's ``Y_c`` as the output;
 ``If`` on a condition that is not a constant.
@@ -106,11 +112,12 @@ from ...model import Model
 from ..guard import Budget, check_regular
 from .graph import _guesses, _shape_of_input, _walk
 from .tensors import _read, _tensor
-from .values import _ErfOf, _Graph, _Mismatch, _Poison, _Stream
+from .values import _ErfOf, _Graph, _Mismatch, _Pending, _Poison, _Stream
 
 __all__ = ["load", "sniff", "OPTIONS"]
 
 OPTIONS = ("dtype", "output", "input")
+_CHANNELS_FIRST_OPS = frozenset({"Conv", "Pad", "BatchNormalization", "PRelu"})
 
 
 def sniff(head: bytes) -> bool:
@@ -193,10 +200,23 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
 
     errors: list[_Mismatch] = []
     used, work = budget.used, budget.work
-    for roles in _guesses(len(shape)):
+    # channels-first input (batch, features, time) is tried for graphs with
+    # convolution-like ops, when axis 1 has a fixed size to be the features
+    cf = len(shape) == 3 and shape[1] is not None and any(
+        n.op_type in _CHANNELS_FIRST_OPS for n in graph.node)
+    unsized: list[_Mismatch] = []
+    for roles in _guesses(len(shape), cf):
         budget.used, budget.work = used, work  # each guess walks the graph afresh
-        env, g = _walk(model, path, tensors, data_input, others, roles, opset, budget)
+        try:
+            env, g = _walk(model, path, tensors, data_input, others, roles, opset, budget)
+        except _Mismatch as exc:  # no fixed feature size under this guess
+            unsized.append(exc)
+            continue
         v = env.get(out_name)
+        if isinstance(v, _Pending):
+            raise WeightsError(f"{path}: output {out_name!r} comes from node {v.node!r} inside a "
+                               f"causal conv idiom (a Pad without its Conv, or a Conv padded on "
+                               f"both sides without the Slice that drops its last outputs)")
         if isinstance(v, _Poison):
             if isinstance(v.error, _Mismatch):
                 errors.append(v.error)
@@ -215,8 +235,8 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
         if not v.layers:
             raise WeightsError(f"{path}: output {out_name!r} is the input itself; no layers to run")
         return _build(path, model, v, g, data_input.name, out_name, opset, dtype)
-    if errors:
-        raise WeightsError(str(errors[0]))
+    if errors or unsized:
+        raise WeightsError(str((errors or unsized)[0]))
     raise WeightsError(f"{path}: input {data_input.name!r} of rank {len(shape)} cannot be streamed")
 
 

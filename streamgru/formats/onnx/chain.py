@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...layers import Dense, Layer, make_activation
+from ...layers import ELEMENTWISE_ACTIVATIONS, Conv1d, Dense, Layer, make_activation
 from .values import _Graph, _Stream, _describe_axes
 
 
@@ -16,13 +16,18 @@ def _append(s: _Stream, layer: Layer, init: np.ndarray | None = None, **changes:
     return dataclasses.replace(s, layers=s.layers + ((layer, init),), origin=None, **changes)
 
 
-def _last_dense(s: _Stream) -> Dense | None:
-    """The last layer if it is a Dense without activation (something to fold into)."""
-    if s.layers and isinstance(s.layers[-1][0], Dense):
+def _last_dense(s: _Stream) -> Dense | Conv1d | None:
+    """The last layer if it is a Dense or Conv1d without activation (something
+    to fold a per-feature affine map or an activation into)."""
+    if s.layers and isinstance(s.layers[-1][0], (Dense, Conv1d)):
         d = s.layers[-1][0]
         if d.activation.name == "identity":
             return d
     return None
+
+
+def _conv_like(conv: Conv1d, weight: Any, bias: Any, act: Any = None) -> Conv1d:
+    return Conv1d(weight, bias, dilation=conv.dilation, groups=conv.groups, activation=act)
 
 
 def _square(g: _Graph, s: _Stream, what: str) -> None:
@@ -39,10 +44,11 @@ def _affine(g: _Graph, s: _Stream, scale: np.ndarray, shift: np.ndarray) -> _Str
     (W' = diag(scale) W, b' = scale * b + shift), else a diagonal Dense."""
     d = _last_dense(s)
     if d is not None:
-        with np.errstate(all="ignore"):  # a non-finite result is refused by Dense
-            w = np.asarray(d.weight, np.float64) * scale[:, None]
+        with np.errstate(all="ignore"):  # a non-finite result is refused by Dense / Conv1d
+            w = np.asarray(d.weight, np.float64) * scale.reshape((-1,) + (1,) * (d.weight.ndim - 1))
             b = np.asarray(d.bias, np.float64) * scale + shift
-        out = dataclasses.replace(s, layers=s.layers[:-1] + ((Dense(w, b), None),))
+        layer = Dense(w, b) if isinstance(d, Dense) else _conv_like(d, w, b)
+        out = dataclasses.replace(s, layers=s.layers[:-1] + ((layer, None),))
     else:
         _square(g, s, "a per-feature scale and shift")
         out = _append(s, Dense(np.diag(scale), shift))
@@ -62,7 +68,11 @@ def _root(s: _Stream) -> tuple[_Stream, np.ndarray, np.ndarray]:
 def _activate(g: _Graph, s: _Stream, act: Any) -> _Stream:
     """Attach an activation to the preceding Dense, or add an identity Dense."""
     d = _last_dense(s)
-    if d is not None:
+    if isinstance(d, Conv1d) and make_activation(act).name in ELEMENTWISE_ACTIVATIONS:
+        return dataclasses.replace(
+            s, layers=s.layers[:-1] + ((_conv_like(d, d.weight, d.bias, act), None),), origin=None
+        )
+    if isinstance(d, Dense):
         return dataclasses.replace(
             s, layers=s.layers[:-1] + ((Dense(d.weight, d.bias, act), None),), origin=None
         )

@@ -13,7 +13,8 @@ from .control import _control_flow
 from .fold import _fold
 from .ops import _RECURRENT, _SUPPORTED, HANDLERS
 from .tensors import _attrs
-from .values import _Const, _Fill, _Graph, _Poison, _Stream, _Unstreamable
+from .conv import _features_of_conv, _h_pending
+from .values import _Const, _Fill, _Graph, _Mismatch, _Pending, _Poison, _Stream, _Unstreamable
 
 
 def _shape_of_input(vi: Any) -> list | None:
@@ -23,10 +24,11 @@ def _shape_of_input(vi: Any) -> list | None:
     return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
 
 
-def _guesses(rank: int) -> list[tuple[str, ...]]:
-    """Roles of the data input's axes to try, most common first."""
+def _guesses(rank: int, channels_first: bool = False) -> list[tuple[str, ...]]:
+    """Roles of the data input's axes to try, most common first; a graph
+    with convolutions may also take channels-first input (batch, features, time)."""
     if rank == 3:
-        return [("T", "N", "F"), ("N", "T", "F")]
+        return [("T", "N", "F"), ("N", "T", "F")] + ([("N", "F", "T")] if channels_first else [])
     if rank == 2:
         return [("T", "F")]
     if rank == 1:
@@ -49,9 +51,10 @@ def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
         # that consumes the input with a weight fixes its size
         features = _features_from_consumers(model, tensors, data_input.name)
     if not features:
-        raise WeightsError(
+        # (a mismatch: another guess of the axes may put the features on a fixed axis)
+        raise _Mismatch(
             f"{path}: graph input {data_input.name!r} has no fixed feature size (last axis), and "
-            f"no recurrent node's W or MatMul/Gemm weight reading it fixes one"
+            f"no recurrent node's W, MatMul/Gemm or Conv weight reading it fixes one"
         )
     g = _Graph(path, opset, sizes, budget)
     env: dict[str, Any] = dict((k, _Const(v)) for k, v in tensors.items())
@@ -69,7 +72,7 @@ def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
 # search for the weight that fixes its size needs to look)
 _KEEPS_FEATURES = frozenset("""
     Identity Cast CastLike Dropout Transpose Unsqueeze Squeeze Reshape Flatten Add Sub Mul Div Neg
-    Relu Tanh Sigmoid LeakyRelu Elu Gelu HardSigmoid
+    Pad Relu Tanh Sigmoid LeakyRelu Elu Gelu HardSigmoid
 """.split())
 
 
@@ -93,6 +96,8 @@ def _features_from_consumers(model: Any, tensors: dict, name: str) -> int | None
                 return int(weight[-1])
             if node.op_type == "MatMul":
                 return int(weight[-2])
+            if node.op_type == "Conv":
+                return _features_of_conv(weight, node)
             if node.op_type == "Gemm" and len(weight) == 2:
                 trans_b = any(a.name == "transB" and a.i for a in node.attribute)
                 return int(weight[1] if trans_b else weight[0])
@@ -158,6 +163,8 @@ def _node(g: _Graph, node: Any, env: Any) -> list:
     if node.op_type in ("If", "Loop"):
         return _control_flow(g, node, ins, env, _run)
     at = _attrs(node, g.path, g.budget)
+    if any(isinstance(v, _Pending) for v in used):
+        return _h_pending(g, node, ins, at)
     if node.op_type != "Constant" and all(v is None or isinstance(v, _Const) for v in ins) \
             and node.op_type not in _RECURRENT:
         return _fold(g, node, ins, at)

@@ -19,6 +19,7 @@ from ...layers import Dense
 from .axes import (_h_flatten, _h_gather, _h_shape, _h_slice, _h_squeeze, _h_transpose,
                    _h_unsqueeze)
 from .chain import _activate, _affine, _append, _feature_vector, _root
+from .conv import CONV_HANDLERS
 from .recurrent import _h_recurrent
 from .shapes import _h_concat, _h_constant_of_shape, _h_expand, _h_reshape, _h_tile
 from .values import (_Const, _Dims, _ErfOf, _Fill, _Graph, _Poison, _Stream, _describe_axes,
@@ -320,6 +321,7 @@ HANDLERS: dict[str, Handler] = {
     "GRU": _h_recurrent,
     "LSTM": _h_recurrent,
     "RNN": _h_recurrent,
+    **CONV_HANDLERS,
 }
 
 _SUPPORTED = ", ".join(sorted(HANDLERS))

@@ -97,6 +97,19 @@ class _Stack:
 
 
 @dataclass(frozen=True)
+class _Pending:
+    """The stream inside a causal-conv idiom not finished yet: ``kind`` "pad"
+    (a left zero ``Pad`` of ``amount`` time steps, waiting for its ``Conv``)
+    or "chomp" (a ``Conv`` padded by ``amount`` on both sides, waiting for the
+    ``Slice`` that drops its last ``amount`` outputs). Only that op may take it."""
+
+    stream: _Stream
+    kind: str
+    amount: int
+    node: str
+
+
+@dataclass(frozen=True)
 class _Poison:
     """A tensor that cannot be streamed, with the reason."""
 
