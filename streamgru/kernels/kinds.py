@@ -16,17 +16,18 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import conv, dense, gru, lstm, norm, rnn
+from . import conv, dense, gru, lstm, norm, pool, rnn
 from .config import JIT_OPTIONS
 from .layout import (
-    H_NLAYERS, HEADER, KIND_BATCHNORM, KIND_CONV, KIND_DENSE, KIND_GRU, KIND_LAYERNORM, KIND_LSTM,
-    KIND_PRELU, KIND_RNN, M_KIND, ROW,
+    H_NLAYERS, HEADER, KIND_AVGPOOL, KIND_BATCHNORM, KIND_CONV, KIND_DENSE, KIND_GRU,
+    KIND_LAYERNORM, KIND_LSTM, KIND_MAXPOOL, KIND_PRELU, KIND_RNN, M_KIND, ROW,
 )
 
-# the three per-sample norm kinds share one kernel module, so one bit
+# the three per-sample norm kinds share one kernel module, so one bit; so do the pools
 BITS = {KIND_GRU: 1, KIND_LSTM: 2, KIND_RNN: 4, KIND_DENSE: 8, KIND_CONV: 16,
-        KIND_BATCHNORM: 32, KIND_LAYERNORM: 32, KIND_PRELU: 32}
-ALL = 63
+        KIND_BATCHNORM: 32, KIND_LAYERNORM: 32, KIND_PRELU: 32,
+        KIND_MAXPOOL: 64, KIND_AVGPOOL: 64}
+ALL = 127
 
 _inline = njit(inline="always", **JIT_OPTIONS)
 
@@ -59,6 +60,11 @@ def _rnn_seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
 @_inline
 def _conv_seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
     conv.seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sc)
+
+
+@_inline
+def _pool_seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+    pool.seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sc)
 
 
 @_inline
@@ -101,11 +107,12 @@ def _when(code, kernel):
 _NORMS = (KIND_BATCHNORM, KIND_LAYERNORM, KIND_PRELU)
 _SEQ = ([_when(KIND_GRU, _gru_seq), _when(KIND_LSTM, _lstm_seq), _when(KIND_RNN, _rnn_seq),
          _when(KIND_DENSE, _dense), _when(KIND_CONV, _conv_seq)]
-        + [_when(k, _norm) for k in _NORMS])
+        + [_when(k, _norm) for k in _NORMS]
+        + [_when(KIND_MAXPOOL, _pool_seq), _when(KIND_AVGPOOL, _pool_seq)])
 _ROWS = ([_when(KIND_GRU, gru.rows), _when(KIND_LSTM, lstm.rows), _when(KIND_RNN, rnn.rows),
           _when(KIND_DENSE, _dense), _when(KIND_CONV, conv.rows)]
          + [_when(k, _norm) for k in _NORMS])
-_s_gru, _s_lstm, _s_rnn, _s_dense, _s_conv, _s_bn, _s_ln, _s_prelu = _SEQ
+_s_gru, _s_lstm, _s_rnn, _s_dense, _s_conv, _s_bn, _s_ln, _s_prelu, _s_max, _s_avg = _SEQ
 _r_gru, _r_lstm, _r_rnn, _r_dense, _r_conv, _r_bn, _r_ln, _r_prelu = _ROWS
 
 
@@ -120,11 +127,15 @@ def seq(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     _s_bn(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
     _s_ln(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
     _s_prelu(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
+    _s_max(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
+    _s_avg(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
 
 
 @_inline
 def rows(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
-    """One step of B streams through the layer at meta row ``r`` (of ``kind``)."""
+    """One step of B streams through the layer at meta row ``r`` (of ``kind``).
+    Not for the kinds that change the row count (pools, a delayed or
+    strided conv): a model with one runs each stream through ``seq``."""
     _r_gru(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
     _r_lstm(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
     _r_rnn(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
