@@ -122,14 +122,18 @@ class DecimatedBatch(StreamBatch):
         """How many rows per stream the next T inputs produce; InputError if
         the streams are at different phases of the stride (after a
         ``reset(i)``): then they cannot advance together."""
-        rows = {_rows(self._counters, st, T) for st in self._states}
-        if len(rows) > 1:
-            raise InputError(
-                f"the streams are at different phases of the model's stride {self._model_stride} "
-                f"(they would give {sorted(rows)} rows for {T} inputs), so they cannot advance "
-                f"together; reset() them all or run them as separate streams. No stream was "
-                f"advanced.")
-        return rows.pop()
+        rows = -1
+        for i, st in enumerate(self._states):  # no builtin calls: the out= path stays lean
+            r = _rows(self._counters, st, T)
+            if rows < 0:
+                rows = r
+            elif r != rows:
+                raise InputError(
+                    f"the streams are at different phases of the model's stride "
+                    f"{self._model_stride} (stream 0 would give {rows} rows for {T} inputs, "
+                    f"stream {i} {r}), so they cannot advance together; reset() them all or "
+                    f"run them as separate streams. No stream was advanced.")
+        return rows
 
     _rows = rows_for
 

@@ -35,7 +35,10 @@ _inline = njit(inline="always", **JIT_OPTIONS)
 def mask_of(meta: np.ndarray) -> int:
     """The mask of the layer kinds in a plan's ``meta``."""
     rows = HEADER + ROW * np.arange(int(meta[H_NLAYERS]))
-    return sum(BITS[int(k)] for k in set(meta[rows + M_KIND].tolist()))
+    mask = 0
+    for k in set(meta[rows + M_KIND].tolist()):
+        mask |= BITS[int(k)]  # or, not sum: kinds may share a bit (the norms, the pools)
+    return mask
 
 
 # Every layer call below has one form: (src, s0, ss, dst, d0, ds, n, w, meta,
