@@ -14,9 +14,10 @@ The k-th row a stream produces is the offline model's k-th output row. The
 layers' counters (kernels/rate.py) are part of the state, so ``get_state``,
 ``set_state``, ``reset`` and copies carry the phase of the stride.
 
-A StreamBatch runs its streams in lockstep: they must be at the same phase
-(as they are unless one was reset or set on its own); if they are not,
-``step`` and ``process`` raise InputError and advance nothing.
+A StreamBatch returns one array for all its streams, so a call must give
+every stream the same number of rows. Streams started together always do;
+after ``reset(i)`` (or ``set_state``) of some, a call whose inputs would
+give them different numbers raises InputError and advances nothing.
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ class DecimatedStream(Stream):
 
 
 class DecimatedBatch(StreamBatch):
-    """A ``StreamBatch`` of a downsampling model, its streams in lockstep:
-    ``step`` returns (n, output_size) or None, ``process`` (n, rows,
-    output_size).
+    """A ``StreamBatch`` of a downsampling model: ``step`` returns
+    (n, output_size) or None, ``process`` (n, rows, output_size); each call
+    must give every stream the same number of rows.
 
     Examples
     --------
@@ -120,8 +121,8 @@ class DecimatedBatch(StreamBatch):
 
     def rows_for(self, T: int) -> int:
         """How many rows per stream the next T inputs produce; InputError if
-        the streams are at different phases of the stride (after a
-        ``reset(i)``): then they cannot advance together."""
+        that differs between streams (some at another phase of the stride,
+        after a ``reset(i)``): then they cannot advance together."""
         rows = -1
         for i, st in enumerate(self._states):  # no builtin calls: the out= path stays lean
             r = _rows(self._counters, st, T)

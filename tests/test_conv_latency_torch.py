@@ -130,5 +130,6 @@ def test_downsampling_cnn_gru_matches_torch_row_for_row(dtype, tol):
     Yb = b.process(np.stack([X] * 3))
     np.testing.assert_allclose(Yb[2], Y, rtol=0, atol=tol)
     b.reset()
-    got = [r for r in (b.step(np.stack([x] * 3)) for x in X[:240]) if r is not None]
+    got = [r for r in (b.step(np.stack([x] * 3)) for x in X[:244]) if r is not None]
+    assert model.latency == 15 and len(got) == 20  # rows at inputs 15, 27, ..., 243
     np.testing.assert_allclose(np.stack(got, axis=1)[0], Y[:20], rtol=0, atol=tol)

@@ -204,7 +204,8 @@ class ReflectPad(nn.Module):
 
 @pytest.mark.parametrize("make,match", [
     (lambda: nn.Sequential(nn.ZeroPad1d((1, 0)), nn.Conv1d(3, 4, 3, padding=2)),
-     r"\[0\].*3 zeros on the left, more than .* = 2: the first outputs would come before"),
+     r"Sequential.forward: padding: 3 zeros on the left, more than .* = 2: the first outputs "
+     r"would come before the first sample"),
     (lambda: nn.Sequential(nn.Conv1d(3, 4, 1, padding=1)), "1 zeros on the left, more than"),
     (lambda: nn.Sequential(nn.Conv1d(3, 4, 3), nn.MaxPool1d(2, return_indices=True)),
      "return_indices"),
