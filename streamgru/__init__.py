@@ -16,8 +16,10 @@ Public API (everything else is internal)::
     Y = b.step(X)                     # (n, input_size) -> (n, output_size)
 
 Layers: GRU, LSTM, RNN (``from_torch`` / ``from_onnx`` / ``from_keras``
-take each framework's layout), Dense; Conv1d (causal, streamed with
-a ring of past inputs), BatchNorm, LayerNorm, PReLU. Errors: ``WeightsError`` (a file or
+take each framework's layout), Dense; Conv1d (streamed with a ring of
+past inputs: causal, or "same"-padded with a fixed delay, ``Model.latency``;
+strided), MaxPool1d, AvgPool1d (downsampling over time, ``Model.stride``),
+BatchNorm, LayerNorm, PReLU. Errors: ``WeightsError`` (a file or
 weights), ``UnsafeWeightsError`` (a pickle asked for code), ``InputError``
 (bad input to a stream), all ``StreamGRUError``. The command line:
 ``streamgru --help``.
@@ -32,7 +34,9 @@ weights), ``UnsafeWeightsError`` (a pickle asked for code), ``InputError``
 
 from .errors import InputError, StreamGRUError, UnsafeWeightsError, WeightsError
 from .formats import from_keras, from_torch, load, save
-from .layers import GRU, LSTM, RNN, BatchNorm, Conv1d, Dense, LayerNorm, PReLU
+from .layers import (
+    GRU, LSTM, RNN, AvgPool1d, BatchNorm, Conv1d, Dense, LayerNorm, MaxPool1d, PReLU,
+)
 from .model import Model
 
 __version__ = "0.1.0"
@@ -46,6 +50,8 @@ __all__ = [
     "BatchNorm",
     "LayerNorm",
     "PReLU",
+    "MaxPool1d",
+    "AvgPool1d",
     "Model",
     "Stream",
     "StreamBatch",

@@ -115,7 +115,8 @@ class Model:
             if not isinstance(layer, Layer):
                 raise WeightsError(
                     f"layer {i} is a {type(layer).__name__}, not a streamgru layer "
-                    f"(GRU, LSTM, RNN, Dense, Conv1d, BatchNorm, LayerNorm or PReLU)"
+                    f"(GRU, LSTM, RNN, Dense, Conv1d, BatchNorm, LayerNorm, PReLU, MaxPool1d "
+                    f"or AvgPool1d)"
                 )
         for i in range(1, len(layers)):
             prev, cur = layers[i - 1], layers[i]
@@ -149,6 +150,11 @@ class Model:
         init.setflags(write=False)
         self._initial_state = init
         self._input_skip = _input_skip(input_skip, self.input_size, self.output_size)
+        if self._input_skip is not None and (self.latency or self.stride > 1):
+            raise WeightsError(
+                f"input_skip: the model has a latency of {self.latency} samples and a stride of "
+                f"{self.stride}; the input skip adds x_t to the output of step t, which would not "
+                f"line up with the delayed or downsampled output")
         self._output_gain = _output_gain(output_gain)
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._plan_cache = None
@@ -180,8 +186,40 @@ class Model:
     @property
     def latency(self) -> int:
         """Samples of delay: step t's output is the offline model's output at
-        t - latency. 0 while every layer is causal (Conv1d streams causally)."""
-        return int(sum(getattr(layer, "latency", 0) for layer in self._layers))
+        t - latency (zeros for t < latency). 0 while every layer is causal; a
+        "same"-padded or unpadded Conv1d (or a pool) adds the samples it waits
+        for, counted at the input rate (after a stride-s layer, s per sample).
+        In a downsampling model it is the number of inputs before the first
+        row.
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> conv = sg.Conv1d(np.ones((2, 2, 5)), padding="same")     # 2 samples ahead
+        >>> sg.Model([conv, sg.Conv1d(np.ones((2, 2, 3)), padding=1)]).latency
+        3
+        """
+        total, rate = 0, 1
+        for layer in self._layers:
+            total += getattr(layer, "latency", 0) * rate
+            rate *= getattr(layer, "stride", 1)
+        return total
+
+    @property
+    def stride(self) -> int:
+        """The total downsampling: the model emits one row every ``stride``
+        inputs (the product of its layers' strides; 1 for most models). With
+        ``stride > 1`` ``Stream.process`` returns only the rows produced and
+        ``Stream.step`` returns None for an input that produced none.
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> m = sg.Model([sg.Conv1d(np.ones((4, 2, 3)), stride=2), sg.MaxPool1d(4, 3)])
+        >>> (m.stride, m.latency)
+        (6, 4)
+        """
+        return math.prod(getattr(layer, "stride", 1) for layer in self._layers)
 
     @property
     def initial_state(self) -> np.ndarray:
@@ -312,13 +350,20 @@ class Model:
         return self._plan_cache
 
     def stream(self) -> "Stream":
-        """One stream at the model's initial state."""
-        from .stream import Stream
+        """One stream at the model's initial state (a ``decimate.Decimated``
+        Stream when the model downsamples)."""
+        if self.stride > 1:
+            from .decimate import DecimatedStream as Stream
+        else:
+            from .stream import Stream
 
         return Stream(self)
 
     def streams(self, n: int) -> "StreamBatch":
         """``n`` independent streams sharing this model's weights."""
-        from .stream import StreamBatch
+        if self.stride > 1:
+            from .decimate import DecimatedBatch as StreamBatch
+        else:
+            from .stream import StreamBatch
 
         return StreamBatch(self, n)

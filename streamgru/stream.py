@@ -65,6 +65,7 @@ class Stream:
 
     __slots__ = ("_model", "_w", "_meta", "_buf", "_state", "_dtype", "_xshape", "_oshape", "_I", "_O",
                  "_fast", "_kstep", "_kprocess", "_kinds")
+    _model_stride = 1  # DecimatedStream: the model's stride, and _rows(T) counts the rows out
 
     def __init__(self, model) -> None:
         plan = model._plan()
@@ -207,7 +208,7 @@ class Stream:
             shape = _shape(X, "process", expected)
             T = shape[0] if len(shape) == 2 else -1
             X = _as_input(X, (T, self._I), self._dtype, "process", expected)
-        oshape = (X.shape[0], self._O)
+        oshape = (X.shape[0] if self._model_stride == 1 else self._rows(X.shape[0]), self._O)
         if out is None:
             out = np.empty(oshape, self._dtype)
         else:
@@ -285,6 +286,7 @@ class StreamBatch:
 
     __slots__ = ("_model", "_w", "_meta", "_states", "_scratch", "_dtype", "_n", "_I", "_O",
                  "_kstep", "_kprocess", "_kfirst", "_work", "_kinds")
+    _model_stride = 1  # DecimatedBatch: as for Stream
 
     def __init__(self, model, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -370,7 +372,8 @@ class StreamBatch:
             shape = _shape(X, "process", expected)
             T = shape[1] if len(shape) == 3 else -1
             X = _as_input(X, (self._n, T, self._I), self._dtype, "process", expected)
-        oshape = (self._n, X.shape[1], self._O)
+        T = X.shape[1]
+        oshape = (self._n, T if self._model_stride == 1 else self._rows(T), self._O)
         if out is None:
             out = np.empty(oshape, self._dtype)
         else:

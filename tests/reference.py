@@ -437,4 +437,70 @@ def rtneural_run(doc, X):
             V = keras_lstm(V, w[0], w[1], w[2])
         else:
             raise ValueError(f"no reference for RTNeural layer {kind}")
+
+# padded and strided convolution, pooling: offline the way PyTorch computes
+# them (pad both ends of the whole sequence, then one output every s samples)
+
+
+def conv1d_padded(layer, X):
+    """torch.nn.Conv1d with ``layer.padding = (left, right)`` zeros and stride s:
+
+        y_j[o] = act(b[o] + sum_i W[o, :, i] . xp_{j*s + i*d}[group of o])
+
+    over the padded sequence xp (left zeros, X, right zeros), for every j
+    whose window fits: (len(xp) - (k-1)*d - 1) // s + 1 outputs."""
+    X = np.asarray(X, dtype=np.float64)
+    W, b = f64(layer, "weight"), f64(layer, "bias")
+    C_out, cin_g, k = W.shape
+    d, G, s = layer.dilation, layer.groups, layer.stride
+    left, right = layer.padding
+    P = np.concatenate([np.zeros((left, X.shape[1])), X, np.zeros((right, X.shape[1]))])
+    n = max(0, (len(P) - (k - 1) * d - 1) // s + 1)
+    cout_g = C_out // G
+    Y = np.tile(b, (n, 1))
+    for j in range(n):
+        for i in range(k):
+            x = P[j * s + i * d]
+            for g in range(G):
+                rows = slice(g * cout_g, (g + 1) * cout_g)
+                Y[j, rows] += W[rows, :, i] @ x[g * cin_g : (g + 1) * cin_g]
+    return np.array([activate(layer.activation, y) for y in Y]).reshape(n, C_out)
+
+
+def pool_offline(layer, X):
+    """torch.nn.MaxPool1d / AvgPool1d: windows of k samples (spacing d) every
+    s samples over X padded by p on both ends; max ignores the padding,
+    average divides by k (count_include_pad) or by the samples in the window."""
+    X = np.asarray(X, dtype=np.float64)
+    k, s, p, d = layer.kernel_size, layer.stride, layer.padding, layer.dilation
+    n = max(0, (len(X) + 2 * p - (k - 1) * d - 1) // s + 1)
+    Y = np.zeros((n, X.shape[1]))
+    for j in range(n):
+        idx = [j * s - p + i * d for i in range(k)]
+        inside = [X[t] for t in idx if 0 <= t < len(X)]
+        if layer.kind == "maxpool1d":
+            Y[j] = np.max(inside, axis=0)
+        else:
+            Y[j] = np.sum(inside, axis=0) / (k if layer.count_include_pad else len(inside))
+    return Y
+
+
+def run_padded(model, X):
+    """The offline model over the whole sequence X from its initial state,
+    each convolution and pool with its own padding and stride (so the
+    output may be shorter or longer than X)."""
+    V = np.asarray(X, dtype=np.float64)
+    for layer in model.layers:
+        if layer.kind == "conv1d":
+            V = conv1d_padded(layer, V)
+        elif layer.kind in ("maxpool1d", "avgpool1d"):
+            V = pool_offline(layer, V)
+        elif layer.kind in STATELESS:
+            V = np.array([STATELESS[layer.kind](layer, v) for v in V]).reshape(len(V), layer.output_size)
+        else:
+            st, out = np.zeros(layer.state_size), []
+            for v in V:
+                y, st = layer_step(layer, v, st)
+                out.append(y)
+            V = np.array(out).reshape(len(V), layer.output_size)
     return V

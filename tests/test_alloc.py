@@ -53,6 +53,16 @@ PROBE = textwrap.dedent(
             sg.LayerNorm(H, rng.normal(size=H), rng.normal(size=H)),
             sg.Conv1d(rng.normal(size=(O, H, 2)) * 0.1, dilation=3),
         ])
+    elif sys.argv[1] == "latency":  # a "same" conv and a stride-1 pool: a warm-up, then the delay
+        m = sg.Model([
+            sg.Conv1d(rng.normal(size=(H, I, 3)) * 0.05, padding="same", activation="relu"),
+            sg.MaxPool1d(H, 3, 1, 1), sg.Dense(rng.normal(size=(O, H)) * 0.1),
+        ])
+    elif sys.argv[1] == "down":  # a strided conv and a pool: one row every 2 inputs
+        m = sg.Model([
+            sg.Conv1d(rng.normal(size=(H, I, 3)) * 0.05, stride=2, padding=1),
+            sg.AvgPool1d(H, 2, 1), sg.Dense(rng.normal(size=(O, H)) * 0.1),
+        ])
     else:  # the LSTM (projection, peepholes, clip) and relu RNN kernels, an LSTM last
         Hc, P = 6, 3
         m = sg.Model([
@@ -66,9 +76,20 @@ PROBE = textwrap.dedent(
     s = m.stream()
     b = m.streams(N)
     x, y = np.ones(I, f), np.empty(O, f)
-    X, Y = np.ones((T, I), f), np.empty((T, O), f)
+    R = T // m.stride  # rows out per T inputs (whatever the phase, for a stride of 1 or 2)
+    X, Y = np.ones((T, I), f), np.empty((R, O), f)
     XB, YB = np.ones((N, I), f), np.empty((N, O), f)
-    XP, YP = np.ones((N, T, I), f), np.empty((N, T, O), f)
+    XP, YP = np.ones((N, T, I), f), np.empty((N, R, O), f)
+
+    def answered(f):
+        # a downsampling model (stride 2) answers one input of two: two calls, the one that did
+        if m.stride == 1:
+            return f
+        def g():
+            a = f()
+            b = f()
+            return b if a is None else a
+        return g
 
     @njit
     def noop3(a, b, c):
@@ -81,11 +102,11 @@ PROBE = textwrap.dedent(
     cases = {
         # step's fast path is a builtin that bypasses numba's dispatcher:
         # its baseline is no registration at all
-        "step": (lambda: s.step(x, out=y), lambda: None, y),
+        "step": (answered(lambda: s.step(x, out=y)), lambda: None, y),
         "process": (lambda: s.process(X, out=Y), lambda: noop3(X, Y, s._buf), Y),
         "batch_step": (
-            lambda: b.step(XB, out=YB),
-            lambda: noop6(XB, YB, b._w, b._meta, b._states, b._scratch),
+            answered(lambda: b.step(XB, out=YB)),
+            answered(lambda: noop6(XB, YB, b._w, b._meta, b._states, b._scratch)),
             YB,
         ),
         "batch_process": (
@@ -139,7 +160,7 @@ PROBE = textwrap.dedent(
         }
     # the probes can see an allocation when there is one
     out["control"] = {
-        "numpy_calls": numpy_calls(lambda: s.step(x)),
+        "numpy_calls": numpy_calls(answered(lambda: s.step(x))),
         "traced": traced(lambda: s.step(x.astype(np.float64)), 200),
     }
 
@@ -159,7 +180,7 @@ PROBE = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module", params=["gru", "cells", "skip", "conv", "int8"])
+@pytest.fixture(scope="module", params=["gru", "cells", "skip", "conv", "int8", "latency", "down"])
 def probe(request):
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     res = subprocess.run(

@@ -203,19 +203,20 @@ class ReflectPad(nn.Module):
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: nn.Sequential(nn.ZeroPad1d((2, 0)), nn.Conv1d(3, 4, 3, stride=2)), "stride 2"),
-    (lambda: nn.Sequential(nn.Conv1d(3, 4, 3, padding="same")), "future samples"),
-    (lambda: nn.Sequential(nn.Conv1d(3, 4, 3, padding=2), nn.ReLU()), "both sides"),
-    (lambda: nn.Sequential(nn.Conv1d(3, 4, 3, padding=1)), "padding=1"),
-    (lambda: nn.Sequential(nn.Conv1d(3, 4, 3)), "left padding 0"),
-    (lambda: nn.Sequential(nn.ZeroPad1d((1, 1)), nn.Conv1d(3, 4, 2)), "right needs future"),
+    (lambda: nn.Sequential(nn.ZeroPad1d((1, 0)), nn.Conv1d(3, 4, 3, padding=2)),
+     r"Sequential.forward: padding: 3 zeros on the left, more than .* = 2: the first outputs "
+     r"would come before the first sample"),
+    (lambda: nn.Sequential(nn.Conv1d(3, 4, 1, padding=1)), "1 zeros on the left, more than"),
+    (lambda: nn.Sequential(nn.Conv1d(3, 4, 3), nn.MaxPool1d(2, return_indices=True)),
+     "return_indices"),
+    (lambda: nn.Sequential(nn.MaxPool1d(2), nn.Conv1d(3, 4, 3)), "before the first layer"),
     (lambda: nn.Sequential(nn.ZeroPad1d((2, 0)), nn.Conv1d(3, 4, 3, padding_mode="zeros"),
                            nn.BatchNorm1d(4, track_running_stats=False)), "running"),
     (lambda: GruThenConv(), "conv over the feature axis"),
     (lambda: NormOverTime(), "LayerNorm"),
     (lambda: PadThenRelu(), "must feed a Conv1d"),
     (lambda: ReflectPad(), r"ReflectPad.forward.*only a constant pad"),
-    (lambda: nn.Sequential(nn.ZeroPad1d((2, 0))), "ends inside a causal conv idiom"),
+    (lambda: nn.Sequential(nn.ZeroPad1d((2, 0))), "feeds no Conv1d"),
     (lambda: Wrap(nn.GRU(3, 4, bidirectional=True)), "bidirectional"),
 ])
 def test_unstreamable_modules_are_refused_with_the_reason(make, match):

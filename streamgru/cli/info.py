@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import WeightsError
 from ..formats import READERS, save
-from ..layers import GRU, LSTM, RNN, BatchNorm, Conv1d, Dense, LayerNorm, PReLU
+from ..layers import GRU, LSTM, RNN, AvgPool1d, BatchNorm, Conv1d, Dense, LayerNorm, MaxPool1d, PReLU
 from ..model import Model
 from .common import CLIError, load_model
 
@@ -55,12 +55,23 @@ def _layer_line(i: int, layer: Any) -> str:
         parts.append(f"activation {layer.activation}")
     elif isinstance(layer, (Dense, Conv1d)):
         if isinstance(layer, Conv1d):
-            parts.append(f"causal, kernel {layer.kernel_size}, dilation {layer.dilation}, "
+            how = "causal" if not layer.latency else (
+                f"padding {layer.padding}, delay {layer.latency}")
+            if layer.stride > 1:
+                how += f", stride {layer.stride}"
+            parts.append(f"{how}, kernel {layer.kernel_size}, dilation {layer.dilation}, "
                          f"groups {layer.groups}, receptive field {layer.receptive_field}")
         act = layer.activation
         parts.append(f"activation {'none' if act.name == 'identity' else act}")
     elif isinstance(layer, (BatchNorm, LayerNorm)):
         parts.append(f"eps {layer.eps:g}")
+    elif isinstance(layer, (MaxPool1d, AvgPool1d)):
+        parts.append(f"kernel {layer.kernel_size}, stride {layer.stride}, padding {layer.padding}"
+                     f", delay {layer.latency}")
+        if isinstance(layer, MaxPool1d) and layer.dilation > 1:
+            parts.append(f"dilation {layer.dilation}")
+        if isinstance(layer, AvgPool1d) and not layer.count_include_pad:
+            parts.append("count_include_pad=False")
     elif isinstance(layer, PReLU):
         parts.append("one shared slope" if layer.weight.size == 1 else "a slope per channel")
     clip = getattr(layer, "clip", None)
@@ -90,6 +101,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     w(f"parameters:  {model.num_parameters:,}\n")
     w(f"weights:     {model.weights_dtype}, {model.weights_nbytes:,} bytes"
       f"{_float_size(model)}\n")
+    if model.latency:
+        w(f"latency:     {model.latency} samples (step t gives the offline output at t - "
+          f"{model.latency}; zeros before)\n")
+    if model.stride > 1:
+        w(f"stride:      {model.stride} (one output row every {model.stride} inputs)\n")
     if model.input_skip is not None:
         a, o = model.input_skip, model.output_size
         w(f"input skip:  y = net(x) + x[{a}:{a + o}] (residual from the input)\n")

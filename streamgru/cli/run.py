@@ -143,7 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       f"last good line)", file=sys.stderr)
                 code = 2
                 break
-            s.step(x, out=y)
+            if s.step(x, out=y) is None:
+                continue  # a downsampling model (stride > 1) gave no row for this sample
             if args.argmax:
                 k = int(y.argmax())
                 label = f"{k}{sep}{classes[k]}" if classes and k < len(classes) else str(k)

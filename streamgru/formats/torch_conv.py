@@ -1,12 +1,18 @@
-"""Convolutions and normalisation in a live torch module (used by torch_module's fx trace).
+"""Convolutions, pooling and normalisation in a live torch module (used by torch_module's fx trace).
 
 Supported, in a traced ``forward`` (or an ``nn.Sequential``):
 
-- ``nn.Conv1d`` (stride 1, zero padding, any dilation and groups) in its
-  causal forms: ``nn.ConstantPad1d((p, 0), 0)`` / ``nn.ZeroPad1d((p, 0))`` /
-  ``F.pad(x, (p, 0))`` before an unpadded conv, or a conv with
-  ``padding=p`` followed by the "chomp" ``x[:, :, :-p]``, with
-  ``p = (k-1)*dilation``; a kernel of size 1 needs neither;
+- ``nn.Conv1d`` (zero padding, any dilation, groups and stride) with any
+  padding of the time axis: ``padding=p`` / ``"same"`` / ``"valid"``,
+  and/or an ``nn.ConstantPad1d((l, r), 0)`` / ``nn.ZeroPad1d`` /
+  ``F.pad(x, (l, r))`` right before it. The causal forms (``(k-1)*dilation``
+  zeros on the left: the pad before an unpadded conv, or ``padding=p``
+  followed by the "chomp" ``x[:, :, :-p]``) stream with no delay; any
+  other is streamed with a fixed delay of (k-1)*dilation minus the left
+  padding (``Model.latency``). Padding on the right and the chomp only shape
+  the end of the offline sequence, which a stream never reaches;
+- ``nn.MaxPool1d`` and ``nn.AvgPool1d`` over time (a stride > 1 makes the
+  model downsample: ``Model.stride``);
 - ``nn.BatchNorm1d`` (eval: running statistics), folded into the Conv1d
   right before it when that conv has no activation yet, else its own layer;
 - ``nn.LayerNorm(C)`` over the features, ``nn.PReLU`` (shared or per channel);
@@ -15,13 +21,14 @@ Supported, in a traced ``forward`` (or an ``nn.Sequential``):
   batch-first (N, T, C) recurrent and Linear layers; an activation right
   after a Conv1d becomes the conv's activation.
 
-The layout of the value is followed through ``forward``: a conv, BatchNorm1d
-or per-channel PReLU needs (N, C, T); recurrent layers, Linear, LayerNorm
-and softmax need (N, T, C). Either way a stream's sample is the vector of
-features at one time step. Refused with the operation, where it is in
-``forward`` and why: a conv over the feature axis, stride > 1, symmetric or
-"same" padding (it needs future samples), padding that is not zeros, a
-BatchNorm without running statistics, normalisation over the time axis.
+The layout of the value is followed through ``forward``: a conv, pool,
+BatchNorm1d or per-channel PReLU needs (N, C, T); recurrent layers, Linear,
+LayerNorm and softmax need (N, T, C). Either way a stream's sample is the
+vector of features at one time step. Refused with the operation, where it
+is in ``forward`` and why: a conv or pool over the feature axis, more left
+padding than the kernel spans (outputs before the first sample), padding
+that is not zeros, a pool returning indices, a BatchNorm without running
+statistics, normalisation over the time axis.
 """
 
 from __future__ import annotations
@@ -32,14 +39,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import WeightsError
-from ..layers import BatchNorm, Conv1d, LayerNorm, PReLU
+from ..layers import AvgPool1d, BatchNorm, Conv1d, LayerNorm, MaxPool1d, PReLU
 
 CF, TF = "channels-first (N, C, T)", "batch-first (N, T, C)"
 
 
 def conv_modules(torch: Any) -> tuple:
     nn = torch.nn
-    return (nn.Conv1d, nn.BatchNorm1d, nn.LayerNorm, nn.PReLU, nn.ConstantPad1d, nn.ZeroPad1d)
+    return (nn.Conv1d, nn.BatchNorm1d, nn.LayerNorm, nn.PReLU, nn.ConstantPad1d, nn.ZeroPad1d,
+            nn.MaxPool1d, nn.AvgPool1d)
 
 
 def uses_conv(torch: Any, module: Any) -> bool:
@@ -105,8 +113,7 @@ class Tracer:
         self.torch, self.root, self.chain = torch, module, chain
         self.layout: str | None = None  # of the current value; None until an op needs one
         self.flips = 0  # transposes seen while the layout was still unknown
-        self.pad = None  # (p, where): a left pad waiting for its conv
-        self.chomp = None  # (p, where): a symmetric conv waiting for its chomp
+        self.pad = None  # ((left, right), where): a pad waiting for its conv
         self.where = ""  # the node being handled, as messages name it
 
     def _need(self, layout: str, what: str, why: str) -> None:
@@ -126,14 +133,8 @@ class Tracer:
         self.where = what  # for the messages of _pad_of
         if self.pad is not None and not self._is_module(node, self.torch.nn.Conv1d):
             raise WeightsError(
-                f"{self.pad[1]}: a left pad of {self.pad[0]} must feed a Conv1d directly (the "
-                f"causal conv idiom); here it feeds {what}"
-            )
-        if self.chomp is not None and _chomp(node) is None:
-            raise WeightsError(
-                f"{self.chomp[1]}: pads {self.chomp[0]} on both sides, which needs future samples; "
-                f"only the causal form streams: the conv followed at once by x[:, :, :-{self.chomp[0]}] "
-                f"(the chomp), not {what}"
+                f"{self.pad[1]}: a pad of {self.pad[0]} must feed a Conv1d directly (it becomes "
+                f"the conv's padding); here it feeds {what}"
             )
         swap = _swap_dims(node)
         chomp = _chomp(node)
@@ -152,14 +153,14 @@ class Tracer:
             else:
                 self.layout = TF if self.layout == CF else CF
         elif chomp is not None:
-            if self.chomp is None or chomp != self.chomp[0]:
-                raise WeightsError(f"{what}: slices {chomp} samples off the end of the time axis "
-                                   f"with no conv padded by {chomp} right before it")
-            self.chomp = None
+            # drops the last rows of the offline sequence: a stream never gets there
+            self._need(CF, what, f"slicing {chomp} samples off the end of the time axis")
         elif mod is None or not isinstance(mod, self.torch.nn.Conv1d):
             if mod is None or isinstance(mod, (self.torch.nn.ConstantPad1d, self.torch.nn.ZeroPad1d)):
                 self._need(CF, what, "padding the time axis")
                 self.pad = (self._pad_of(node), what)
+            elif isinstance(mod, (self.torch.nn.MaxPool1d, self.torch.nn.AvgPool1d)):
+                self._pool(node.target, mod, what)
             else:
                 self._norm(node.target, mod, what)
         else:
@@ -168,17 +169,17 @@ class Tracer:
 
     def finish(self, what: str) -> None:
         """At ``forward``'s return: nothing may be left waiting."""
-        if self.pad is not None or self.chomp is not None:
-            raise WeightsError(f"{what}: forward ends inside a causal conv idiom (a pad without "
-                               f"its conv, or a padded conv without its chomp)")
+        if self.pad is not None:
+            raise WeightsError(f"{what}: forward ends with a pad of the time axis ({self.pad[1]}) "
+                               f"that feeds no Conv1d")
 
     # ------------------------------------------------------------------
     def _is_module(self, node: Any, kind: Any) -> bool:
         return node.op == "call_module" and isinstance(self.root.get_submodule(node.target), kind)
 
-    def _pad_of(self, node: Any) -> int | None:
-        """p for a constant zero left pad of the last axis, None if ``node``
-        is no pad; WeightsError for any other pad."""
+    def _pad_of(self, node: Any) -> tuple[int, int] | None:
+        """(left, right) for a constant zero pad of the last axis, None if
+        ``node`` is no pad; WeightsError for any other pad."""
         nn, F = self.torch.nn, self.torch.nn.functional
         if node.op == "call_module":
             mod = self.root.get_submodule(node.target)
@@ -191,16 +192,16 @@ class Tracer:
             value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
             if not isinstance(pads, (tuple, list)) or len(pads) != 2 or mode != "constant":
                 raise WeightsError(f"{self.where}: F.pad({pads!r}, mode={mode!r}): only a constant pad "
-                                   f"of the time axis, (p, 0), streams")
+                                   f"of the time axis, (left, right), streams")
             left, right, value = pads[0], pads[1], 0.0 if value is None else value
         else:
             return None
-        if right != 0 or value != 0 or left < 0:
+        if value != 0 or left < 0 or right < 0:
             raise WeightsError(
-                f"{self.where}: pad ({left}, {right}) with value {value}: only zeros on the left of the "
-                f"time axis stream (padding on the right needs future samples)"
+                f"{self.where}: pad ({left}, {right}) with value {value}: only zeros added to the "
+                f"time axis stream (the stream's ring starts at zeros)"
             )
-        return int(left)
+        return int(left), int(right)
 
     def _check_other(self, node: Any, mod: Any, what: str, current: Any) -> bool:
         """Layout checks for the operations torch_module converts; True
@@ -239,38 +240,49 @@ class Tracer:
         self._need(CF, what, "Conv1d (it convolves over the last axis, which must be time: a "
                    "conv over the feature axis does not stream)")
         (k,), (d,), (stride,) = mod.kernel_size, mod.dilation, mod.stride
-        if stride != 1:
-            raise WeightsError(f"{what}: stride {stride}; downsampling convolutions are not "
-                               f"supported yet (one output per input sample only)")
         if mod.padding_mode != "zeros":
             raise WeightsError(f"{what}: padding_mode={mod.padding_mode!r}; only zero padding "
-                               f"is the causal stream's starting state")
+                               f"is the stream's starting state")
         L = (k - 1) * d
         pad = mod.padding
-        if isinstance(pad, str):
-            pad = (0,) if pad == "valid" else None
-        if pad is None:
-            raise WeightsError(f"{what}: padding='same' centres the kernel on each sample, so an "
-                               f"output needs {L - L // 2} future samples; only causal padding "
-                               f"streams (F.pad(x, ({L}, 0)) before an unpadded conv)")
-        (p,) = pad
-        before = self.pad[0] if self.pad is not None else 0
+        if isinstance(pad, str):  # torch puts the odd zero of "same" on the right
+            left, right = (L // 2, L - L // 2) if pad == "same" else (0, 0)
+        else:
+            left = right = pad[0]
+        before = self.pad[0] if self.pad is not None else (0, 0)
         self.pad = None
-        if p and before:
-            raise WeightsError(f"{what}: padded both before (by {before}) and inside (by {p})")
-        if p:
-            if p != L:
-                raise WeightsError(f"{what}: padding={p} but the causal form needs (k-1)*dilation "
-                                   f"= {L} (then the chomp x[:, :, :-{L}])")
-            self.chomp = (p, what)
-        elif before != L:
-            raise WeightsError(
-                f"{what}: left padding {before}, but a streamed conv with kernel {k} and "
-                f"dilation {d} needs exactly (k-1)*dilation = {L} (less shortens the sequence, "
-                f"more delays it)")
-        layer = Conv1d(_array(mod.weight), None if mod.bias is None else _array(mod.bias),
-                       dilation=d, groups=mod.groups)
-        self.chain.add(f"{name}: Conv1d(k={k}, dilation={d}, groups={mod.groups})", [layer])
+        try:
+            layer = Conv1d(_array(mod.weight), None if mod.bias is None else _array(mod.bias),
+                           dilation=d, groups=mod.groups, stride=stride,
+                           padding=(before[0] + left, before[1] + right))
+        except WeightsError as exc:
+            raise WeightsError(f"{what}: {exc}") from None
+        how = "causal" if not layer.latency else f"delay {layer.latency}"
+        extra = f", stride={stride}" if stride != 1 else ""
+        self.chain.add(f"{name}: Conv1d(k={k}, dilation={d}, groups={mod.groups}{extra}; {how})",
+                       [layer])
+
+    def _pool(self, name: str, mod: Any, what: str) -> None:
+        nn = self.torch.nn
+        kind = type(mod).__name__
+        self._need(CF, what, f"{kind} (it pools over the last axis, which must be time)")
+        if not self.chain.layers:
+            raise WeightsError(f"{what}: {kind} before the first layer is not supported (its "
+                               f"channel count comes from the layer before it)")
+        if getattr(mod, "return_indices", False):
+            raise WeightsError(f"{what}: return_indices=True; a stream passes values only")
+        one = lambda v: v[0] if isinstance(v, (tuple, list)) else v  # noqa: E731
+        k, pad = one(mod.kernel_size), one(mod.padding)
+        stride = one(mod.stride) if mod.stride is not None else k
+        C = self.chain.layers[-1].output_size
+        try:
+            if isinstance(mod, nn.MaxPool1d):
+                layer = MaxPool1d(C, k, stride, pad, one(mod.dilation))
+            else:
+                layer = AvgPool1d(C, k, stride, pad, mod.count_include_pad)
+        except WeightsError as exc:
+            raise WeightsError(f"{what}: {exc}") from None
+        self.chain.add(f"{name}: {kind}(k={k}, stride={stride}, padding={pad})", [layer])
 
     def _norm(self, name: str, mod: Any, what: str) -> None:
         nn = self.torch.nn
@@ -310,7 +322,8 @@ class Tracer:
 def _conv_like(conv: Conv1d, weight: Any = None, bias: Any = None, activation: Any = None) -> Conv1d:
     return Conv1d(conv.weight if weight is None else weight, conv.bias if bias is None else bias,
                   dilation=conv.dilation, groups=conv.groups,
-                  activation=conv.activation if activation is None else activation)
+                  activation=conv.activation if activation is None else activation,
+                  padding=conv.padding, stride=conv.stride)
 
 
 def _fold(conv: Conv1d, bn: BatchNorm) -> Conv1d:

@@ -11,18 +11,21 @@ The layer's state (layers/conv.py documents it) is the ring position p
 followed by L = (k-1)*d slots of C_in inputs: before step t, slot
 (p + L - lag) % L holds x_{t-lag} for 1 <= lag <= L. Tap k-1 (lag 0) reads
 the current input directly; after the taps, x_t replaces the oldest slot
-(p) and p advances.
+(p) and p advances. A delayed ("same" or unpadded) or strided conv has a
+counter after the ring (rate.py): it computes an output only on the inputs
+where the counter says it emits, writes those rows packed and reports their
+number; the ring takes every input.
 """
 
 import numpy as np
 from numba import njit
 
 from . import activations as act
-from . import simd
+from . import rate, simd
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .layout import (
-    H_SC_TMP, KIND_CONV, M_ACT0, M_ACT1, M_ACT2, M_FLAGS, M_IN, M_OUT, M_P, M_STATE, M_W0, M_W1,
-    P_ALPHA0, P_BETA0,
+    H_RATE, H_SC_TMP, KIND_CONV, M_ACT0, M_ACT1, M_ACT2, M_COUNT, M_DELAY, M_FLAGS, M_IN, M_OUT,
+    M_P, M_STATE, M_STRIDE, M_W0, M_W1, P_ALPHA0, P_BETA0,
 )
 
 U = np.uint64
@@ -43,6 +46,10 @@ def pack(layer, packer):
         M_ACT1: layer.kernel_size,
         M_ACT2: layer.dilation,
         M_P: params,
+        M_DELAY: layer.latency,
+        M_STRIDE: layer.stride,
+        M_COUNT: layer.counter_index,
+        "rate": layer.counter_index >= 0,
     }
     if layer.groups == 1:
         # one panel block per tap, W_i^T (C_in, C_out): simd.gemv into a
@@ -107,10 +114,20 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
         # a position set from outside (set_state) may be anything finite
         if pv >= 0 and pv < L:
             pos = int(pv)
+    D, s = meta[r + M_DELAY], meta[r + M_STRIDE]
+    cat = base + meta[r + M_COUNT]
+    counted = meta[r + M_COUNT] >= 0
+    cnt = rate.counter(st, cat, D, s) if counted else D
+    m = 0  # rows written
     for t in range(T):
         x0 = s0 + t * ss
-        o = d0 + t * ds
-        if G == 1:
+        o = d0 + m * ds
+        emit = cnt == D
+        if counted:
+            cnt = rate.advance(cnt, D, s)
+        if not emit:
+            pass
+        elif G == 1:
             ncp = simd.width(O, w)
             for c in range(ncp):
                 sc[U(acc + c)] = w[U(b + c)]
@@ -127,7 +144,9 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
                 slot = _slot(pos, L, (k - 1 - i) * d)
                 _tap(dst, o, O, og, ig, w, wk + i * O * ig, st, ring + slot * I)
             _tap(dst, o, O, og, ig, w, wk + (k - 1) * O * ig, src, x0)
-        act.apply(dst, o, o + O, code, alpha, beta)
+        if emit:
+            act.apply(dst, o, o + O, code, alpha, beta)
+            m += 1
         if L > 0:
             slot = ring + pos * I
             for j in range(I):
@@ -137,6 +156,9 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
                 pos = 0
     if L > 0:
         st[U(base)] = pos
+    if counted:
+        st[U(cat)] = cnt
+        sc[meta[H_RATE]] = m
 
 
 @jit_fast

@@ -13,7 +13,7 @@ Either variant runs the same layer kernels, so the numbers are identical.
 
 Weight types. A layer whose weight matrices are stored in a reduced type
 has the kind code ``KIND_x | q << WQ_SHIFT`` (layout.py) and its own bit:
-the float kind's bit shifted by ``6 * q``. ALL holds the float bits only,
+the float kind's bit shifted by ``12 * q``. ALL holds the float bits only,
 so float models (and ``streamgru warmup``) compile nothing for reduced
 types; a quantized model's entry points are compiled for its own mask
 (``network.entry``), on first use, and cached.
@@ -23,18 +23,20 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import conv, dense, gru, lstm, norm, rnn
+from . import conv, dense, gru, lstm, norm, pool, rnn
 from .config import JIT_OPTIONS
 from .layout import (
-    H_NLAYERS, HEADER, KIND_BATCHNORM, KIND_CONV, KIND_DENSE, KIND_GRU, KIND_LAYERNORM, KIND_LSTM,
-    KIND_MASK, KIND_PRELU, KIND_RNN, M_KIND, ROW, WQ_SHIFT, WQ_TYPES,
+    H_NLAYERS, HEADER, KIND_AVGPOOL, KIND_BATCHNORM, KIND_CONV, KIND_DENSE, KIND_GRU,
+    KIND_LAYERNORM, KIND_LSTM, KIND_MASK, KIND_MAXPOOL, KIND_PRELU, KIND_RNN, M_KIND, ROW,
+    WQ_SHIFT, WQ_TYPES,
 )
 
-# the three per-sample norm kinds share one kernel module, so one bit
+# the three per-sample norm kinds share one kernel module, so one bit; so do the pools
 BITS = {KIND_GRU: 1, KIND_LSTM: 2, KIND_RNN: 4, KIND_DENSE: 8, KIND_CONV: 16,
-        KIND_BATCHNORM: 32, KIND_LAYERNORM: 32, KIND_PRELU: 32}
-ALL = 63  # every float kind
-_TYPE_BITS = 6  # bits per weight type in a mask
+        KIND_BATCHNORM: 32, KIND_LAYERNORM: 32, KIND_PRELU: 32,
+        KIND_MAXPOOL: 64, KIND_AVGPOOL: 64}
+ALL = 127  # every float kind
+_TYPE_BITS = 12  # bits per weight type in a mask (room for float kinds to come)
 
 
 def bit(code: int) -> int:
@@ -80,6 +82,7 @@ def _noop(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
 
 
 _conv_seq = _sequence(conv.seq)
+_pool_seq = _sequence(pool.seq)
 
 
 @_inline
@@ -148,12 +151,13 @@ _SEQ = ([_when(KIND_GRU, dict(enumerate(map(_sequence, gru.SEQ)))),
          _when(KIND_LSTM, dict(enumerate(map(_sequence, lstm.SEQ)))),
          _when(KIND_RNN, dict(enumerate(map(_sequence, rnn.SEQ)))),
          _when(KIND_DENSE, _DENSE), _when(KIND_CONV, _conv_seq)]
-        + [_when(k, _norm) for k in _NORMS])
+        + [_when(k, _norm) for k in _NORMS]
+        + [_when(KIND_MAXPOOL, _pool_seq), _when(KIND_AVGPOOL, _pool_seq)])
 _ROWS = ([_when(KIND_GRU, dict(enumerate(gru.ROWS))), _when(KIND_LSTM, dict(enumerate(lstm.ROWS))),
           _when(KIND_RNN, dict(enumerate(rnn.ROWS))),
           _when(KIND_DENSE, _DENSE), _when(KIND_CONV, conv.rows)]
          + [_when(k, _norm) for k in _NORMS])
-_s_gru, _s_lstm, _s_rnn, _s_dense, _s_conv, _s_bn, _s_ln, _s_prelu = _SEQ
+_s_gru, _s_lstm, _s_rnn, _s_dense, _s_conv, _s_bn, _s_ln, _s_prelu, _s_max, _s_avg = _SEQ
 _r_gru, _r_lstm, _r_rnn, _r_dense, _r_conv, _r_bn, _r_ln, _r_prelu = _ROWS
 
 
@@ -168,11 +172,15 @@ def seq(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     _s_bn(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
     _s_ln(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
     _s_prelu(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
+    _s_max(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
+    _s_avg(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
 
 
 @_inline
 def rows(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
-    """One step of B streams through the layer at meta row ``r`` (of ``kind``)."""
+    """One step of B streams through the layer at meta row ``r`` (of ``kind``).
+    Not for the kinds that change the row count (pools, a delayed or
+    strided conv): a model with one runs each stream through ``seq``."""
     _r_gru(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
     _r_lstm(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
     _r_rnn(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)

@@ -21,6 +21,9 @@ H_SC_SEQB = 9   # scratch: the next layer's outputs, TILE * max width
 H_SCRATCH = 10  # total scratch length
 H_SKIP = 11     # model input skip: offset a of x added to the output, or -1 (skip.py)
 H_GAIN = 12     # offset in w of the model's output gain, or -1 for none (skip.py)
+H_STRIDE = 14   # the model's total decimation (product of its layers' strides; rate.py)
+H_RATE = 15     # scratch slot where a layer that changes the row count reports the rows it
+                # wrote, or -1 when no layer does (every layer: one output row per input row)
 HEADER = 16
 
 # per-layer row fields
@@ -41,6 +44,10 @@ M_W3 = 13
 M_W4 = 14
 M_W5 = 15
 ROW = 16
+# a layer that changes the row count (a delayed or strided Conv1d, a pool: rate.py) keeps
+M_DELAY = M_W3    # its warm-up (latency, in its input samples),
+M_STRIDE = M_W4   # its stride,
+M_COUNT = M_W5    # and the offset of its counter inside its state (-1: no counter)
 
 # layer kinds
 KIND_GRU = 1
@@ -51,6 +58,8 @@ KIND_CONV = 5        # kernels/conv.py
 KIND_BATCHNORM = 6   # kernels/norm.py (the three stateless per-sample kinds)
 KIND_LAYERNORM = 7
 KIND_PRELU = 8
+KIND_MAXPOOL = 9     # kernels/pool.py
+KIND_AVGPOOL = 10
 
 # stored weight types (``q``): a layer whose weight matrices are stored in a
 # reduced type has the kind code ``KIND_x | q << WQ_SHIFT`` (kinds.py

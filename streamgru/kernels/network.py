@@ -29,14 +29,14 @@ import threading
 import numpy as np
 from numba import njit, types
 
-from . import skip
+from . import rate, skip
 from .config import JIT_OPTIONS, jit, locked
 from .kinds import ALL
 from .kinds import rows as kinds_rows
 from .kinds import seq as kinds_seq
 from .layout import (
-    H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER,
-    M_KIND, M_OUT, ROW,
+    H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE,
+    H_STRIDE, H_TILE, HEADER, M_KIND, M_OUT, ROW,
 )
 from .pointers import address, array_at, borrowed
 
@@ -102,16 +102,36 @@ def _layer_output(l, nl, r, meta, dst, d0, ds, sc):
 def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
     """T steps of the whole model: rows of ``src`` in, rows of ``dst`` out,
     layer by layer over the tile, state at ``st[sb:]``; ``kinds`` is a
-    literal mask of the layer kinds to compile (kinds.py)."""
+    literal mask of the layer kinds to compile (kinds.py). Returns the rows
+    written: T, unless the model downsamples (rate.py)."""
     nl = meta[H_NLAYERS]
+    rep = meta[H_RATE]  # >= 0: a layer may write fewer rows than it reads
+    n = T
     cur, c0, cs = src, s0, ss
     for l in range(nl):
         r = HEADER + ROW * l
         out, o0, os = _layer_output(l, nl, r, meta, dst, d0, ds, sc)
-        kinds_seq(kinds, meta[r + M_KIND], cur, c0, cs, out, o0, os, T, w, meta, r, st, sb, sc)
+        if n > 0:
+            if rep >= 0:
+                sc[rep] = n
+            kinds_seq(kinds, meta[r + M_KIND], cur, c0, cs, out, o0, os, n, w, meta, r, st, sb, sc)
+            if rep >= 0:
+                n = int(sc[rep])
         cur, c0, cs = out, o0, os
+    if rep >= 0 and meta[H_STRIDE] == 1:
+        rate.align(dst, d0, ds, T, n, meta)  # a warm-up's rows are zeros
+        n = T
     if meta[H_SKIP] >= 0 or meta[H_GAIN] >= 0:
-        skip.apply(src, s0, ss, dst, d0, ds, T, w, meta)
+        skip.apply(src, s0, ss, dst, d0, ds, n, w, meta)
+    return n
+
+
+@_inline
+def _rows_out(meta, st, sb, T):
+    """Rows the model writes for T more inputs of the stream at ``st[sb:]``."""
+    if meta[H_STRIDE] == 1:
+        return T
+    return rate.rows_for(meta, st, sb, T)
 
 
 @_inline
@@ -174,8 +194,9 @@ def process_body(X, Y, buf, kinds):
     if meta.size == 0:
         return -1
     O = meta[H_OUTPUT]
-    if (I != meta[H_INPUT] or Y.shape[0] != T or Y.shape[1] != O
-            or buf.size < hb + meta[H_STATE] + meta[H_SCRATCH]):
+    if (I != meta[H_INPUT] or Y.shape[1] != O
+            or buf.size < hb + meta[H_STATE] + meta[H_SCRATCH]
+            or Y.shape[0] != _rows_out(meta, bb, hb, T)):
         return -1
     xf = borrowed(X).reshape(X.size)
     bad = _first_bad_row(xf, T, I)
@@ -184,9 +205,10 @@ def process_body(X, Y, buf, kinds):
     yf = borrowed(Y).reshape(Y.size)
     sc = bb[hb + meta[H_STATE]:]
     tile = meta[H_TILE]
+    yo = 0  # rows written (fewer than T when the model downsamples)
     for t0 in range(0, T, tile):
         tt = min(tile, T - t0)
-        _run(xf, t0 * I, I, yf, t0 * O, O, tt, w, meta, bb, hb, sc, kinds)
+        yo += _run(xf, t0 * I, I, yf, yo * O, O, tt, w, meta, bb, hb, sc, kinds)
     return 0
 
 
@@ -215,6 +237,11 @@ def batch_step_body(X, Y, w, meta, states, sc, i0, i1, kinds):
     yf = borrowed(Y).reshape(Y.size)
     stf = borrowed(states).reshape(states.size)
     w, meta, sc = borrowed(w), borrowed(meta), borrowed(sc)
+    if meta[H_RATE] >= 0:
+        # streams may be at different points of a warm-up or stride: one at a time
+        for i in range(i0, i1):
+            _run(xf, i * I, I, yf, i * O, O, 1, w, meta, stf, i * S, sc, kinds)
+        return 0
     # tiles of streams: scratch holds one tile, whatever n is
     tile = meta[H_TILE]
     for i in range(i0, i1, tile):
@@ -236,22 +263,26 @@ def batch_process_body(X, Y, w, meta, states, sc, i0, i1, kinds):
     n, T, I = X.shape
     O = meta[H_OUTPUT]
     S = meta[H_STATE]
-    if (I != meta[H_INPUT] or Y.shape[0] != n or Y.shape[1] != T or Y.shape[2] != O
+    R = Y.shape[1]  # rows per stream: T, or fewer when the model downsamples
+    if (I != meta[H_INPUT] or Y.shape[0] != n or Y.shape[2] != O
             or states.shape[0] != n or states.shape[1] != S or not 0 <= i0 <= i1 <= n):
         return -1
+    stf = borrowed(states).reshape(states.size)
+    for i in range(i0, i1):
+        if R != _rows_out(meta, stf, i * S, T):
+            return -1
     xf = borrowed(X).reshape(X.size)
     bad = _first_bad_row(xf[i0 * T * I : i1 * T * I], i1 - i0, T * I)
     if bad >= 0:
         return i0 + bad + 1
     yf = borrowed(Y).reshape(Y.size)
-    stf = borrowed(states).reshape(states.size)
     w, meta, sc = borrowed(w), borrowed(meta), borrowed(sc)
     tile = meta[H_TILE]
     for i in range(i0, i1):
+        yo = i * R
         for t0 in range(0, T, tile):
             tt = min(tile, T - t0)
-            _run(xf, (i * T + t0) * I, I, yf, (i * T + t0) * O, O, tt, w, meta, stf, i * S, sc,
-                 kinds)
+            yo += _run(xf, (i * T + t0) * I, I, yf, yo * O, O, tt, w, meta, stf, i * S, sc, kinds)
     return 0
 
 

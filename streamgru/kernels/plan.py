@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..layers.quant import QuantizedWeight
-from . import conv, dense, gru, lstm, norm, rnn, simd
+from . import conv, dense, gru, lstm, norm, pool, rnn, simd
 from .layout import (
     WQ_CODES, WQ_FLOAT, WQ_SHIFT,
-    H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB, H_SC_TMP,
-    H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
+    H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB,
+    H_SC_TMP, H_SCRATCH, H_SKIP, H_STATE, H_STRIDE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
     P_SIZE, ROW, TILE,
 )
 
 # layer kind name -> module with pack(layer, packer)
 PACKERS = {"gru": gru, "lstm": lstm, "rnn": rnn, "dense": dense,
-           "conv1d": conv, "batchnorm": norm, "layernorm": norm, "prelu": norm}
+           "conv1d": conv, "batchnorm": norm, "layernorm": norm, "prelu": norm,
+           "maxpool1d": pool, "avgpool1d": pool}
 
 
 class Packer:
@@ -165,11 +167,18 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
     meta[H_SC_SEQA] = meta[H_SC_TMP] + 2 * tmp
     meta[H_SC_SEQB] = meta[H_SC_SEQA] + TILE * width
     meta[H_SCRATCH] = meta[H_SC_SEQB] + TILE * width
+    # a layer that changes the row count reports into one more scratch slot (rate.py)
+    meta[H_RATE] = -1
+    if any(row.get("rate") for row in rows):
+        meta[H_RATE] = meta[H_SCRATCH]
+        meta[H_SCRATCH] += 1
+    meta[H_STRIDE] = math.prod(getattr(layer, "stride", 1) for layer in layers)
     for i, row in enumerate(rows):
         base = HEADER + ROW * i
         meta[base + M_KIND] = row.pop("kind")
         row.pop("gates")
         row.pop("tmp")
+        row.pop("rate", None)
         for field, value in row.items():
             meta[base + field] = value
 

@@ -1,5 +1,5 @@
 """Canonical layer specifications: GRU, LSTM, RNN, Dense, Conv1d, BatchNorm,
-LayerNorm and PReLU.
+LayerNorm, PReLU, MaxPool1d and AvgPool1d.
 
 Canonical form is PyTorch's layout (gate rows r, z, n for GRU and i, f, g, o
 for LSTM; separate input and recurrent biases) plus flags for what PyTorch
@@ -31,13 +31,14 @@ from .dense import Dense
 from .gru import GRU
 from .lstm import LSTM
 from .norm import BatchNorm, LayerNorm, PReLU
+from .pool import AvgPool1d, MaxPool1d
 from .rnn import RNN
 
 __all__ = ["Activation", "GRU", "LSTM", "RNN", "Dense", "Conv1d", "BatchNorm", "LayerNorm",
-           "PReLU", "Layer", "LAYER_TYPES", "make_activation",
+           "PReLU", "MaxPool1d", "AvgPool1d", "Layer", "LAYER_TYPES", "make_activation",
            "onnx_activations", "ACTIVATIONS", "GATE_ACTIVATIONS", "CELL_ACTIVATIONS",
            "ELEMENTWISE_ACTIVATIONS", "keras_activation"]
 
 # layer kind (``layer.kind``, as stored in native files) -> class
 LAYER_TYPES: dict[str, type[Layer]] = {c.kind: c for c in (
-    GRU, LSTM, RNN, Dense, Conv1d, BatchNorm, LayerNorm, PReLU)}
+    GRU, LSTM, RNN, Dense, Conv1d, BatchNorm, LayerNorm, PReLU, MaxPool1d, AvgPool1d)}
