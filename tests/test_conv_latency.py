@@ -336,3 +336,37 @@ def test_cli_run_prints_only_the_rows_produced(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"{t}\n" for t in range(8))))
     assert cli.main(["run", p]) == 0
     assert [float(v) for v in capsys.readouterr().out.split()] == [0.0, 5.0, 11.0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_any_state_is_read_the_same_by_the_kernels_and_rows_for(dtype):
+    """Counters, ring positions and sample counts from set_state may be any
+    finite numbers: out of range they read as 0, and rows_for counts what the
+    kernels then emit, in process, step and a batch."""
+    model = sg.Model(list(cnn(np.float64, 2).layers[:3]) + [sg.AvgPool1d(6, 3, 2, 1, False)],
+                     dtype=dtype)
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 3)).astype(dtype)
+    for trial in range(20):
+        state = rng.normal(size=model.state_size) * 0.5
+        off = 0
+        for layer in model.layers:
+            if layer.counter_index >= 0:
+                c = layer.latency + layer.stride
+                state[off + layer.counter_index] = rng.choice(
+                    [rng.integers(c), -1.0, c, c + 0.5, rng.integers(c) + 0.25, 1e9])
+            if layer.kind != "conv1d":  # a pool's position and count of samples
+                state[off : off + 2] = rng.choice([-3.0, 0.5, 2.0, 7.0, 1e9], size=2)
+            off += layer.state_size
+        s = model.stream()
+        s.set_state(state)
+        n = s.rows_for(len(X))
+        Y = s.process(X)
+        assert Y.shape == (n, model.output_size)
+        s.set_state(state)
+        rows = [r for r in (s.step(x) for x in X) if r is not None]
+        np.testing.assert_allclose(np.array(rows).reshape(Y.shape), Y, rtol=0,
+                                   atol=1e-12 if dtype == np.float64 else 1e-5)
+        b = model.streams(2)
+        b.set_state(np.stack([state, state]))
+        np.testing.assert_array_equal(b.process(np.stack([X, X]))[1], Y)

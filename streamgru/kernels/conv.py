@@ -69,10 +69,21 @@ def pack(layer, packer):
 
 
 @_inline_fast
-def _slot(pos, L, lag):
+def slot_of(pos, L, lag):
     """The ring slot of the input ``lag`` steps back (1 <= lag <= L)."""
     slot = pos + L - lag
     return slot - L if slot >= L else slot
+
+
+@_inline_fast
+def push(st, ring, pos, L, src, x0, C):
+    """Write the input ``src[x0 : x0 + C]`` over the oldest slot ``pos`` of
+    the ring of L slots at ``st[ring:]``; returns the next position."""
+    at = ring + pos * C
+    for j in range(C):
+        st[U(at + j)] = src[U(x0 + j)]
+    pos += 1
+    return 0 if pos == L else pos
 
 
 @_inline_fast
@@ -132,7 +143,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
             for c in range(ncp):
                 sc[U(acc + c)] = w[U(b + c)]
             for i in range(k - 1):
-                slot = _slot(pos, L, (k - 1 - i) * d)
+                slot = slot_of(pos, L, (k - 1 - i) * d)
                 simd.gemv(sc, acc, st, ring + slot * I, w, wk + i * I * ncp, I, ncp)
             simd.gemv(sc, acc, src, x0, w, wk + (k - 1) * I * ncp, I, ncp)
             for c in range(O):
@@ -141,19 +152,14 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
             for c in range(O):
                 dst[U(o + c)] = w[U(b + c)]
             for i in range(k - 1):
-                slot = _slot(pos, L, (k - 1 - i) * d)
+                slot = slot_of(pos, L, (k - 1 - i) * d)
                 _tap(dst, o, O, og, ig, w, wk + i * O * ig, st, ring + slot * I)
             _tap(dst, o, O, og, ig, w, wk + (k - 1) * O * ig, src, x0)
         if emit:
             act.apply(dst, o, o + O, code, alpha, beta)
             m += 1
         if L > 0:
-            slot = ring + pos * I
-            for j in range(I):
-                st[U(slot + j)] = src[U(x0 + j)]
-            pos += 1
-            if pos == L:
-                pos = 0
+            pos = push(st, ring, pos, L, src, x0, I)
     if L > 0:
         st[U(base)] = pos
     if counted:

@@ -11,6 +11,7 @@ holds x_{t-lag}, which is in the padding when lag > n.
 import numpy as np
 
 from . import rate
+from .conv import push, slot_of
 from .config import jit_fast
 from .layout import (
     H_RATE, KIND_AVGPOOL, KIND_MAXPOOL, M_ACT1, M_ACT2, M_COUNT, M_DELAY, M_FLAGS, M_IN, M_KIND, M_STATE,
@@ -72,10 +73,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
                 lag = (k - 1 - i) * dil
                 if lag > seen:
                     continue  # the padding
-                slot = pos + L - lag
-                if slot >= L:
-                    slot -= L
-                at = ring + slot * C
+                at = ring + slot_of(pos, L, lag) * C
                 n += 1
                 for ch in range(C):
                     v = st[U(at + ch)]
@@ -90,12 +88,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
                     dst[U(o + ch)] /= div
         cnt = rate.advance(cnt, D, s)
         if L > 0:
-            at = ring + pos * C
-            for ch in range(C):
-                st[U(at + ch)] = src[U(x0 + ch)]
-            pos += 1
-            if pos == L:
-                pos = 0
+            pos = push(st, ring, pos, L, src, x0, C)
             if seen < L:
                 seen += 1
     st[U(base)] = pos
