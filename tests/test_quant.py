@@ -211,7 +211,7 @@ def test_float_models_keep_the_float_kernels():
     assert kinds.mask_of(m._plan().meta) & ~kinds.ALL == 0
     mask = kinds.mask_of(m.quantize("int8")._plan().meta)
     assert mask & kinds.ALL == 0
-    assert mask == (kinds.BITS[1] | kinds.BITS[4]) << 6  # GRU and Dense, int8
+    assert mask == (kinds.BITS[1] | kinds.BITS[4]) << kinds._TYPE_BITS  # GRU and Dense, int8
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
