@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import WeightsError
 from ..layers.quant import QuantizedWeight
 
-__all__ = ["affine_int8", "exact_float16", "reorder_rows"]
+__all__ = ["affine_int8", "exact_float16"]
 
 
 def _per_row(value: Any, rows: int, what: str, name: str) -> np.ndarray:
@@ -122,11 +122,3 @@ def exact_float16(values: Any, what: str = "weight") -> QuantizedWeight:
     if not np.array_equal(h.astype(w.dtype), w):
         raise WeightsError(f"{what}: the values are not float16 values; refusing to round them")
     return QuantizedWeight("float16", h)
-
-
-def reorder_rows(q: QuantizedWeight, order: tuple[int, ...], gates: int) -> QuantizedWeight:
-    """Gate blocks of rows taken in ``order`` (each block ``rows // gates``
-    rows), each row keeping its scale: a source's gate order to torch's."""
-    n = q.shape[0] // gates
-    idx = np.concatenate([np.arange(k * n, (k + 1) * n) for k in order])
-    return QuantizedWeight(q.kind, q.values[idx], None if q.scale is None else q.scale[idx])
