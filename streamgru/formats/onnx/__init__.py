@@ -102,6 +102,7 @@ import numpy as np
 
 from ...errors import WeightsError
 from ...layers import Dense, Layer
+from ...layers.quant import QuantizedWeight
 from ...model import Model
 from ..guard import Budget, check_regular
 from .graph import _guesses, _shape_of_input, _walk
@@ -224,6 +225,7 @@ def _is_identity(layer: Layer) -> bool:
     """A Dense that changes nothing (left behind when folded constants cancel);
     checked without building an identity matrix to compare with."""
     if not (isinstance(layer, Dense) and layer.activation.name == "identity"
+            and not isinstance(layer.weight, QuantizedWeight)
             and layer.input_size == layer.output_size and not np.any(layer.bias)):
         return False
     w = layer.weight

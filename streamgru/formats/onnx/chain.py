@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...layers import Dense, Layer, make_activation
+from ...layers.quant import QuantizedWeight
 from .values import _Graph, _Stream, _describe_axes
 
 
@@ -39,8 +40,12 @@ def _affine(g: _Graph, s: _Stream, scale: np.ndarray, shift: np.ndarray) -> _Str
     (W' = diag(scale) W, b' = scale * b + shift), else a diagonal Dense."""
     d = _last_dense(s)
     if d is not None:
+        w = d.weight
+        if isinstance(w, QuantizedWeight) and not np.all(scale == 1):
+            w = w.dequantize()  # a scaled quantized weight: its exact float values
         with np.errstate(all="ignore"):  # a non-finite result is refused by Dense
-            w = np.asarray(d.weight, np.float64) * scale[:, None]
+            if not isinstance(w, QuantizedWeight):  # (a bias alone keeps the stored weight)
+                w = np.asarray(w, np.float64) * scale[:, None]
             b = np.asarray(d.bias, np.float64) * scale + shift
         out = dataclasses.replace(s, layers=s.layers[:-1] + ((Dense(w, b), None),))
     else:

@@ -9,11 +9,15 @@ import numpy as np
 
 from ...errors import WeightsError
 from ..guard import Budget
+from . import quant
 from .control import _control_flow
 from .fold import _fold
 from .ops import _RECURRENT, _SUPPORTED, HANDLERS
 from .tensors import _attrs
 from .values import _Const, _Fill, _Graph, _Poison, _Stream, _Unstreamable
+
+# ops of other domains that are read: ONNX Runtime's quantized LSTM
+_CONTRIB = {("com.microsoft", "DynamicQuantizeLSTM")}
 
 
 def _shape_of_input(vi: Any) -> list | None:
@@ -152,7 +156,7 @@ def _node(g: _Graph, node: Any, env: Any) -> list:
     poison = next((v for v in used if isinstance(v, _Poison)), None)
     if poison is not None:
         return [poison] * len(node.output)
-    if node.domain not in ("", "ai.onnx"):
+    if node.domain not in ("", "ai.onnx") and (node.domain, node.op_type) not in _CONTRIB:
         raise g.fail(f"op from domain {node.domain!r} is not supported; supported: {_SUPPORTED}")
     g.budget.count(1, f"{g.label()}: walking the graph")
     if node.op_type in ("If", "Loop"):
@@ -160,7 +164,12 @@ def _node(g: _Graph, node: Any, env: Any) -> list:
     at = _attrs(node, g.path, g.budget)
     if node.op_type != "Constant" and all(v is None or isinstance(v, _Const) for v in ins) \
             and node.op_type not in _RECURRENT:
-        return _fold(g, node, ins, at)
+        outs = _fold(g, node, ins, at)
+        if node.op_type == "DequantizeLinear":  # QDQ weights: keep the int8 values and scales
+            return quant.tag_dequantized(outs, ins, at)
+        return outs
+    if any(quant.is_quant_value(v) for v in ins):
+        return quant.h_pattern(g, node, ins, at)
     if node.op_type in HANDLERS:
         return HANDLERS[node.op_type](g, node, ins, at)
     raise g.fail(f"op {node.op_type!r} cannot be streamed; supported: {_SUPPORTED}")
