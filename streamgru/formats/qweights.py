@@ -77,12 +77,12 @@ def affine_int8(values: Any, scale: Any, zero_point: Any = 0, what: str = "weigh
         raise WeightsError(f"{what}: scale must be floating point, got {s.dtype}")
     s = _per_row(s, rows, what, "scale").astype(np.float64)
     if not np.all(np.isfinite(s) & (s > 0)):
-        bad = s[~(np.isfinite(s) & (s > 0))][0]
+        bad = float(s[~(np.isfinite(s) & (s > 0))][0])
         raise WeightsError(f"{what}: scale {bad!r} is not positive and finite")
     s32 = s.astype(np.float32)
     if not np.array_equal(s32.astype(np.float64), s):
         raise WeightsError(
-            f"{what}: a scale ({s[s32.astype(np.float64) != s][0]!r}) is not a float32 value; "
+            f"{what}: a scale ({float(s[s32.astype(np.float64) != s][0])!r}) is not a float32 value; "
             f"streamgru keeps float32 scales and does not round a file's scales"
         )
     z = np.asarray(zero_point)

@@ -164,6 +164,8 @@ def _node(g: _Graph, node: Any, env: Any) -> list:
     at = _attrs(node, g.path, g.budget)
     if node.op_type != "Constant" and all(v is None or isinstance(v, _Const) for v in ins) \
             and node.op_type not in _RECURRENT:
+        if node.op_type == "DequantizeLinear":
+            quant.check_dequantize(g, node, ins, at)
         outs = _fold(g, node, ins, at)
         if node.op_type == "DequantizeLinear":  # QDQ weights: keep the int8 values and scales
             return quant.tag_dequantized(outs, ins, at)

@@ -61,6 +61,7 @@ class _DynQ:
     stream: _Stream
     part: str
     factor: Any = None
+    factor_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,23 @@ def weight(g: _Graph, v: Any, name: str, rows_axis: int, transpose: bool) -> Qua
             f"streamgru stores one scale per output row"
         )
     return affine_int8(x.T if transpose else x, scale, zero, what)
+
+
+def check_dequantize(g: _Graph, node: Any, ins: list, at: dict) -> None:
+    """Before a ``DequantizeLinear`` of constants is folded: its scale (and
+    zero point) must be one value, or one per entry along ``axis`` of x."""
+    x = ins[0].value
+    for k, what in ((1, "x_scale"), (2, "x_zero_point")):
+        v = ins[k].value if len(ins) > k and ins[k] is not None else None
+        if v is None or v.size == 1 or int(at.get("block_size", 0)):
+            continue
+        axis = int(at.get("axis", 1))
+        n = x.shape[axis % x.ndim] if x.ndim and -x.ndim <= axis < x.ndim else None
+        if v.ndim != 1 or v.size != n:
+            raise WeightsError(
+                f"{g.where()}: tensor {node.input[0]!r}: {what} {node.input[k]!r} has shape "
+                f"{v.shape}; expected 1 value or {n} (axis {axis} of shape {x.shape}), got {v.size}"
+            )
 
 
 def tag_dequantized(outs: list, ins: list, at: dict) -> list:
@@ -161,26 +179,17 @@ def h_mul(g: _Graph, node: Any, ins: list, at: dict) -> list:
     other = b if (a is dyn or a is prod) else a
     if prod is not None and isinstance(other, _DynQ) and other.part == "scale" \
             and other.stream is prod.stream and other.factor is not None:
-        scale = np.asarray(other.factor).reshape(-1)
-        dense = Dense(QuantizedWeight("int8", prod.values,
-                                      _per_row(g, scale, prod.values.shape[0], node)))
-        return [_append(prod.stream, dense, features=prod.features)]
+        q = affine_int8(prod.values, np.asarray(other.factor).reshape(-1), 0,
+                        f"{g.where()}: tensor {other.factor_name!r} (the weight's scale)")
+        return [_append(prod.stream, Dense(q), features=prod.features)]
     if dyn is not None and dyn.part == "scale" and dyn.factor is None and prod is None:
         factor = _materialize(g, other)
         if factor is None:
             raise g.fail("Mul of the stream's dynamic scale by a tensor of unknown values")
-        return [dataclasses.replace(dyn, factor=factor)]
+        name = node.input[1] if a is dyn else node.input[0]
+        return [dataclasses.replace(dyn, factor=factor, factor_name=name)]
     raise g.fail("Mul in a dynamic quantization pattern that is not "
                  "MatMulInteger(...) * (x_scale * w_scale)")
-
-
-def _per_row(g: _Graph, scale: np.ndarray, rows: int, node: Any) -> np.ndarray:
-    what = f"{g.where()}: the weight scale of {node.input[0]!r} * {node.input[1]!r}"
-    if scale.size not in (1, rows):
-        raise WeightsError(f"{what}: {scale.size} scales for {rows} output rows")
-    if scale.dtype.kind != "f" or not np.all(np.isfinite(scale) & (scale > 0)):
-        raise WeightsError(f"{what}: scales must be positive and finite")
-    return np.broadcast_to(scale.astype(np.float32), (rows,))
 
 
 def dynamic_lstm_weights(g: _Graph, ins: list, names: list) -> tuple[QuantizedWeight, QuantizedWeight]:
