@@ -339,17 +339,22 @@ class _OnnxNet(nn.Module):
 
 @pytest.fixture(scope="module")
 def onnx_models(tmp_path_factory):
-    """cell -> (float .onnx, ONNX Runtime quantize_dynamic of it), one LSTM, one GRU."""
+    """name -> (float .onnx, ONNX Runtime quantize_dynamic of it): an LSTM and
+    a GRU model, int8 weights per tensor (the default) and per channel, and
+    uint8 weights (asymmetric)."""
     folder = tmp_path_factory.mktemp("qonnx")
     out = {}
     for name, cell in (("LSTM", nn.LSTM), ("GRU", nn.GRU)):
         torch.manual_seed(1)
         net = _OnnxNet(cell).eval()
-        fp, qp = str(folder / f"{name}.onnx"), str(folder / f"{name}_q.onnx")
+        fp = str(folder / f"{name}.onnx")
         _quiet(torch.onnx.export, net, (torch.zeros(1, 7, I),), fp, dynamo=False,
                input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N", 1: "T"}})
-        _quiet(quantize_dynamic, fp, qp, weight_type=QuantType.QInt8)
-        out[name] = (fp, qp)
+        for suffix, options in (("", {}), ("-per-channel", {"per_channel": True}),
+                                ("-uint8", {"weight_type": QuantType.QUInt8})):
+            qp = str(folder / f"{name}{suffix}_q.onnx")
+            _quiet(quantize_dynamic, fp, qp, **{"weight_type": QuantType.QInt8, **options})
+            out[name + suffix] = (fp, qp)
     return out
 
 
@@ -382,9 +387,10 @@ def _ort(path, x):
     return ort.InferenceSession(path).run(None, {"x": x[None]})[0][0]
 
 
-@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "LSTM-per-channel", "GRU-per-channel"])
 def test_ort_dynamic_quantization_streams_exactly(onnx_models, tmp_path, cell):
     fp, qp = onnx_models[cell]
+    cell = cell.split("-")[0]
     ops = [n.op_type for n in onnx.load(qp).graph.node]
     assert "MatMulInteger" in ops and (cell == "GRU" or "DynamicQuantizeLSTM" in ops)
     model = sg.load(qp)
@@ -559,3 +565,28 @@ def test_malformed_ort_dynamic_files(onnx_models, tmp_path, which, value, needle
         msg = str(info.value)
         assert bad in msg and needle in msg, msg
         assert base in msg, msg
+
+
+def test_ort_uint8_weights_shift_exactly_or_are_refused(onnx_models, tmp_path):
+    # QuantType.QUInt8 picks a zero point per tensor from the weights' range.
+    # The GRU model's MatMul gets 128, so every value minus it fits int8:
+    # shifted, the scale kept, exact. The LSTM model's gets 127 with a value
+    # of 255: refused, not rounded.
+    fp, qp = onnx_models["GRU-uint8"]
+    qi = _initializers(qp)
+    name = next(k[: -len("_quantized")] for k in qi if k.startswith("onnx::MatMul") and
+                k.endswith("_quantized"))
+    assert qi[name + "_quantized"].dtype == np.uint8
+    dense = sg.load(qp).layers[-1]
+    shifted = qi[name + "_quantized"].astype(np.int16) - qi[name + "_zero_point"]
+    assert np.array_equal(dense.weight.values, shifted.T)
+    x = _inputs(6)
+    exact = _ort(_dequantized_onnx(fp, qp, str(tmp_path / "dq.onnx")), x)
+    np.testing.assert_allclose(_stream(sg.load(qp), x), exact, rtol=0, atol=1e-5)
+
+    _, qp = onnx_models["LSTM-uint8"]
+    with pytest.raises(sg.WeightsError) as info:
+        sg.load(qp)
+    msg = str(info.value)
+    assert qp in msg and "MatMul" in msg and "_quantized" in msg and "beyond int8" in msg, msg
+    assert "QuantType.QInt8" in msg, msg

@@ -102,8 +102,9 @@ def affine_int8(values: Any, scale: Any, zero_point: Any = 0, what: str = "weigh
         raise WeightsError(
             f"{what}: with zero point {int(z[r])}, row {r}'s values minus the zero point span "
             f"[{int(shifted[r].min())}, {int(shifted[r].max())}], beyond int8; streamgru stores "
-            f"symmetric int8 and will not re-quantize (re-quantize from the float model with "
-            f"model.quantize('int8') instead)"
+            f"symmetric int8 and will not re-quantize: save int8 weights (torch.qint8; ONNX "
+            f"Runtime quantize_dynamic(..., weight_type=QuantType.QInt8)), or load the float "
+            f"model and call model.quantize('int8')"
         )
     return QuantizedWeight("int8", shifted.astype(np.int8), s32)
 
