@@ -590,3 +590,59 @@ def test_ort_uint8_weights_shift_exactly_or_are_refused(onnx_models, tmp_path):
     msg = str(info.value)
     assert qp in msg and "MatMul" in msg and "_quantized" in msg and "beyond int8" in msg, msg
     assert "QuantType.QInt8" in msg, msg
+
+
+def _strip_activation_qdq(src, dst):
+    """``src`` without its QuantizeLinear -> DequantizeLinear pairs on computed
+    tensors (the activations): each DequantizeLinear's output is renamed to the
+    QuantizeLinear's input. Weight DequantizeLinear nodes stay."""
+    model = onnx.load(src)
+    inits = {t.name for t in model.graph.initializer}
+    quantized = {n.output[0]: n.input[0] for n in model.graph.node
+                 if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+    rename = {n.output[0]: quantized[n.input[0]] for n in model.graph.node
+              if n.op_type == "DequantizeLinear" and n.input[0] in quantized}
+    keep = [n for n in model.graph.node
+            if not (n.output[0] in quantized or n.output[0] in rename)]
+    for n in keep:
+        n.input[:] = [rename.get(i, i) for i in n.input]
+    for o in model.graph.output:  # the model's output was a DequantizeLinear
+        if o.name in rename:
+            for n in keep:
+                n.output[:] = [o.name if out == rename[o.name] else out for out in n.output]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    onnx.save(model, dst)
+    return dst
+
+
+def test_ort_static_qdq_needs_the_float_activations_opt_in(onnx_models, tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter([{"x": _inputs(k, 40)[None]} for k in range(3)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    fp, _ = onnx_models["GRU"]
+    qp = str(tmp_path / "static.onnx")
+    _quiet(quantize_static, fp, qp, Calibration(), quant_format=QuantFormat.QDQ,
+           weight_type=QuantType.QInt8)
+    with pytest.raises(sg.WeightsError) as info:
+        sg.load(qp)
+    assert qp in str(info.value) and "static_activations='float'" in str(info.value)
+    model = sg.load(qp, static_activations="float")
+    assert "QuantizeLinear -> DequantizeLinear" in model.metadata["static_activations"]
+    qi = _initializers(qp)
+    name = next(k[: -len("_quantized")] for k in qi if k.startswith("onnx::MatMul") and
+                k.endswith("_quantized"))
+    assert np.array_equal(model.layers[-1].weight.values, qi[name + "_quantized"].T)
+    # exactly the file with its activation pairs taken out (ONNX Runtime, unfused)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    stripped = _strip_activation_qdq(qp, str(tmp_path / "stripped.onnx"))
+    x = _inputs(7)
+    want = ort.InferenceSession(stripped, options).run(None, {"x": x[None]})[0][0]
+    np.testing.assert_allclose(_stream(model, x), want, rtol=0, atol=1e-5)

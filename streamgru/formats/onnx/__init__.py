@@ -111,7 +111,7 @@ from .values import _ErfOf, _Graph, _Mismatch, _Poison, _Stream
 
 __all__ = ["load", "sniff", "OPTIONS"]
 
-OPTIONS = ("dtype", "output", "input")
+OPTIONS = ("dtype", "output", "input", "static_activations")
 
 
 def sniff(head: bytes) -> bool:
@@ -121,7 +121,8 @@ def sniff(head: bytes) -> bool:
 
 
 def load(path: str, dtype: Any = np.float32, output: str | None = None,
-         input: str | None = None, *, budget: Budget | None = None) -> Model:
+         input: str | None = None, static_activations: str = "refuse", *,
+         budget: Budget | None = None) -> Model:
     """Load an ONNX model as a streaming ``Model``.
 
     Parameters
@@ -136,6 +137,14 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
         Name of the graph input carrying the data (default: the first input
         that is not an initializer); other inputs (e.g. a state ``h0``) start
         at zeros.
+    static_activations : ``"refuse"`` (default) or ``"float"``
+        What to do with statically quantized activations (a
+        ``QuantizeLinear`` -> ``DequantizeLinear`` pair on the data, as
+        ONNX Runtime's ``quantize_static`` writes): streamgru computes
+        activations in float, so such a model is refused unless
+        ``"float"`` says to drop the pairs (the activations are then not
+        rounded to 8 bits nor clipped to their calibrated range; the int8
+        weights are kept).
     budget : guard.Budget, optional
         What the load may allocate and how much work it may do (``sg.load``
         passes one; by default one is made from the file's size).
@@ -160,6 +169,8 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
     ``sequence_lens`` inputs are ignored: a stream has no sequence length.
     """
     path = os.fspath(path)
+    if static_activations not in ("refuse", "float"):
+        raise WeightsError(f"static_activations must be 'refuse' or 'float', got {static_activations!r}")
     if budget is None:
         budget = Budget(path, check_regular(path).st_size)
     model = _read(path, budget)
@@ -196,7 +207,8 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
     used, work = budget.used, budget.work
     for roles in _guesses(len(shape)):
         budget.used, budget.work = used, work  # each guess walks the graph afresh
-        env, g = _walk(model, path, tensors, data_input, others, roles, opset, budget)
+        env, g = _walk(model, path, tensors, data_input, others, roles, opset, budget,
+                       static_activations)
         v = env.get(out_name)
         if isinstance(v, _Poison):
             if isinstance(v.error, _Mismatch):
@@ -215,7 +227,8 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
         g.feature_axis(v)
         if not v.layers:
             raise WeightsError(f"{path}: output {out_name!r} is the input itself; no layers to run")
-        return _build(path, model, v, g, data_input.name, out_name, opset, dtype)
+        return _build(path, model, v, g, data_input.name, out_name, opset, dtype,
+                      static_activations)
     if errors:
         raise WeightsError(str(errors[0]))
     raise WeightsError(f"{path}: input {data_input.name!r} of rank {len(shape)} cannot be streamed")
@@ -233,7 +246,7 @@ def _is_identity(layer: Layer) -> bool:
 
 
 def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name: str,
-           opset: int, dtype: Any) -> Model:
+           opset: int, dtype: Any, static_activations: str) -> Model:
     chain = [(layer, init) for layer, init in v.layers if not _is_identity(layer)] or list(v.layers[:1])
     layers = [layer for layer, _ in chain]
     parts, has_init = [], False
@@ -252,6 +265,9 @@ def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name:
         "many_to_one": bool(v.last),
         "state_inputs": sorted(g.state_sources),
     }
+    if g.dropped_qdq:
+        meta["static_activations"] = (f"float: {g.dropped_qdq} QuantizeLinear -> DequantizeLinear "
+                                      f"pair(s) on the data dropped")
     try:
         return Model(layers, dtype=np.float32 if dtype is None else dtype,
                      initial_state=initial, metadata=meta)

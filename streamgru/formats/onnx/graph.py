@@ -39,7 +39,8 @@ def _guesses(rank: int) -> list[tuple[str, ...]]:
 
 
 def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
-          roles: tuple, opset: int, budget: Budget) -> tuple[dict, _Graph]:
+          roles: tuple, opset: int, budget: Budget,
+          static_activations: str = "refuse") -> tuple[dict, _Graph]:
     shape = _shape_of_input(data_input)
     sizes: dict[str, Any] = {"T": "T", "N": "N"}
     features = None
@@ -58,6 +59,7 @@ def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
             f"no recurrent node's W or MatMul/Gemm weight reading it fixes one"
         )
     g = _Graph(path, opset, sizes, budget)
+    g.static_activations = static_activations
     env: dict[str, Any] = dict((k, _Const(v)) for k, v in tensors.items())
     env[data_input.name] = _Stream(tuple((r,) for r in roles), int(features))
     for vi in others:

@@ -330,6 +330,7 @@ HANDLERS: dict[str, Handler] = {
     "DynamicQuantizeLSTM": _h_recurrent,  # com.microsoft
     "DynamicQuantizeLinear": quant.h_dynamic_quantize_linear,
     "MatMulInteger": quant.h_matmul_integer,
+    "QuantizeLinear": quant.h_quantize_linear,
 }
 
 _SUPPORTED = ", ".join(sorted(HANDLERS))

@@ -74,8 +74,52 @@ class _IntProduct:
     features: int
 
 
+@dataclass(frozen=True)
+class _StaticQ:
+    """``QuantizeLinear`` of the stream with constant scale and zero point
+    (a statically quantized activation), waiting for its DequantizeLinear."""
+
+    stream: _Stream
+    scale: Any
+    zero: Any
+
+
 def is_quant_value(v: Any) -> bool:
-    return isinstance(v, (_DynQ, _IntProduct))
+    return isinstance(v, (_DynQ, _IntProduct, _StaticQ))
+
+
+def h_quantize_linear(g: _Graph, node: Any, ins: list, at: dict) -> list:
+    # QuantizeLinear-21 of the stream: y = saturate(round(x / y_scale) + y_zero_point)
+    s = ins[0]
+    if not isinstance(s, _Stream):
+        raise g.fail(f"QuantizeLinear of a {type(s).__name__}")
+    if g.static_activations != "float":
+        raise g.fail(
+            "QuantizeLinear of the data: statically quantized activations (ONNX Runtime's "
+            "quantize_static), which streamgru computes in float; to keep the int8 weights "
+            "and run the activations in float (not rounded to 8 bits, not clipped to the "
+            "calibrated range), load with sg.load(path, static_activations='float'), or "
+            "quantize dynamically (quantize_dynamic)"
+        )
+    scale = _materialize(g, ins[1])
+    zero = None if len(ins) < 3 or ins[2] is None else _materialize(g, ins[2])
+    if scale is None:
+        raise g.fail("QuantizeLinear of the data with a scale of unknown values")
+    return [_StaticQ(s, scale, zero)]
+
+
+def h_dequantize_stream(g: _Graph, node: Any, ins: list, at: dict) -> list:
+    # DequantizeLinear-21 right after QuantizeLinear of the stream, same scale and zero point:
+    # dropped with static_activations="float" (the activation stays in float)
+    q = ins[0]
+    scale = _materialize(g, ins[1]) if len(ins) > 1 and ins[1] is not None else None
+    zero = None if len(ins) < 3 or ins[2] is None else _materialize(g, ins[2])
+    if not isinstance(q, _StaticQ) or scale is None or not np.array_equal(scale, q.scale) \
+            or not np.array_equal(0 if zero is None else zero, 0 if q.zero is None else q.zero):
+        raise g.fail("DequantizeLinear of the data with another scale or zero point than its "
+                     "QuantizeLinear")
+    g.dropped_qdq += 1
+    return [q.stream]
 
 
 def weight(g: _Graph, v: Any, name: str, rows_axis: int, transpose: bool) -> QuantizedWeight | None:
@@ -214,7 +258,8 @@ def dynamic_lstm_weights(g: _Graph, ins: list, names: list) -> tuple[QuantizedWe
 
 
 # ops that take the dynamic pattern's intermediate values (not the stream itself)
-PATTERN_HANDLERS = {"MatMulInteger": h_matmul_integer, "Cast": h_cast, "Mul": h_mul}
+PATTERN_HANDLERS = {"MatMulInteger": h_matmul_integer, "Cast": h_cast, "Mul": h_mul,
+                    "DequantizeLinear": h_dequantize_stream}
 
 
 def h_pattern(g: _Graph, node: Any, ins: list, at: dict) -> list:
@@ -222,8 +267,8 @@ def h_pattern(g: _Graph, node: Any, ins: list, at: dict) -> list:
     handler = PATTERN_HANDLERS.get(node.op_type)
     if handler is None:
         raise g.fail(
-            f"{node.op_type} of a dynamically quantized tensor; streamgru reads ONNX Runtime's "
+            f"{node.op_type} of a quantized activation; streamgru reads ONNX Runtime's "
             f"dynamic quantization pattern DynamicQuantizeLinear -> MatMulInteger -> Cast -> "
-            f"Mul(x_scale * w_scale)"
+            f"Mul(x_scale * w_scale), and QuantizeLinear -> DequantizeLinear pairs on the data"
         )
     return handler(g, node, ins, at)
