@@ -15,6 +15,9 @@ persistent id ``("storage", <torch.FloatStorage etc.>, key, location,
 numel)``; parameters wrap that in ``torch._utils._rebuild_parameter``.
 PyTorch Lightning's ``Trainer.save_checkpoint`` writes the same archive
 (``.ckpt``) holding a dict with the state dict under ``"state_dict"``.
+The state dict of a ``torch.ao`` dynamic-quantized model adds quantized
+tensors (``_rebuild_qtensor``) and packed weights (``torch.ScriptObject``
+state), read as data by ``torch_quant``: their int8 values and scales are kept.
 
 ``data.pkl`` is interpreted by ``torch_pickle`` (allow-listed, bounded by
 the load's ``Budget``); tensors are materialised after unpickling, each

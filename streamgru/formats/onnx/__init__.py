@@ -30,7 +30,8 @@ depends on one (so the ``h_n`` / ``c_n`` outputs exporters add do no harm).
 
 Package layout: ``tensors`` (the protobuf, local functions, initializers,
 external data), ``graph`` (the walk), ``ops`` (the op table, with ``axes``,
-``shapes``, ``recurrent`` and ``chain``, the stream's layer chain), ``fold``
+``shapes``, ``recurrent``, ``quant`` (quantized weights) and ``chain``, the
+stream's layer chain), ``fold``
 (constant folding) and ``control`` (``If``, ``Loop``); ``values`` holds the
 kinds of value above.
 
@@ -50,6 +51,15 @@ Mapping
   ``direction="reverse"`` or ``"bidirectional"`` is refused: it needs the
   future of the sequence, which a stream does not have.
 * ``sequence_lens`` is ignored: a stream has no sequence length.
+* Already-quantized weights keep the file's int8 values and scales
+  (``QuantizedWeight``, see ``quant``): ``DequantizeLinear`` of int8/uint8
+  constants feeding a MatMul/Gemm weight or a GRU/LSTM/RNN ``W``/``R`` (QDQ),
+  ONNX Runtime's ``quantize_dynamic`` output (``DynamicQuantizeLinear`` ->
+  ``MatMulInteger`` -> ``Cast`` -> ``Mul``, and ``com.microsoft``'s
+  ``DynamicQuantizeLSTM``). The runtimes' rounding of the activations is not
+  reproduced (streamgru computes them in float); ``QuantizeLinear`` ->
+  ``DequantizeLinear`` on the data (static activation quantization) needs
+  ``static_activations="float"``.
 * ``initial_h`` / ``initial_c`` given as constants become the model's initial
   state (what ``reset()`` returns to); the all-zero states exporters build
   from ``Shape``/``Gather``/``ConstantOfShape``/``Expand``/``Tile`` are zeros. A state
