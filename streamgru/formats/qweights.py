@@ -49,12 +49,14 @@ def _per_row(value: Any, rows: int, what: str, name: str) -> np.ndarray:
     return arr.reshape(rows)
 
 
-def affine_int8(values: Any, scale: Any, zero_point: Any = 0, what: str = "weight") -> QuantizedWeight:
+def affine_int8(values: Any, scale: Any, zero_point: Any = 0, what: str = "weight",
+                budget: Any = None) -> QuantizedWeight:
     """An (out, in) matrix of int8/uint8 ``values`` with ``scale`` and
     ``zero_point`` (each a scalar or one per output row), as a
     ``QuantizedWeight("int8", values - zero_point, scale)``, exactly.
 
-    ``what`` names the file and tensor for messages.
+    ``what`` names the file and tensor for messages; ``budget`` (a
+    ``guard.Budget``) is charged for the copies before they are made.
 
     Examples
     --------
@@ -72,6 +74,8 @@ def affine_int8(values: Any, scale: Any, zero_point: Any = 0, what: str = "weigh
     if q.ndim != 2 or 0 in q.shape:
         raise WeightsError(f"{what}: expected a non-empty (out, in) matrix, got shape {q.shape}")
     rows = q.shape[0]
+    if budget is not None:  # the int16 shift, the int8 result and the stored copy
+        budget.take(4 * q.size + 16 * rows, what)
     s = np.asarray(scale)
     if s.dtype.kind != "f":
         raise WeightsError(f"{what}: scale must be floating point, got {s.dtype}")
@@ -109,13 +113,15 @@ def affine_int8(values: Any, scale: Any, zero_point: Any = 0, what: str = "weigh
     return QuantizedWeight("int8", shifted.astype(np.int8), s32)
 
 
-def exact_float16(values: Any, what: str = "weight") -> QuantizedWeight:
+def exact_float16(values: Any, what: str = "weight", budget: Any = None) -> QuantizedWeight:
     """float weights that are float16 values (PyTorch's float16 dynamic
     quantization unpacks to float32) as a float16 ``QuantizedWeight``;
     a value float16 cannot hold exactly is refused, not rounded."""
     w = np.asarray(values)
     if w.dtype.kind != "f" or w.ndim != 2:
         raise WeightsError(f"{what}: expected a float (out, in) matrix, got {w.dtype} {w.shape}")
+    if budget is not None:  # the float16 copy, its widened twin and the stored copy
+        budget.take((4 + w.itemsize) * w.size, what)
     if not np.all(np.isfinite(w)):
         raise WeightsError(f"{what}: non-finite value(s) (NaN or inf)")
     with np.errstate(over="ignore"):

@@ -92,7 +92,7 @@ class _Reader:
         else:
             raise self.fail(key, f"quantization scheme torch.{scheme} with {len(p)} fields is "
                                  f"not read (per_tensor_affine and per_channel_affine are)")
-        return affine_int8(values, scale, zero, f"{self.path}: tensor {key}")
+        return affine_int8(values, scale, zero, f"{self.path}: tensor {key}", self.archive.budget)
 
     def numbers(self, v: Any, key: str) -> np.ndarray:
         if isinstance(v, Tensor):
@@ -108,7 +108,8 @@ class _Reader:
             return self.qweight(w, key)
         if not isinstance(w, Tensor):
             raise self.fail(key, f"expected a float16-valued float weight, got {describe(w)}")
-        return exact_float16(self.archive.tensor(w, key), f"{self.path}: tensor {key}")
+        return exact_float16(self.archive.tensor(w, key), f"{self.path}: tensor {key}",
+                             self.archive.budget)
 
     def bias(self, b: Any, key: str) -> np.ndarray | None:
         return None if b is None else self.array(b, key)

@@ -142,7 +142,7 @@ def weight(g: _Graph, v: Any, name: str, rows_axis: int, transpose: bool) -> Qua
             f"{what}: its {scale.size} scales run along axis {v.axis}, not the output rows; "
             f"streamgru stores one scale per output row"
         )
-    return affine_int8(x.T if transpose else x, scale, zero, what)
+    return affine_int8(x.T if transpose else x, scale, zero, what, g.budget)
 
 
 def check_dequantize(g: _Graph, node: Any, ins: list, at: dict) -> None:
@@ -204,7 +204,7 @@ def h_matmul_integer(g: _Graph, node: Any, ins: list, at: dict) -> list:
         raise g.fail("MatMulInteger b_zero_point must be a constant")
     # a placeholder scale of 1: the real one comes with the Mul after the Cast
     q = affine_int8(w.T, np.float32(1.0), np.asarray(zero).reshape(-1),
-                    f"{g.where()}: tensor {node.input[1]!r}")
+                    f"{g.where()}: tensor {node.input[1]!r}", g.budget)
     return [_IntProduct(s, q.values, int(w.shape[1]))]
 
 
@@ -224,7 +224,7 @@ def h_mul(g: _Graph, node: Any, ins: list, at: dict) -> list:
     if prod is not None and isinstance(other, _DynQ) and other.part == "scale" \
             and other.stream is prod.stream and other.factor is not None:
         q = affine_int8(prod.values, np.asarray(other.factor).reshape(-1), 0,
-                        f"{g.where()}: tensor {other.factor_name!r} (the weight's scale)")
+                        f"{g.where()}: tensor {other.factor_name!r} (the weight's scale)", g.budget)
         return [_append(prod.stream, Dense(q), features=prod.features)]
     if dyn is not None and dyn.part == "scale" and dyn.factor is None and prod is None:
         factor = _materialize(g, other)
@@ -253,7 +253,7 @@ def dynamic_lstm_weights(g: _Graph, ins: list, names: list) -> tuple[QuantizedWe
             raise WeightsError(f"{what}: expected shape (1, rows, 4*hidden) (one direction), "
                                f"got {x.shape}")
         out.append(affine_int8(x[0].T, np.asarray(scale).reshape(-1),
-                               0 if zero is None else np.asarray(zero).reshape(-1), what))
+                               0 if zero is None else np.asarray(zero).reshape(-1), what, g.budget))
     return out[0], out[1]
 
 
