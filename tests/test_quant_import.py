@@ -646,3 +646,17 @@ def test_ort_static_qdq_needs_the_float_activations_opt_in(onnx_models, tmp_path
     x = _inputs(7)
     want = ort.InferenceSession(stripped, options).run(None, {"x": x[None]})[0][0]
     np.testing.assert_allclose(_stream(model, x), want, rtol=0, atol=1e-5)
+
+
+def test_bidirectional_quantized_state_dict_is_refused(tmp_path):
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.GRU(I, 8, num_layers=2, bidirectional=True))
+    q = _quiet(torch.ao.quantization.quantize_dynamic, net, {nn.GRU}, dtype=torch.qint8)
+    path = str(tmp_path / "bi.pt")
+    torch.save(q.state_dict(), path)
+    with pytest.raises(sg.WeightsError) as info:
+        sg.load(path)
+    msg = str(info.value)
+    assert path in msg and "_all_weight_values." in msg and "bidirectional" in msg, msg
+    with pytest.raises(sg.WeightsError, match="bidirectional"):
+        sg.from_torch(q)

@@ -178,6 +178,20 @@ class _Reader:
         return out
 
 
+def _check_stacked(r: _Reader, key: str, out: dict, prefix: str, k: int) -> None:
+    """Layer k must take the previous layer's H outputs. The entries of a
+    bidirectional module alternate forward and reverse (its state dict has no
+    ``_reverse`` names to tell), so a mismatch here most likely means one."""
+    below = out.get(f"{prefix}weight_hh_l{k - 1}")
+    if k == 0 or below is None:
+        return
+    takes, gives = out[f"{prefix}weight_ih_l{k}"].shape[1], below.shape[1]
+    if takes != gives:
+        raise r.fail(key, f"takes {takes} inputs but layer {k - 1} gives {gives}; a "
+                          f"bidirectional quantized module (entries alternate forward and "
+                          f"reverse) needs the future and cannot run one sample at a time")
+
+
 def expand(found: dict, archive: Any, path: str) -> dict[str, Any]:
     """The state dict ``found`` (values as unpickled) with tensors read and
     quantized modules turned into plain keys (``weight_ih_l0``, ``weight``)
@@ -194,7 +208,9 @@ def expand(found: dict, archive: Any, path: str) -> dict[str, Any]:
             out.update(r.linear(found, key, key[: -len(_LINEAR_KEY)]))
         elif isinstance(v, ScriptObject) and _CELL_KEY.fullmatch(key):
             m = _CELL_KEY.fullmatch(key)
-            out.update(r.cell(key, v, m.group(1) or "", int(m.group(2))))
+            prefix, k = m.group(1) or "", int(m.group(2))
+            out.update(r.cell(key, v, prefix, k))
+            _check_stacked(r, key, out, prefix, k)
         elif isinstance(v, Tensor):
             out[key] = archive.tensor(v, key)
         elif is_quantized_entry(v):

@@ -24,6 +24,14 @@ def _const_input(g: _Graph, v: Any, name: str) -> np.ndarray | None:
     return arr
 
 
+def _weight_input(g: _Graph, v: Any, name: str) -> Any:
+    """W or R: the file's int8 values and scales if it is a DequantizeLinear
+    of int8 constants (its rows, axis 0 of (gates*H, in), are the outputs),
+    else the constant's float values."""
+    q = quant.weight(g, v, name, 0, False)
+    return _const_input(g, v, name) if q is None else q
+
+
 def _initial(g: _Graph, v: Any, H: int, layout: int, name: str) -> np.ndarray | None:
     """One stream's initial state from an ``initial_h`` / ``initial_c`` input
     (shape (1, batch, H), or (batch, 1, H) with layout 1)."""
@@ -82,8 +90,7 @@ def _h_recurrent(g: _Graph, node: Any, ins: list, at: dict) -> list:
     if op == "DynamicQuantizeLSTM":  # com.microsoft: int8 W (dirs, I, 4H), R (dirs, H, 4H)
         W, R = quant.dynamic_lstm_weights(g, ins, list(node.input))
     else:  # a DequantizeLinear (QDQ) W or R keeps its int8 values and scales
-        W = quant.weight(g, ins[1], "W", 0, False) or _const_input(g, ins[1], "W")
-        R = quant.weight(g, ins[2], "R", 0, False) or _const_input(g, ins[2], "R")
+        W, R = _weight_input(g, ins[1], "W"), _weight_input(g, ins[2], "R")
     B = _const_input(g, _opt(ins, 3), "B")
     # sequence_lens (input 4) is ignored: a stream has no sequence length
     acts = at.get("activations")
