@@ -617,7 +617,8 @@ def test_zip_without_data_pkl(tmp_path):
 @pytest.mark.parametrize("pkl, needle", [
     (b"\x80\x02}q\x00(X\x01\x00\x00\x00w", "data.pkl is corrupt"),  # cut short
     (b"garbage that is not a pickle", "data.pkl is corrupt"),
-    (dumps({"w": _Call("torch._utils", "_rebuild_qtensor", 1)}), "quantized tensor"),
+    # a quantized tensor is read (torch.ao dynamic quantization), but not from one argument
+    (dumps({"w": _Call("torch._utils", "_rebuild_qtensor", 1)}), "_rebuild_qtensor called with 1"),
     (dumps({"w": tensor(_Storage("FloatStorage", "0", 4), 0, ("2",), (1,))}), "tensor w: malformed layout"),
     (dumps({"w": tensor(_Storage("FloatStorage", "0", 4), 0, (2,), (-1,))}), "tensor w: malformed layout"),
     (dumps({"w": tensor(_Storage("FloatStorage", "0", 4), 0, (1,) * 70, (1,) * 70)}),

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..layers import GRU, LSTM, RNN, Dense, Layer
+from ..layers.quant import QuantizedWeight
 from ..model import Model
 
 __all__ = ["model_from_state_dict"]
@@ -77,6 +78,8 @@ def _module_label(module: str) -> str:
 
 
 def _float_array(path: str, key: str, value: Any) -> np.ndarray:
+    if isinstance(value, QuantizedWeight):  # from torch_quant: the file's own int8/float16
+        return value
     if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
         what = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
         raise WeightsError(f"{path}: tensor {key}: expected floating-point weights, got {what}")
@@ -164,11 +167,11 @@ def _recurrent_layers(path: str, module: str, params: dict[str, np.ndarray],
 def _kind(path: str, found: dict[str, tuple[str, np.ndarray]], prefix: str, suffix: str) -> str:
     """GRU, LSTM or RNN from the gate multiple of weight_hh."""
     key, w_hh = found["weight_hh"]
-    if w_hh.ndim != 2 or 0 in w_hh.shape:
+    if len(w_hh.shape) != 2 or 0 in w_hh.shape:
         raise WeightsError(f"{path}: tensor {key}: expected a 2-D matrix, got shape {w_hh.shape}")
     if "weight_hr" in found:
         hr_key, w_hr = found["weight_hr"]
-        if w_hr.ndim != 2 or w_hr.shape[0] != w_hh.shape[1]:
+        if len(w_hr.shape) != 2 or w_hr.shape[0] != w_hh.shape[1]:
             raise WeightsError(
                 f"{path}: tensor {hr_key}: expected shape ({w_hh.shape[1]}, hidden), got {w_hr.shape}"
             )
@@ -198,7 +201,7 @@ def _linear(path: str, module: str, params: dict[str, np.ndarray]) -> Dense:
             f"Linear layer (keys: {', '.join(params)}); streamgru cannot run it"
         )
     weight = _float_array(path, prefix + "weight", params["weight"])
-    if weight.ndim != 2:
+    if len(weight.shape) != 2:
         raise WeightsError(
             f"{path}: tensor {prefix}weight: shape {weight.shape}; module "
             f"{_module_label(module)} is not a Linear layer (2-D weight) and streamgru cannot run it"
@@ -220,7 +223,7 @@ def _group(path: str, tensors: dict[str, Any], extras: dict) -> dict[str, dict[s
     for key, value in tensors.items():
         if not isinstance(key, str):
             raise WeightsError(f"{path}: state dict key {type(key).__name__} is not a string")
-        if not isinstance(value, np.ndarray):
+        if not isinstance(value, (np.ndarray, QuantizedWeight)):
             extras[key] = value  # a module's extra state, a step counter
             continue
         module, param = _split(key)

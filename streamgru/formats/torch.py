@@ -15,6 +15,9 @@ persistent id ``("storage", <torch.FloatStorage etc.>, key, location,
 numel)``; parameters wrap that in ``torch._utils._rebuild_parameter``.
 PyTorch Lightning's ``Trainer.save_checkpoint`` writes the same archive
 (``.ckpt``) holding a dict with the state dict under ``"state_dict"``.
+The state dict of a ``torch.ao`` dynamic-quantized model adds quantized
+tensors (``_rebuild_qtensor``) and packed weights (``torch.ScriptObject``
+state), read as data by ``torch_quant``: their int8 values and scales are kept.
 
 ``data.pkl`` is interpreted by ``torch_pickle`` (allow-listed, bounded by
 the load's ``Budget``); tensors are materialised after unpickling, each
@@ -36,6 +39,7 @@ from ..model import Model
 from . import guard
 from .torch_globals import Storage, StorageType, Tensor, describe
 from .torch_pickle import unpickle
+from .torch_quant import expand, is_quantized_entry
 
 __all__ = ["load", "read_pt"]
 
@@ -157,12 +161,19 @@ class _Archive:
             raise WeightsError(f"{self.path}: unknown byteorder record {describe(order)}")
 
     # -- tensors --------------------------------------------------------------
-    def tensor(self, t: Tensor, name: str) -> np.ndarray:
-        """The numpy array of tensor ``name`` (bfloat16 and float16 become float32)."""
+    def tensor(self, t: Tensor, name: str, quantized: bool = False) -> np.ndarray:
+        """The numpy array of tensor ``name`` (bfloat16 and float16 become
+        float32); ``quantized``: the integer values of a quantized tensor."""
         path = self.path
         st = t.storage
         if not isinstance(st, Storage):
             raise WeightsError(f"{path}: tensor {name}: its storage is not a storage record")
+        if st.type.quantized != quantized:
+            raise WeightsError(
+                f"{path}: tensor {name}: storage {st.key} of type torch.{st.type.name} "
+                + ("outside a quantized tensor" if st.type.quantized else
+                   "cannot hold a quantized tensor's values")
+            )
         layout = (t.offset, t.size, t.stride)
         ok = type(t.size) in (tuple, list) and type(t.stride) in (tuple, list)
         if ok:
@@ -280,8 +291,10 @@ def _find_state_dict(obj: Any, path: str) -> tuple[dict, str | None]:
     def is_state_dict(d: Any) -> bool:
         # str keys, some tensors; other plain values (a module's extra state)
         # are carried along, not a reason to refuse
-        return (isinstance(d, dict) and any(isinstance(v, Tensor) for v in d.values())
-                and all(isinstance(k, str) and (isinstance(v, Tensor) or _plain(v))
+        return (isinstance(d, dict) and any(isinstance(v, Tensor) or is_quantized_entry(v)
+                                            for v in d.values())
+                and all(isinstance(k, str) and (isinstance(v, Tensor) or _plain(v)
+                                                or is_quantized_entry(v))
                         for k, v in d.items()))
 
     if is_state_dict(obj):
@@ -355,7 +368,8 @@ def load(path: str, dtype: Any = np.float32, *, budget: guard.Budget | None = No
     obj, archive = _unpickle(path, budget)
     # read only the state dict's storages, not e.g. a checkpoint's optimizer state
     found, key = _find_state_dict(obj, path)
-    tensors = {k: archive.tensor(t, k) if isinstance(t, Tensor) else t for k, t in found.items()}
+    # torch.ao dynamic-quantized modules become plain keys holding QuantizedWeight
+    tensors = expand(found, archive, path)
     model = model_from_state_dict(tensors, path, dtype=dtype, **options)
     model.metadata.update(_checkpoint_info(obj, key))
     return model

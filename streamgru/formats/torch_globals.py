@@ -14,19 +14,22 @@ import numpy as np
 
 from ..errors import UnsafeWeightsError, WeightsError
 
-__all__ = ["ALLOWED", "STORAGE_TYPES", "Bad", "Builder", "Storage", "StorageType", "Tensor",
-           "describe", "find_class", "frozen_set"]
+__all__ = ["ALLOWED", "SCRIPT_CLASSES", "STORAGE_TYPES", "Bad", "Builder", "QTensor",
+           "ScriptObject", "Storage", "StorageType", "Tensor", "TorchName", "describe",
+           "find_class", "frozen_set"]
 
 
 class StorageType:
     """Stand-in for ``torch.FloatStorage`` etc.: only says the element type."""
 
-    __slots__ = ("name", "dtype", "bfloat16")
+    __slots__ = ("name", "dtype", "bfloat16", "quantized")
 
     def __init__(self, name: str, dtype: str, bfloat16: bool = False) -> None:
         self.name = name
         self.dtype = np.dtype(dtype)
         self.bfloat16 = bfloat16
+        # the integer storage of a quantized tensor (only valid inside _rebuild_qtensor)
+        self.quantized = name.startswith("Q")
 
 
 # torch storage class -> element type (little-endian; bfloat16 read as uint16)
@@ -36,6 +39,7 @@ STORAGE_TYPES = {
         "FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2",
         "BFloat16Storage": "<u2", "LongStorage": "<i8", "IntStorage": "<i4",
         "ShortStorage": "<i2", "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?",
+        "QInt8Storage": "i1", "QUInt8Storage": "u1", "QInt32Storage": "<i4",
     }.items()
 }
 
@@ -61,6 +65,51 @@ class Tensor:
         self.offset = offset
         self.size = size
         self.stride = stride
+
+
+class QTensor:
+    """A quantized tensor (``torch._utils._rebuild_qtensor``): its integer
+    ``tensor`` and the quantizer record ``(qscheme, scale, zero_point)`` or
+    ``(qscheme, scales, zero_points, axis)``, checked when it is read."""
+
+    __slots__ = ("tensor", "qparams")
+
+    def __init__(self, tensor: Tensor, qparams: Any) -> None:
+        self.tensor = tensor
+        self.qparams = qparams
+
+
+class TorchName:
+    """A torch constant named in the pickle (``torch.qint8``,
+    ``torch.per_tensor_affine``): only its name is kept."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"torch.{self.name}"
+
+
+class ScriptObject:
+    """A TorchScript class instance (``torch.ScriptObject``) pickled as
+    ``NEWOBJ`` then ``BUILD`` with ``(state, qualified class name)``. torch
+    would hand the state to the class's C++ ``__setstate__``; here the state
+    is only kept as data, for the classes in ``SCRIPT_CLASSES``."""
+
+    __slots__ = ("cls", "state")
+
+    def __init__(self) -> None:
+        self.cls: str | None = None
+        self.state: Any = None
+
+
+# the TorchScript classes whose pickled state is plain data that streamgru
+# reads: torch.ao dynamic quantization's recurrent cell parameters and packed
+# Linear weights (their state: tensors, numbers, strings and nested packs)
+SCRIPT_CLASSES = ("__torch__.torch.classes.rnn.CellParamsBase",
+                  "__torch__.torch.classes.quantized.LinearPackedParamsBase")
 
 
 class Bad(Exception):
@@ -103,6 +152,16 @@ def _rebuild_tensor(u, storage, storage_offset, size, stride):
 def _rebuild_parameter(u, data, requires_grad=False, backward_hooks=None, state=None):
     # a Parameter holds the same values as its tensor
     return data
+
+
+def _rebuild_qtensor(u, storage, storage_offset, size, stride, quantizer_params,
+                     requires_grad=False, backward_hooks=None):
+    # the quantizer record is data (a qscheme name, numbers, tensors), read later
+    return QTensor(Tensor(storage, storage_offset, size, stride), quantizer_params)
+
+
+def _script_object(u):
+    return ScriptObject()
 
 
 def _codecs_encode(u, text, encoding="utf-8"):
@@ -156,17 +215,23 @@ ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_parameter"): Builder("_rebuild_parameter", _rebuild_parameter),
     ("torch._utils", "_rebuild_parameter_with_state"): Builder("_rebuild_parameter_with_state",
                                                                _rebuild_parameter),
+    ("torch._utils", "_rebuild_qtensor"): Builder("_rebuild_qtensor", _rebuild_qtensor),
+    ("torch", "ScriptObject"): Builder("torch.ScriptObject", _script_object),
     ("builtins", "set"): Builder("set", _set),
     ("builtins", "frozenset"): Builder("frozenset", frozen_set),
     ("_codecs", "encode"): Builder("_codecs.encode", _codecs_encode),
     ("builtins", "bytes"): Builder("bytes", _empty_bytes),
 }
 ALLOWED.update({("torch", name): st for name, st in STORAGE_TYPES.items()})
+# dtypes and quantization schemes a quantized state dict names
+ALLOWED.update({("torch", name): TorchName(name) for name in (
+    "qint8", "quint8", "qint32", "float16", "float32", "float64", "bfloat16",
+    "per_tensor_affine", "per_channel_affine", "per_channel_affine_float_qparams",
+    "per_tensor_symmetric", "per_channel_symmetric")})
 
 # torch globals that are harmless but describe tensors streamgru does not read
 UNSUPPORTED = {
     "_rebuild_tensor_v3": "a tensor with a separate dtype (e.g. float8)",
-    "_rebuild_qtensor": "a quantized tensor",
     "_rebuild_sparse_tensor": "a sparse tensor",
     "_rebuild_sparse_csr_tensor": "a sparse tensor",
     "_rebuild_nested_tensor": "a nested tensor",

@@ -8,6 +8,9 @@ Supported:
   training-time effect and is ignored, as in ``module.eval()``.
 - ``nn.GRUCell`` / ``LSTMCell`` / ``RNNCell`` given on their own: stepping
   the cell, carrying its state, is exactly a stream.
+- ``torch.ao`` dynamic-quantized GRU, LSTM and Linear
+  (``quantize_dynamic``, int8 or float16): their own int8 values and scales
+  (or float16 values) are kept, never re-quantized (``torch_qlive``).
 - ``nn.Linear``; the activation modules ReLU, Tanh, Sigmoid, LeakyReLU, ELU,
   GELU (exact), Softmax(dim=-1), LogSoftmax(dim=-1), Hardsigmoid; Identity
   and Dropout (identity at inference). An activation right after a Linear
@@ -34,7 +37,7 @@ import numpy as np
 from ..errors import WeightsError
 from ..layers import GRU, LSTM, RNN, Activation, Dense, Layer, make_activation
 from ..model import Model
-from . import torch_conv
+from . import torch_conv, torch_qlive
 
 __all__ = ["from_module"]
 
@@ -47,7 +50,7 @@ def leaf_types(torch: Any) -> tuple:
     nn = torch.nn
     return (nn.GRU, nn.LSTM, nn.RNN, nn.GRUCell, nn.LSTMCell, nn.RNNCell, nn.Linear, nn.ReLU,
             nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Hardsigmoid, nn.Softmax,
-            nn.LogSoftmax, nn.Dropout, nn.AlphaDropout, nn.Identity)
+            nn.LogSoftmax, nn.Dropout, nn.AlphaDropout, nn.Identity) + torch_qlive.quantized_types(torch)
 
 # marks a step that leaves values unchanged (Dropout, Identity, .contiguous())
 _SKIP = "skip"
@@ -214,6 +217,10 @@ class _Chain:
 
     def module(self, torch: Any, name: str, mod: Any, initial: list | None = None) -> None:
         nn = torch.nn
+        if isinstance(mod, torch_qlive.quantized_types(torch)):
+            # torch.ao dynamic quantization: the module's own int8 / float16 weights
+            self.add(f"{name}: {type(mod).__name__}", torch_qlive.layers(torch, name, mod), initial)
+            return
         if isinstance(mod, (nn.GRU, nn.LSTM, nn.RNN)):
             self.add(f"{name}: {type(mod).__name__}", _recurrent_layers(torch, name, mod), initial)
             return

@@ -37,7 +37,8 @@ import re
 from typing import Any, Callable
 
 from ..errors import WeightsError
-from .torch_globals import STORAGE_TYPES, Bad as _Bad, Builder, describe, find_class, frozen_set
+from .torch_globals import (SCRIPT_CLASSES, STORAGE_TYPES, Bad as _Bad, Builder, ScriptObject,
+                            describe, find_class, frozen_set)
 
 __all__ = ["unpickle"]
 
@@ -351,14 +352,32 @@ class _Interpreter:
         self.call(items[0], tuple(items[1:]), depth + 1)
 
     def build(self, arg: Any) -> None:
-        state, _ = self.pop()
+        state, depth = self.pop()
         if not self.stack or (self.marks and self.marks[-1] == len(self.stack)):
             raise _Bad("BUILD with nothing to build")
         target = self.stack[-1]
+        if type(target) is ScriptObject:
+            self.grow(len(self.stack) - 1, depth)
+            self.script_state(target, state)
+            return
         # torch's state dict keeps a ``_metadata`` attribute (module versions)
         # as OrderedDict state; it says nothing about the values
         if not (type(target) is collections.OrderedDict and type(state) is dict):
             raise _Bad(f"unexpected pickle state for {describe(target)}")
+
+    def script_state(self, target: ScriptObject, state: Any) -> None:
+        """A TorchScript object's ``(state, class name)``: kept as data for
+        the classes streamgru reads; no ``__setstate__`` is looked up or run."""
+        if target.cls is not None:
+            raise _Bad("a torch.ScriptObject is built twice")
+        if type(state) is not tuple or len(state) != 2 or type(state[1]) is not str:
+            raise _Bad(f"torch.ScriptObject state {describe(state)} is not (state, class name)")
+        if state[1] not in SCRIPT_CLASSES:
+            raise _Bad(
+                f"holds an instance of the TorchScript class {describe(state[1])}, whose state "
+                f"streamgru does not read (it reads {', '.join(SCRIPT_CLASSES)})"
+            )
+        target.cls, target.state = state[1], state[0]
 
 
 def _text_pid(text: Any) -> Any:

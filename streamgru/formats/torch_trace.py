@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from . import torch_conv
+from .torch_qlive import quantized_types, recurrent_types
 
 __all__ = ["trace"]
 
@@ -48,6 +49,10 @@ _DOES = {  # what an unsupported operation does, in the words of forward
     "permute": "reorders the axes", "transpose": "swaps two axes", "flatten": "flattens axes",
     "sub": "subtracts two values", "truediv": "divides two values", "add": "adds two values",
 }
+
+
+def _is_lstm(torch: Any, mod: Any) -> bool:
+    return isinstance(mod, (torch.nn.LSTM,) + quantized_types(torch)[1:2])
 
 
 class _Step:
@@ -186,17 +191,18 @@ class _Tracer:
         state = node.args[1] if len(node.args) > 1 else node.kwargs.get("hx")
         if state is None:
             return None
-        p = next(mod.parameters())
-        dummy = torch.zeros((1, 1, mod.input_size), dtype=p.dtype, device=p.device)
+        p = next(mod.parameters(), None)  # (quantized modules have none: float32 on the CPU)
+        dummy = torch.zeros((1, 1, mod.input_size), dtype=torch.float32 if p is None else p.dtype,
+                            device="cpu" if p is None else p.device)
         with torch.no_grad():
             value = self.const_value(state, inp, dummy)
-        lstm = isinstance(mod, torch.nn.LSTM)
+        lstm = _is_lstm(torch, mod)
         parts = tuple(value) if lstm and isinstance(value, (tuple, list)) else (value,)
         if len(parts) != (2 if lstm else 1):
             raise self.fail(node, "the LSTM's initial state is not a pair (h0, c0)",
                             "pass self.lstm(x, (h0, c0))")
         out = []
-        for t, size in zip(parts, (mod.proj_size or mod.hidden_size, mod.hidden_size)):
+        for t, size in zip(parts, (getattr(mod, "proj_size", 0) or mod.hidden_size, mod.hidden_size)):
             t = t.detach().to("cpu").double()
             if t.dim() == 3 and t.shape[1] == 1:
                 t = t[:, 0]
@@ -232,7 +238,7 @@ class _Tracer:
         inp, kind = self.classify(graph)
         for node in graph.nodes:  # a state computed from the input: say so before its steps fail
             if node.op == "call_module" and isinstance(
-                    self.module.get_submodule(node.target), (torch.nn.GRU, torch.nn.LSTM, torch.nn.RNN)):
+                    self.module.get_submodule(node.target), recurrent_types(torch)):
                 state = node.args[1] if len(node.args) > 1 else node.kwargs.get("hx")
                 found: list = []
                 torch.fx.node.map_arg(state, found.append)
@@ -389,7 +395,7 @@ class _Tracer:
             raise self.fail(node, "does not take the previous layer's output",
                             "write forward as a chain: each step takes the previous step's output")
         mod = self.module.get_submodule(node.target) if node.op == "call_module" else None
-        recurrent = mod is not None and isinstance(mod, (torch.nn.GRU, torch.nn.LSTM, torch.nn.RNN))
+        recurrent = mod is not None and isinstance(mod, recurrent_types(torch))
         if extra and not recurrent:
             raise self.fail(node, "takes more than the previous layer's output",
                             "each step must take only the previous step's output")
@@ -401,7 +407,7 @@ class _Tracer:
                 start = len(chain.layers)
                 chain.module(torch, node.target, mod, self.initial(node, mod, inp, kind))
                 steps[node] = _Step("rnn", {"batch_first": mod.batch_first, "layers": mod.num_layers,
-                                            "lstm": isinstance(mod, torch.nn.LSTM), "start": start})
+                                            "lstm": _is_lstm(torch, mod), "start": start})
                 return None  # only getitem(node, 0) continues the chain
             if mod is not None:
                 chain.module(torch, node.target, mod)

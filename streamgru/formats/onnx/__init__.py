@@ -30,7 +30,8 @@ depends on one (so the ``h_n`` / ``c_n`` outputs exporters add do no harm).
 
 Package layout: ``tensors`` (the protobuf, local functions, initializers,
 external data), ``graph`` (the walk), ``ops`` (the op table, with ``axes``,
-``shapes``, ``recurrent``, ``conv`` and ``chain``, the stream's layer chain), ``fold``
+``shapes``, ``recurrent``, ``conv``, ``quant`` (quantized weights) and ``chain``, the
+stream's layer chain), ``fold``
 (constant folding) and ``control`` (``If``, ``Loop``); ``values`` holds the
 kinds of value above.
 
@@ -50,6 +51,15 @@ Mapping
   ``direction="reverse"`` or ``"bidirectional"`` is refused: it needs the
   future of the sequence, which a stream does not have.
 * ``sequence_lens`` is ignored: a stream has no sequence length.
+* Already-quantized weights keep the file's int8 values and scales
+  (``QuantizedWeight``, see ``quant``): ``DequantizeLinear`` of int8/uint8
+  constants feeding a MatMul/Gemm weight or a GRU/LSTM/RNN ``W``/``R`` (QDQ),
+  ONNX Runtime's ``quantize_dynamic`` output (``DynamicQuantizeLinear`` ->
+  ``MatMulInteger`` -> ``Cast`` -> ``Mul``, and ``com.microsoft``'s
+  ``DynamicQuantizeLSTM``). The runtimes' rounding of the activations is not
+  reproduced (streamgru computes them in float); ``QuantizeLinear`` ->
+  ``DequantizeLinear`` on the data (static activation quantization) needs
+  ``static_activations="float"``.
 * ``initial_h`` / ``initial_c`` given as constants become the model's initial
   state (what ``reset()`` returns to); the all-zero states exporters build
   from ``Shape``/``Gather``/``ConstantOfShape``/``Expand``/``Tile`` are zeros. A state
@@ -108,6 +118,7 @@ import numpy as np
 
 from ...errors import WeightsError
 from ...layers import Dense, Layer
+from ...layers.quant import QuantizedWeight
 from ...model import Model
 from ..guard import Budget, check_regular
 from .graph import _guesses, _shape_of_input, _walk
@@ -116,7 +127,7 @@ from .values import _ErfOf, _Graph, _Mismatch, _Pending, _Poison, _Stream
 
 __all__ = ["load", "sniff", "OPTIONS"]
 
-OPTIONS = ("dtype", "output", "input")
+OPTIONS = ("dtype", "output", "input", "static_activations")
 _CHANNELS_FIRST_OPS = frozenset({"Conv", "Pad", "BatchNormalization", "PRelu"})
 
 
@@ -127,7 +138,8 @@ def sniff(head: bytes) -> bool:
 
 
 def load(path: str, dtype: Any = np.float32, output: str | None = None,
-         input: str | None = None, *, budget: Budget | None = None) -> Model:
+         input: str | None = None, static_activations: str = "refuse", *,
+         budget: Budget | None = None) -> Model:
     """Load an ONNX model as a streaming ``Model``.
 
     Parameters
@@ -142,6 +154,14 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
         Name of the graph input carrying the data (default: the first input
         that is not an initializer); other inputs (e.g. a state ``h0``) start
         at zeros.
+    static_activations : ``"refuse"`` (default) or ``"float"``
+        What to do with statically quantized activations (a
+        ``QuantizeLinear`` -> ``DequantizeLinear`` pair on the data, as
+        ONNX Runtime's ``quantize_static`` writes): streamgru computes
+        activations in float, so such a model is refused unless
+        ``"float"`` says to drop the pairs (the activations are then not
+        rounded to 8 bits nor clipped to their calibrated range; the int8
+        weights are kept).
     budget : guard.Budget, optional
         What the load may allocate and how much work it may do (``sg.load``
         passes one; by default one is made from the file's size).
@@ -166,6 +186,8 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
     ``sequence_lens`` inputs are ignored: a stream has no sequence length.
     """
     path = os.fspath(path)
+    if static_activations not in ("refuse", "float"):
+        raise WeightsError(f"static_activations must be 'refuse' or 'float', got {static_activations!r}")
     if budget is None:
         budget = Budget(path, check_regular(path).st_size)
     model = _read(path, budget)
@@ -208,7 +230,8 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
     for roles in _guesses(len(shape), cf):
         budget.used, budget.work = used, work  # each guess walks the graph afresh
         try:
-            env, g = _walk(model, path, tensors, data_input, others, roles, opset, budget)
+            env, g = _walk(model, path, tensors, data_input, others, roles, opset, budget,
+                           static_activations)
         except _Mismatch as exc:  # no fixed feature size under this guess
             unsized.append(exc)
             continue
@@ -234,7 +257,8 @@ def load(path: str, dtype: Any = np.float32, output: str | None = None,
         g.feature_axis(v)
         if not v.layers:
             raise WeightsError(f"{path}: output {out_name!r} is the input itself; no layers to run")
-        return _build(path, model, v, g, data_input.name, out_name, opset, dtype)
+        return _build(path, model, v, g, data_input.name, out_name, opset, dtype,
+                      static_activations)
     if errors or unsized:
         raise WeightsError(str((errors or unsized)[0]))
     raise WeightsError(f"{path}: input {data_input.name!r} of rank {len(shape)} cannot be streamed")
@@ -244,6 +268,7 @@ def _is_identity(layer: Layer) -> bool:
     """A Dense that changes nothing (left behind when folded constants cancel);
     checked without building an identity matrix to compare with."""
     if not (isinstance(layer, Dense) and layer.activation.name == "identity"
+            and not isinstance(layer.weight, QuantizedWeight)
             and layer.input_size == layer.output_size and not np.any(layer.bias)):
         return False
     w = layer.weight
@@ -251,7 +276,7 @@ def _is_identity(layer: Layer) -> bool:
 
 
 def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name: str,
-           opset: int, dtype: Any) -> Model:
+           opset: int, dtype: Any, static_activations: str) -> Model:
     chain = [(layer, init) for layer, init in v.layers if not _is_identity(layer)] or list(v.layers[:1])
     layers = [layer for layer, _ in chain]
     parts, has_init = [], False
@@ -270,6 +295,9 @@ def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name:
         "many_to_one": bool(v.last),
         "state_inputs": sorted(g.state_sources),
     }
+    if g.dropped_qdq:
+        meta["static_activations"] = (f"float: {g.dropped_qdq} QuantizeLinear -> DequantizeLinear "
+                                      f"pair(s) on the data dropped")
     try:
         return Model(layers, dtype=np.float32 if dtype is None else dtype,
                      initial_state=initial, metadata=meta)

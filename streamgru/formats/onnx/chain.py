@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...layers import ELEMENTWISE_ACTIVATIONS, Conv1d, Dense, Layer, make_activation
+from ...layers.quant import QuantizedWeight
 from .values import _Graph, _Stream, _describe_axes
 
 
@@ -44,8 +45,13 @@ def _affine(g: _Graph, s: _Stream, scale: np.ndarray, shift: np.ndarray) -> _Str
     (W' = diag(scale) W, b' = scale * b + shift), else a diagonal Dense."""
     d = _last_dense(s)
     if d is not None:
+        w = d.weight
+        if isinstance(w, QuantizedWeight) and not np.all(scale == 1):
+            w = w.dequantize()  # a scaled quantized weight: its exact float values
         with np.errstate(all="ignore"):  # a non-finite result is refused by Dense / Conv1d
-            w = np.asarray(d.weight, np.float64) * scale.reshape((-1,) + (1,) * (d.weight.ndim - 1))
+            if not isinstance(w, QuantizedWeight):  # (a bias alone keeps the stored weight)
+                w = np.asarray(w, np.float64)
+                w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
             b = np.asarray(d.bias, np.float64) * scale + shift
         layer = Dense(w, b) if isinstance(d, Dense) else _conv_like(d, w, b)
         out = dataclasses.replace(s, layers=s.layers[:-1] + ((layer, None),))

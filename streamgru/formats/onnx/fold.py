@@ -33,7 +33,7 @@ _SAME = frozenset("""
     Identity Elu Selu LeakyRelu HardSigmoid HardSwish Mish Celu Gelu Softmax LogSoftmax Hardmax
     ThresholdedRelu Shrink Dropout BitwiseNot Transpose Reshape Flatten Squeeze Unsqueeze CumSum
     Trilu ReverseSequence LpNormalization MeanVarianceNormalization EyeLike RandomNormalLike
-    RandomUniformLike Bernoulli Clip Det
+    RandomUniformLike Bernoulli Clip Det QuantizeLinear DequantizeLinear DynamicQuantizeLinear
 """.split())
 # multidirectional broadcasting of every input
 _BROADCAST = frozenset("""

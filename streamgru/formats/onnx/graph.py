@@ -9,12 +9,16 @@ import numpy as np
 
 from ...errors import WeightsError
 from ..guard import Budget
+from . import quant
 from .control import _control_flow
 from .fold import _fold
 from .ops import _RECURRENT, _SUPPORTED, HANDLERS
 from .tensors import _attrs
 from .conv import _features_of_conv, _h_pending
 from .values import _Const, _Fill, _Graph, _Mismatch, _Pending, _Poison, _Stream, _Unstreamable
+
+# ops of other domains that are read: ONNX Runtime's quantized LSTM
+_CONTRIB = {("com.microsoft", "DynamicQuantizeLSTM")}
 
 
 def _shape_of_input(vi: Any) -> list | None:
@@ -37,7 +41,8 @@ def _guesses(rank: int, channels_first: bool = False) -> list[tuple[str, ...]]:
 
 
 def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
-          roles: tuple, opset: int, budget: Budget) -> tuple[dict, _Graph]:
+          roles: tuple, opset: int, budget: Budget,
+          static_activations: str = "refuse") -> tuple[dict, _Graph]:
     shape = _shape_of_input(data_input)
     sizes: dict[str, Any] = {"T": "T", "N": "N"}
     features = None
@@ -57,6 +62,7 @@ def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
             f"no recurrent node's W, MatMul/Gemm or Conv weight reading it fixes one"
         )
     g = _Graph(path, opset, sizes, budget)
+    g.static_activations = static_activations
     env: dict[str, Any] = dict((k, _Const(v)) for k, v in tensors.items())
     env[data_input.name] = _Stream(tuple((r,) for r in roles), int(features))
     for vi in others:
@@ -157,7 +163,7 @@ def _node(g: _Graph, node: Any, env: Any) -> list:
     poison = next((v for v in used if isinstance(v, _Poison)), None)
     if poison is not None:
         return [poison] * len(node.output)
-    if node.domain not in ("", "ai.onnx"):
+    if node.domain not in ("", "ai.onnx") and (node.domain, node.op_type) not in _CONTRIB:
         raise g.fail(f"op from domain {node.domain!r} is not supported; supported: {_SUPPORTED}")
     g.budget.count(1, f"{g.label()}: walking the graph")
     if node.op_type in ("If", "Loop"):
@@ -167,7 +173,14 @@ def _node(g: _Graph, node: Any, env: Any) -> list:
         return _h_pending(g, node, ins, at)
     if node.op_type != "Constant" and all(v is None or isinstance(v, _Const) for v in ins) \
             and node.op_type not in _RECURRENT:
-        return _fold(g, node, ins, at)
+        if node.op_type == "DequantizeLinear":
+            quant.check_dequantize(g, node, ins, at)
+        outs = _fold(g, node, ins, at)
+        if node.op_type == "DequantizeLinear":  # QDQ weights: keep the int8 values and scales
+            return quant.tag_dequantized(outs, ins, at)
+        return outs
+    if any(quant.is_quant_value(v) for v in ins):
+        return quant.h_pattern(g, node, ins, at)
     if node.op_type in HANDLERS:
         return HANDLERS[node.op_type](g, node, ins, at)
     raise g.fail(f"op {node.op_type!r} cannot be streamed; supported: {_SUPPORTED}")

@@ -19,6 +19,7 @@ from ...layers import Dense
 from .axes import (_h_flatten, _h_gather, _h_shape, _h_slice, _h_squeeze, _h_transpose,
                    _h_unsqueeze)
 from .chain import _activate, _affine, _append, _feature_vector, _root
+from . import quant
 from .conv import CONV_HANDLERS
 from .recurrent import _h_recurrent
 from .shapes import _h_concat, _h_constant_of_shape, _h_expand, _h_reshape, _h_tile
@@ -197,6 +198,7 @@ def _h_matmul(g: _Graph, node: Any, ins: list, at: dict) -> list:
     w = _materialize(g, b)
     if w is None:
         raise g.fail("MatMul of the stream with a tensor of unknown values")
+    qw = quant.weight(g, b, repr(node.input[1]), rows_axis=1, transpose=True)
     w = np.asarray(w)
     while w.ndim > 2 and w.shape[0] == 1:
         w = w[0]
@@ -209,7 +211,7 @@ def _h_matmul(g: _Graph, node: Any, ins: list, at: dict) -> list:
         raise WeightsError(
             f"{g.where()}: tensor {node.input[1]!r}: shape {w.shape} does not take {a.features} features"
         )
-    return [_append(a, Dense(w.T), features=int(w.shape[1]))]
+    return [_append(a, Dense(w.T if qw is None else qw), features=int(w.shape[1]))]
 
 
 def _h_gemm(g: _Graph, node: Any, ins: list, at: dict) -> list:
@@ -226,6 +228,8 @@ def _h_gemm(g: _Graph, node: Any, ins: list, at: dict) -> list:
     w = _materialize(g, b)
     if w is None or w.ndim != 2:
         raise g.fail("Gemm B must be a constant matrix")
+    qw = quant.weight(g, b, repr(node.input[1]), rows_axis=0 if at.get("transB", 0) else 1,
+                      transpose=not at.get("transB", 0))
     w = w.T if at.get("transB", 0) else w
     if w.shape[0] != s.features:
         raise WeightsError(
@@ -242,7 +246,10 @@ def _h_gemm(g: _Graph, node: Any, ins: list, at: dict) -> list:
         tmp = dataclasses.replace(s, features=out_size)
         bias, _ = _feature_vector(g, tmp, carr)
         bias = beta * bias
-    dense = Dense(alpha * np.asarray(w, np.float64).T, bias)
+    if qw is not None and alpha == 1.0:
+        dense = Dense(qw, bias)  # the file's int8 weight as stored
+    else:
+        dense = Dense(alpha * np.asarray(w, np.float64).T, bias)
     return [_append(s, dense, features=out_size)]
 
 
@@ -322,6 +329,10 @@ HANDLERS: dict[str, Handler] = {
     "LSTM": _h_recurrent,
     "RNN": _h_recurrent,
     **CONV_HANDLERS,
+    "DynamicQuantizeLSTM": _h_recurrent,  # com.microsoft
+    "DynamicQuantizeLinear": quant.h_dynamic_quantize_linear,
+    "MatMulInteger": quant.h_matmul_integer,
+    "QuantizeLinear": quant.h_quantize_linear,
 }
 
 _SUPPORTED = ", ".join(sorted(HANDLERS))

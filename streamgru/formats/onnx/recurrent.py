@@ -10,6 +10,7 @@ import numpy as np
 
 from ...errors import WeightsError
 from ...layers import GRU, LSTM, RNN
+from . import quant
 from .values import (_Const, _Fill, _Graph, _Poison, _Stream, _Unstreamable, _describe_axes,
                      _materialize, _opt)
 
@@ -21,6 +22,14 @@ def _const_input(g: _Graph, v: Any, name: str) -> np.ndarray | None:
     if arr is None:
         raise g.fail(f"input {name} must be a constant (an initializer), not computed from data")
     return arr
+
+
+def _weight_input(g: _Graph, v: Any, name: str) -> Any:
+    """W or R: the file's int8 values and scales if it is a DequantizeLinear
+    of int8 constants (its rows, axis 0 of (gates*H, in), are the outputs),
+    else the constant's float values."""
+    q = quant.weight(g, v, name, 0, False)
+    return _const_input(g, v, name) if q is None else q
 
 
 def _initial(g: _Graph, v: Any, H: int, layout: int, name: str) -> np.ndarray | None:
@@ -56,8 +65,11 @@ def _initial(g: _Graph, v: Any, H: int, layout: int, name: str) -> np.ndarray | 
 
 def _h_recurrent(g: _Graph, node: Any, ins: list, at: dict) -> list:
     """GRU-22 / LSTM-22 / RNN-22. Inputs X, W, R, B, sequence_lens, initial_h
-    (LSTM: initial_c, P); outputs Y, Y_h (LSTM: Y_c)."""
+    (LSTM: initial_c, P); outputs Y, Y_h (LSTM: Y_c). Also
+    com.microsoft.DynamicQuantizeLSTM: the LSTM's inputs, then W_scale,
+    W_zero_point, R_scale, R_zero_point."""
     op = node.op_type
+    lstm = op in ("LSTM", "DynamicQuantizeLSTM")
     direction = at.get("direction", "forward")
     if direction != "forward":
         raise g.fail(
@@ -75,8 +87,10 @@ def _h_recurrent(g: _Graph, node: Any, ins: list, at: dict) -> list:
     layout = int(at.get("layout", 0))
     if layout not in (0, 1):
         raise WeightsError(f"{g.where()}: layout {layout} (expected 0 or 1)")
-    W = _const_input(g, ins[1], "W")
-    R = _const_input(g, ins[2], "R")
+    if op == "DynamicQuantizeLSTM":  # com.microsoft: int8 W (dirs, I, 4H), R (dirs, H, 4H)
+        W, R = quant.dynamic_lstm_weights(g, ins, list(node.input))
+    else:  # a DequantizeLinear (QDQ) W or R keeps its int8 values and scales
+        W, R = _weight_input(g, ins[1], "W"), _weight_input(g, ins[2], "R")
     B = _const_input(g, _opt(ins, 3), "B")
     # sequence_lens (input 4) is ignored: a stream has no sequence length
     acts = at.get("activations")
@@ -86,7 +100,7 @@ def _h_recurrent(g: _Graph, node: Any, ins: list, at: dict) -> list:
         if op == "GRU":
             layer = GRU.from_onnx(W, R, B, int(at.get("linear_before_reset", 0)), clip,
                                   acts, alpha, beta)
-        elif op == "LSTM":
+        elif lstm:
             P = _const_input(g, _opt(ins, 7), "P")
             layer = LSTM.from_onnx(W, R, B, P, int(at.get("input_forget", 0)), clip,
                                    acts, alpha, beta)
@@ -118,7 +132,7 @@ def _h_recurrent(g: _Graph, node: Any, ins: list, at: dict) -> list:
 
     h0 = _initial(g, _opt(ins, 5), H, layout, "initial_h")
     init = h0
-    if op == "LSTM":
+    if lstm:
         c0 = _initial(g, _opt(ins, 6), H, layout, "initial_c")
         if h0 is not None or c0 is not None:
             init = np.concatenate([np.zeros(H) if h0 is None else h0, np.zeros(H) if c0 is None else c0])
@@ -130,6 +144,6 @@ def _h_recurrent(g: _Graph, node: Any, ins: list, at: dict) -> list:
     y = _Stream(y_axes, H, layers)
     y_h = _Stream(yh_axes, H, layers, last=True)
     outs: list = [y, y_h]
-    if op == "LSTM":
+    if lstm:
         outs.append(_Poison(g.fail("Y_c (the cell state) is not an output a stream produces")))
     return outs

@@ -142,6 +142,10 @@ class _Graph:
         self.state_sources: set[str] = set()
         self.node = None  # the node being handled, for messages
         self.index = 0  # its position in the graph
+        # QuantizeLinear -> DequantizeLinear on the stream (statically quantized
+        # activations): refused unless the caller asks to keep them in float
+        self.static_activations = "refuse"
+        self.dropped_qdq = 0  # pairs dropped with static_activations="float"
 
     # -- messages
     def label(self) -> str:
