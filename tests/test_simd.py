@@ -27,6 +27,22 @@ def test_pack_panels_layout():
     assert not rest[:, L + 3 :].any()
 
 
+def _operands(rng, wt, rows, dtype):
+    """Padded width, row stride of acc (rows further apart than one row),
+    inputs V (rows, nr + 2; row r's vector at 1), acc (outputs at 3 + r *
+    stride) and the float64 acc + V W^T a product must give."""
+    nr, nc = wt.shape
+    ncp = simd.padded(nc, dtype)
+    stride = ncp + simd.lanes(dtype)
+    V = rng.normal(size=(rows, nr + 2)).astype(dtype)
+    acc0 = rng.normal(size=rows * stride + 3).astype(dtype)
+    want = acc0.astype(np.float64).copy()
+    for r in range(rows):
+        o = 3 + r * stride
+        want[o : o + nc] += V[r, 1 : 1 + nr].astype(np.float64) @ wt
+    return ncp, stride, V, acc0, want
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=40, deadline=None)
 @given(nr=st.integers(1, 70), nc=st.integers(1, 200), rows=st.integers(1, 11),
@@ -35,14 +51,7 @@ def test_products_match_numpy(dtype, nr, nc, rows, seed):
     rng = np.random.default_rng(seed)
     wt = rng.normal(size=(nr, nc))
     w = np.concatenate([rng.normal(size=5), simd.pack_panels(wt, dtype)]).astype(dtype)
-    ncp = simd.padded(nc, dtype)
-    stride = ncp + simd.lanes(dtype)  # rows of acc further apart than one row
-    V = rng.normal(size=(rows, nr + 2)).astype(dtype)
-    acc0 = rng.normal(size=rows * stride + 3).astype(dtype)
-    want = acc0.astype(np.float64).copy()
-    for r in range(rows):
-        o = 3 + r * stride
-        want[o : o + nc] += V[r, 1 : 1 + nr].astype(np.float64) @ wt
+    ncp, stride, V, acc0, want = _operands(rng, wt, rows, dtype)
 
     acc = acc0.copy()
     simd.gemm(acc, 3, stride, V.reshape(-1), 1, nr + 2, w, 5, nr, ncp, rows)
@@ -111,14 +120,7 @@ def test_stored_products_match_numpy_on_the_dequantized_matrix(kind, dtype, nr, 
     q = WQ_CODES[kind]
     rng = np.random.default_rng(seed)
     w, w0, wt = _stored_plan(rng, nr, nc, kind, dtype)
-    ncp = simd.padded(nc, dtype)
-    stride = ncp + simd.lanes(dtype)
-    V = rng.normal(size=(rows, nr + 2)).astype(dtype)
-    acc0 = rng.normal(size=rows * stride + 3).astype(dtype)
-    want = acc0.astype(np.float64).copy()
-    for r in range(rows):
-        o = 3 + r * stride
-        want[o : o + nc] += V[r, 1 : 1 + nr].astype(np.float64) @ wt
+    ncp, stride, V, acc0, want = _operands(rng, wt, rows, dtype)
     scale = (1 + np.abs(want).max()) * TOL[dtype] * nr
     acc = acc0.copy()
     _qgemm(q, acc, 3, stride, V.reshape(-1), 1, nr + 2, w, w0, nr, ncp, rows)
