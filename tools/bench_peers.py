@@ -118,20 +118,25 @@ def export_onnx(kind: str, layer, I: int, H: int, path: Path) -> None:
                       output_names=names_out, dynamic_axes=axes)
 
 
-def export_gru_cell_onnx(weight_ih, weight_hh, bias_ih, bias_hh, path: Path) -> None:
+def export_gru_cell_onnx(weight_ih, weight_hh, bias_ih, bias_hh, path: Path, head=None) -> None:
     """A GRU step (PyTorch's reset-after form) as MatMul + Add + gates, so
     that ONNX Runtime's quantize_dynamic can make its products int8 (it has
-    no quantized GRU node). Inputs x (B, I), h (B, H); output hn (B, H)."""
+    no quantized GRU node). Inputs x (B, I), h (B, H); output hn (B, H), and
+    with ``head=(weight, bias)`` (torch.nn.Linear's layout) also ``y = hn
+    @ weight.T + bias``."""
     import torch
+
+    def param(a):
+        return torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(a, np.float32)))
 
     class Cell(torch.nn.Module):
         def __init__(self):
             super().__init__()
             # x @ W.T exports as MatMul with a constant B: what quantize_dynamic rewrites
-            self.wi = torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(weight_ih.T)))
-            self.wh = torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(weight_hh.T)))
-            self.bi = torch.nn.Parameter(torch.from_numpy(np.asarray(bias_ih)))
-            self.bh = torch.nn.Parameter(torch.from_numpy(np.asarray(bias_hh)))
+            self.wi, self.wh = param(weight_ih.T), param(weight_hh.T)
+            self.bi, self.bh = param(bias_ih), param(bias_hh)
+            if head is not None:
+                self.wo, self.bo = param(head[0].T), param(head[1])
 
         def forward(self, x, h):
             gi = torch.matmul(x, self.wi) + self.bi
@@ -140,12 +145,14 @@ def export_gru_cell_onnx(weight_ih, weight_hh, bias_ih, bias_hh, path: Path) -> 
             hr, hz, hn = gh.chunk(3, 1)
             r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
             n = torch.tanh(i_n + r * hn)
-            return n + z * (h - n)
+            h2 = n + z * (h - n)
+            return h2 if head is None else (h2, torch.matmul(h2, self.wo) + self.bo)
 
     H = weight_hh.shape[1]
+    outs = ["hn"] + ([] if head is None else ["y"])
     torch.onnx.export(Cell(), (torch.zeros(2, weight_ih.shape[1]), torch.zeros(2, H)), str(path),
-                      dynamo=False, input_names=["x", "h"], output_names=["hn"],
-                      dynamic_axes={"x": {0: "B"}, "h": {0: "B"}, "hn": {0: "B"}})
+                      dynamo=False, input_names=["x", "h"], output_names=outs,
+                      dynamic_axes={n: {0: "B"} for n in ["x", "h"] + outs})
 
 
 def ort_quantize(src: Path, dst: Path) -> None:
