@@ -220,6 +220,65 @@ class Model:
         return Model(self._sources, _model_dtype(dtype), self._initial_source, self.metadata,
                      input_skip=self._input_skip, output_gain=self._output_gain)
 
+    def quantize(self, kind: str) -> "Model":
+        """A new Model whose recurrent and Dense weight matrices are stored
+        as ``kind``: ``"int8"`` (symmetric, one float32 scale per output
+        row: ``W = scale[:, None] * values``), ``"float16"`` or
+        ``"bfloat16"`` (rounded to nearest even). Inputs, state, outputs,
+        biases, LSTM projections and peepholes, convolutions and norms stay
+        in ``dtype``; the kernels widen the stored weights in registers, so
+        the only difference from this model is the weights' rounding.
+
+        Rounds from the layers as given (a float64 source is rounded once,
+        not through float32). Weights already stored as ``kind`` (an
+        imported quantized model) are kept bit for bit; a model already
+        holding another reduced type is refused (WeightsError): quantize
+        its float original instead. An unknown ``kind`` is a WeightsError
+        listing the three.
+
+        Examples
+        --------
+        >>> import numpy as np, streamgru as sg
+        >>> rng = np.random.default_rng(0)
+        >>> m = sg.Model([sg.GRU.from_torch(rng.normal(size=(48, 4)), rng.normal(size=(48, 16)))])
+        >>> q = m.quantize("int8")
+        >>> (q.weights_dtype, q.dtype, m.weights_dtype)
+        (dtype('int8'), dtype('float32'), dtype('float32'))
+        >>> x = rng.normal(size=4).astype(np.float32)
+        >>> bool(np.abs(q.stream().step(x) - m.stream().step(x)).max() < 0.05)
+        True
+        """
+        from .layers.quant import weight_type
+
+        kind = weight_type(kind)
+        return Model([layer.quantize(kind) for layer in self._sources], self._dtype,
+                     self._initial_source, self.metadata,
+                     input_skip=self._input_skip, output_gain=self._output_gain)
+
+    @property
+    def weights_dtype(self) -> Any:
+        """The type the recurrent and Dense weight matrices are stored in:
+        ``dtype`` for a float model, else ``np.dtype(np.int8)``,
+        ``np.dtype(np.float16)``, or for bfloat16 (which numpy has no dtype
+        for) ``streamgru.layers.quant.BFLOAT16``, whose ``.name`` is
+        ``"bfloat16"`` and which equals the string ``"bfloat16"``. If the
+        layers hold different reduced types, the one holding the most
+        weights."""
+        counts: dict = {}
+        for layer in self._layers:
+            wd = layer.weights_dtype
+            if wd != self._dtype:
+                n = sum(getattr(layer, name).size for name in layer._weight_names)
+                counts[wd.name] = (counts.get(wd.name, (0, wd))[0] + n, wd)
+        if not counts:
+            return self._dtype
+        return max(counts.values(), key=lambda c: c[0])[1]
+
+    @property
+    def weights_nbytes(self) -> int:
+        """Bytes of every layer array as stored (int8 scales included)."""
+        return int(sum(a.nbytes for layer in self._layers for a in layer.arrays().values()))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Model):
             return NotImplemented

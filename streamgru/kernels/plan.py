@@ -75,6 +75,19 @@ def _aligned(n: int, dtype) -> np.ndarray:
     return raw[skip : skip + n]
 
 
+def _widened(layer, dtype):
+    """Interim: a layer with reduced-precision weights, dequantized exactly
+    (the same values, in the model's float dtype) until the kernels read
+    the stored types."""
+    from ..layers.quant import QuantizedWeight
+
+    arrays = layer.arrays()
+    if not any(isinstance(a, QuantizedWeight) for a in arrays.values()):
+        return layer
+    return type(layer).from_config(layer.config(), {
+        k: a.dequantize(dtype) if isinstance(a, QuantizedWeight) else a for k, a in arrays.items()})
+
+
 def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
     """Pack ``layers`` (canonical, already in ``dtype``) into a Plan, with the
     model's input skip offset (or None) and output gain (see skip.py)."""
@@ -82,6 +95,7 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
     rows = []
     state = 0
     for layer in layers:
+        layer = _widened(layer, dtype)
         module = PACKERS.get(layer.kind)
         if module is None:
             raise NotImplementedError(f"no kernel for layer kind {layer.kind!r}")

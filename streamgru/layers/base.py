@@ -10,12 +10,14 @@ import numpy as np
 
 from ..errors import WeightsError
 from .activations import Activation, make_activation
+from .quant import QuantizedWeight, weight_type
 
 
 def _float_dtype(*arrays: np.ndarray | None) -> np.dtype:
-    """float64 if any array is float64, else float32."""
+    """float64 if any array is float64, else float32 (reduced-precision
+    weights do not decide: the biases and the model do)."""
     for a in arrays:
-        if a is not None and np.asarray(a).dtype == np.float64:
+        if a is not None and not isinstance(a, QuantizedWeight) and np.asarray(a).dtype == np.float64:
             return np.dtype(np.float64)
     return np.dtype(np.float32)
 
@@ -42,7 +44,22 @@ def _array(value: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np
     return out
 
 
+def _weight(value: Any, name: str, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """A weight matrix: a ``QuantizedWeight`` of exactly ``shape`` is kept as
+    stored (its values are already read-only and checked), anything else
+    becomes a float array as with ``_array``."""
+    if isinstance(value, QuantizedWeight):
+        if value.shape != shape:
+            raise WeightsError(f"tensor {name}: expected shape {shape}, got {value.shape}")
+        return value
+    return _array(value, name, shape, dtype)
+
+
 def _shape_of(value: Any, name: str, ndim: int) -> tuple[int, ...]:
+    if isinstance(value, QuantizedWeight):
+        if ndim != 2:
+            raise WeightsError(f"tensor {name}: expected {ndim} dimensions, got a weight matrix")
+        return value.shape
     try:
         arr = np.asarray(value)
     except Exception as exc:
@@ -77,12 +94,22 @@ def _clip(clip: Any) -> float | None:
 def _source(value: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """Validate an importer's tensor under its source name (``W``, ``kernel``),
     before any reordering, so an error names the tensor the user passed."""
+    if isinstance(value, QuantizedWeight):
+        return _weight(value, name, shape, np.dtype(np.float32))
     return _array(value, name, shape, _float_dtype(value))
 
 
 def _keras_kernels(kernel: Any, recurrent_kernel: Any, gates: int) -> tuple[int, np.ndarray, np.ndarray]:
     """H and the checked arrays of a Keras recurrent layer: ``kernel`` (I, gates*H)
     and ``recurrent_kernel`` (H, gates*H), both transposed against torch."""
+    for value, name in ((kernel, "kernel"), (recurrent_kernel, "recurrent_kernel")):
+        if isinstance(value, QuantizedWeight):
+            # its scales are per row of the torch form, not per Keras column
+            raise WeightsError(
+                f"tensor {name}: reduced-precision weights are taken in the torch or ONNX "
+                f"form (rows are outputs); build the layer from float Keras kernels and "
+                f"quantize the model instead (model.quantize)"
+            )
     H = _shape_of(recurrent_kernel, "recurrent_kernel", 2)[0]
     rk = _source(recurrent_kernel, "recurrent_kernel", (H, gates * H))
     k = _source(kernel, "kernel", (_shape_of(kernel, "kernel", 2)[0], gates * H))
@@ -91,8 +118,8 @@ def _keras_kernels(kernel: Any, recurrent_kernel: Any, gates: int) -> tuple[int,
 
 def _drop_direction(value: Any, name: str, ndim: int) -> np.ndarray:
     """ONNX arrays may keep their leading num_directions axis of 1."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, QuantizedWeight):
+        return value
     arr = np.asarray(value)
     if arr.ndim == ndim + 1:
         if arr.shape[0] != 1:
@@ -105,7 +132,11 @@ def _drop_direction(value: Any, name: str, ndim: int) -> np.ndarray:
 
 
 def _reorder(arr: np.ndarray, order: Sequence[int], gates: int) -> np.ndarray:
-    """Reorder the gate blocks of the leading axis of ``arr``."""
+    """Reorder the gate blocks of the leading axis of ``arr`` (a
+    ``QuantizedWeight``'s rows move with their scales)."""
+    if isinstance(arr, QuantizedWeight):
+        n = arr.shape[0] // gates
+        return QuantizedWeight.concat([arr.rows(i * n, (i + 1) * n) for i in order])
     blocks = np.split(np.asarray(arr), gates, axis=0)
     return np.concatenate([blocks[i] for i in order], axis=0)
 
@@ -115,6 +146,9 @@ class Layer:
 
     kind: str = ""
     _array_names: tuple[str, ...] = ()
+    # the weight matrices that may be stored in reduced precision
+    # (``QuantizedWeight``); every other array stays in the float dtype
+    _weight_names: tuple[str, ...] = ()
 
     input_size: int
     output_size: int
@@ -122,10 +156,47 @@ class Layer:
 
     @property
     def dtype(self) -> np.dtype:
-        return getattr(self, self._array_names[0]).dtype
+        """The float dtype the layer computes in (that of its float arrays)."""
+        for a in self.arrays().values():
+            if not isinstance(a, QuantizedWeight):
+                return a.dtype
+        raise AssertionError("every layer has a float array")  # pragma: no cover
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The layer's tensors by canonical name (absent optional ones left out)."""
+    @property
+    def weights_dtype(self) -> Any:
+        """The type its weight matrices are stored in: ``self.dtype``, or the
+        reduced-precision type of its ``QuantizedWeight`` matrices."""
+        for n in self._weight_names:
+            a = getattr(self, n)
+            if isinstance(a, QuantizedWeight):
+                return a.weights_dtype
+        return self.dtype
+
+    def quantize(self, kind: Any) -> "Layer":
+        """The same layer with its weight matrices stored as ``kind`` (see
+        ``QuantizedWeight.quantize``); biases and other arrays unchanged. A
+        layer without such matrices (Conv1d, norms) is returned as is;
+        matrices already stored as ``kind`` are kept bit for bit; another
+        reduced type is refused (rounding twice would compound errors)."""
+        kind = weight_type(kind)
+        if not self._weight_names:
+            return self
+        arrays = self.arrays()
+        for n in self._weight_names:
+            a = arrays[n]
+            if isinstance(a, QuantizedWeight):
+                if a.kind != kind:
+                    raise WeightsError(
+                        f"{type(self).__name__} {n}: already stored as {a.kind}; quantize the "
+                        f"float model to get {kind} weights"
+                    )
+            else:
+                arrays[n] = QuantizedWeight.quantize(a, kind)
+        return type(self).from_config(self.config(), arrays)
+
+    def arrays(self) -> dict[str, Any]:
+        """The layer's tensors by canonical name (absent optional ones left
+        out); a weight matrix may be a ``QuantizedWeight``."""
         return {
             n: getattr(self, n) for n in self._array_names if getattr(self, n) is not None
         }
@@ -146,9 +217,11 @@ class Layer:
             raise WeightsError(f"dtype must be float32 or float64, got {dtype}")
         if dtype == self.dtype:
             return self
-        return type(self).from_config(
-            self.config(), {k: v.astype(dtype) for k, v in self.arrays().items()}
-        )
+        # reduced-precision weights stay exactly as stored
+        return type(self).from_config(self.config(), {
+            k: v if isinstance(v, QuantizedWeight) else v.astype(dtype)
+            for k, v in self.arrays().items()
+        })
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -157,7 +230,7 @@ class Layer:
         return (
             self.config() == other.config()
             and a.keys() == b.keys()
-            and all(a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
+            and all(_same(a[k], b[k]) for k in a)
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -165,6 +238,12 @@ class Layer:
     def __repr__(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({cfg}, dtype={self.dtype})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, QuantizedWeight) or isinstance(b, QuantizedWeight):
+        return isinstance(a, QuantizedWeight) and isinstance(b, QuantizedWeight) and a == b
+    return a.dtype == b.dtype and np.array_equal(a, b)
 
 
 def _act_config(act: Activation) -> list:

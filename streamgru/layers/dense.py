@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .activations import make_activation
-from .base import Layer, _act_config, _act_from_config, _array, _float_dtype, _shape_of
+from .base import Layer, _act_config, _act_from_config, _array, _weight, _float_dtype, _shape_of
 
 class Dense(Layer):
     """A fully connected layer ``y = act(W x + b)``, weight (out, in) like
@@ -15,7 +15,7 @@ class Dense(Layer):
 
     Parameters
     ----------
-    weight : array (out, in)
+    weight : array (out, in), or a ``QuantizedWeight`` (reduced precision)
     bias : array (out,), optional (zeros)
     activation : None (identity), "relu", "tanh", "sigmoid", "hard_sigmoid",
         "leaky_relu", "elu", "gelu" (exact, erf), "softmax", "log_softmax",
@@ -23,12 +23,13 @@ class Dense(Layer):
     """
 
     kind = "dense"
+    _weight_names = ("weight",)
     _array_names = ("weight", "bias")
 
     def __init__(self, weight: Any, bias: Any = None, activation: Any = None) -> None:
         out_size, in_size = _shape_of(weight, "weight", 2)
         dt = _float_dtype(weight, bias)
-        self.weight = _array(weight, "weight", (out_size, in_size), dt)
+        self.weight = _weight(weight, "weight", (out_size, in_size), dt)
         self.bias = _array(np.zeros(out_size) if bias is None else bias, "bias", (out_size,), dt)
         self.activation = make_activation(activation)
         self.input_size = in_size

@@ -8,7 +8,7 @@ import numpy as np
 
 from .activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS, _restricted, keras_activation, onnx_activations
 from .base import (
-    Layer, _act_config, _act_from_config, _array, _clip, _drop_direction, _float_dtype,
+    Layer, _act_config, _act_from_config, _array, _weight, _clip, _drop_direction, _float_dtype,
     _gate_rows, _keras_kernels, _reorder, _shape_of, _source,
 )
 
@@ -29,8 +29,8 @@ class GRU(Layer):
 
     Parameters
     ----------
-    weight_ih : array (3H, I)
-    weight_hh : array (3H, H)
+    weight_ih : array (3H, I), or a ``QuantizedWeight`` (reduced precision)
+    weight_hh : array (3H, H), or a ``QuantizedWeight``
     bias_ih, bias_hh : array (3H,), optional (zeros)
     reset_after : bool
     clip : float, optional
@@ -39,6 +39,7 @@ class GRU(Layer):
     """
 
     kind = "gru"
+    _weight_names = ("weight_ih", "weight_hh")
     _array_names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
     def __init__(
@@ -58,8 +59,8 @@ class GRU(Layer):
         s_ih = _shape_of(weight_ih, "weight_ih", 2)
         I = s_ih[1]
         dt = _float_dtype(weight_ih, weight_hh, bias_ih, bias_hh)
-        self.weight_ih = _array(weight_ih, "weight_ih", (3 * H, I), dt)
-        self.weight_hh = _array(weight_hh, "weight_hh", (3 * H, H), dt)
+        self.weight_ih = _weight(weight_ih, "weight_ih", (3 * H, I), dt)
+        self.weight_hh = _weight(weight_hh, "weight_hh", (3 * H, H), dt)
         self.bias_ih = _array(np.zeros(3 * H) if bias_ih is None else bias_ih, "bias_ih", (3 * H,), dt)
         self.bias_hh = _array(np.zeros(3 * H) if bias_hh is None else bias_hh, "bias_hh", (3 * H,), dt)
         self.reset_after = bool(reset_after)

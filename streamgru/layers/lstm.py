@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import WeightsError
 from .activations import CELL_ACTIVATIONS, GATE_ACTIVATIONS, _restricted, keras_activation, onnx_activations
 from .base import (
-    Layer, _act_config, _act_from_config, _array, _clip, _drop_direction, _float_dtype,
+    Layer, _act_config, _act_from_config, _array, _weight, _clip, _drop_direction, _float_dtype,
     _gate_rows, _keras_kernels, _reorder, _shape_of, _source,
 )
 
@@ -29,8 +29,8 @@ class LSTM(Layer):
 
     Parameters
     ----------
-    weight_ih : array (4H, I)
-    weight_hh : array (4H, P) where P = proj size or H
+    weight_ih : array (4H, I), or a ``QuantizedWeight`` (reduced precision)
+    weight_hh : array (4H, P) where P = proj size or H, or a ``QuantizedWeight``
     bias_ih, bias_hh : array (4H,), optional (zeros)
     weight_hr : array (P, H), optional projection (``torch.nn.LSTM(proj_size=P)``)
     peepholes : array (3, H), optional, rows p_i, p_f, p_o
@@ -40,6 +40,7 @@ class LSTM(Layer):
     """
 
     kind = "lstm"
+    _weight_names = ("weight_ih", "weight_hh")
     _array_names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "peepholes")
 
     def __init__(
@@ -64,8 +65,8 @@ class LSTM(Layer):
         if weight_hr is not None:
             P = _shape_of(weight_hr, "weight_hr", 2)[0]
         dt = _float_dtype(weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, peepholes)
-        self.weight_ih = _array(weight_ih, "weight_ih", (4 * H, I), dt)
-        self.weight_hh = _array(weight_hh, "weight_hh", (4 * H, P), dt)
+        self.weight_ih = _weight(weight_ih, "weight_ih", (4 * H, I), dt)
+        self.weight_hh = _weight(weight_hh, "weight_hh", (4 * H, P), dt)
         self.bias_ih = _array(np.zeros(4 * H) if bias_ih is None else bias_ih, "bias_ih", (4 * H,), dt)
         self.bias_hh = _array(np.zeros(4 * H) if bias_hh is None else bias_hh, "bias_hh", (4 * H,), dt)
         self.weight_hr = None if weight_hr is None else _array(weight_hr, "weight_hr", (P, H), dt)

@@ -22,9 +22,43 @@ from ..errors import WeightsError
 
 WEIGHT_TYPES = ("int8", "float16", "bfloat16")
 
-# the numpy dtype each weight type reports as ``weights_dtype``; bfloat16 has
-# none in numpy, so its stored bit patterns' dtype is named by the string
+# the numpy dtype each weight type's values are stored in
 _STORED = {"int8": np.dtype(np.int8), "float16": np.dtype(np.float16), "bfloat16": np.dtype(np.uint16)}
+
+
+class _BFloat16Type:
+    """What ``weights_dtype`` reports for bfloat16 weights: numpy has no
+    bfloat16 dtype, and the uint16 the bit patterns are stored in would be
+    a lie (``weights_dtype == np.uint16`` must not hold). It behaves like a
+    dtype where it can: ``.name`` is ``"bfloat16"``, ``.itemsize`` 2, and it
+    equals the strings ``"bfloat16"`` and ``"bf16"`` (and any object whose
+    ``.name`` is ``"bfloat16"``, such as ml_dtypes' dtype)."""
+
+    name = "bfloat16"
+    itemsize = 2
+    kind = "V"
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return other.lower() in ("bfloat16", "bf16")
+        return getattr(other, "name", None) == "bfloat16"
+
+    def __hash__(self) -> int:
+        return hash("bfloat16")
+
+    def __repr__(self) -> str:
+        return "bfloat16"
+
+    __str__ = __repr__
+
+
+BFLOAT16 = _BFloat16Type()
+
+
+def weights_dtype_of(kind: str):
+    """What ``weights_dtype`` reports for weights stored as ``kind``."""
+    return BFLOAT16 if kind == "bfloat16" else _STORED[kind]
 
 
 def weight_type(name: Any) -> str:
@@ -140,6 +174,16 @@ class QuantizedWeight:
         return self.values.dtype
 
     @property
+    def weights_dtype(self):
+        """``np.dtype(np.int8)``, ``np.dtype(np.float16)``, or ``BFLOAT16``."""
+        return weights_dtype_of(self.kind)
+
+    @property
+    def size(self) -> int:
+        """Number of weights (scales not counted)."""
+        return self.values.size
+
+    @property
     def nbytes(self) -> int:
         return self.values.nbytes + (0 if self.scale is None else self.scale.nbytes)
 
@@ -158,6 +202,16 @@ class QuantizedWeight:
         return QuantizedWeight(
             self.kind, self.values[start:stop], None if self.scale is None else self.scale[start:stop]
         )
+
+    @classmethod
+    def concat(cls, parts: "list[QuantizedWeight]") -> "QuantizedWeight":
+        """Row blocks of one kind stacked in order (gate blocks reordered),
+        each row keeping its scale."""
+        kinds = {p.kind for p in parts}
+        if len(kinds) != 1:
+            raise WeightsError(f"cannot stack weights of different types {sorted(kinds)}")
+        scale = None if parts[0].scale is None else np.concatenate([p.scale for p in parts])
+        return cls(parts[0].kind, np.concatenate([p.values for p in parts]), scale)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, QuantizedWeight):

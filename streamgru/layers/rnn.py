@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import WeightsError
 from .activations import CELL_ACTIVATIONS, _restricted, keras_activation, onnx_activations
 from .base import (
-    Layer, _act_config, _act_from_config, _array, _clip, _drop_direction, _float_dtype,
+    Layer, _act_config, _act_from_config, _array, _weight, _clip, _drop_direction, _float_dtype,
     _keras_kernels, _shape_of, _source,
 )
 
@@ -20,14 +20,15 @@ class RNN(Layer):
 
     Parameters
     ----------
-    weight_ih : array (H, I)
-    weight_hh : array (H, H)
+    weight_ih : array (H, I), or a ``QuantizedWeight`` (reduced precision)
+    weight_hh : array (H, H), or a ``QuantizedWeight``
     bias_ih, bias_hh : array (H,), optional (zeros)
     activation : ``"tanh"`` (default) or ``"relu"`` (or another cell activation)
     clip : float, optional, clip the pre-activation to ``[-clip, clip]``
     """
 
     kind = "rnn"
+    _weight_names = ("weight_ih", "weight_hh")
     _array_names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
     def __init__(
@@ -44,8 +45,8 @@ class RNN(Layer):
         H = s_hh[0]
         I = _shape_of(weight_ih, "weight_ih", 2)[1]
         dt = _float_dtype(weight_ih, weight_hh, bias_ih, bias_hh)
-        self.weight_ih = _array(weight_ih, "weight_ih", (H, I), dt)
-        self.weight_hh = _array(weight_hh, "weight_hh", (H, H), dt)
+        self.weight_ih = _weight(weight_ih, "weight_ih", (H, I), dt)
+        self.weight_hh = _weight(weight_hh, "weight_hh", (H, H), dt)
         self.bias_ih = _array(np.zeros(H) if bias_ih is None else bias_ih, "bias_ih", (H,), dt)
         self.bias_hh = _array(np.zeros(H) if bias_hh is None else bias_hh, "bias_hh", (H,), dt)
         self.activation = _restricted(activation, CELL_ACTIVATIONS, "RNN")
