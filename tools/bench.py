@@ -112,6 +112,27 @@ def sg_jobs(m, wt: str, c: Ctx) -> dict:
             f"sg_{wt}_batch": (batch, len(c.XB))}
 
 
+def matrix_nbytes(m) -> int:
+    """Bytes of the stored weight matrices (int8 values without their scales)."""
+    total = 0
+    for layer in m.layers:
+        for name in getattr(layer, "_weight_names", ()):
+            w = getattr(layer, name)
+            total += getattr(w, "values", w).nbytes
+    return total
+
+
+def packed_nbytes(m) -> int | None:
+    """Bytes of the arrays the kernels' plan holds (the weights packed for
+    the kernels, built on first use)."""
+    build = getattr(m, "_plan", None)
+    if build is None:
+        return None
+    plan = build()
+    fields = vars(plan) if hasattr(plan, "__dict__") else {}
+    return sum(a.nbytes for a in fields.values() if isinstance(a, np.ndarray)) or None
+
+
 def bench_config(kind: str, I: int, H: int, tmp: Path, target_s: float, repeat: int,
                  weights: list, skipped: dict) -> dict:
     import torch
@@ -128,14 +149,15 @@ def bench_config(kind: str, I: int, H: int, tmp: Path, target_s: float, repeat: 
             rng.standard_normal((BATCH, I)).astype(np.float32))
     fma = (3 if kind == "gru" else 4) * H * (I + H)
     res: dict = {"kind": kind, "I": I, "H": H, "fma_per_sample": fma, "rtneural": RTNEURAL_US.get((kind, I, H)),
-                 "model_bytes": {}, "matrix_bytes": {}, "weight_bytes": {}, "read_roof_gbs": {}}
+                 "model_bytes": {}, "matrix_bytes": {}, "packed_bytes": {}, "weight_bytes": {}, "read_roof_gbs": {}}
 
     jobs = {}  # name -> (run(number) -> seconds, samples or streams per call)
     for wt in weights:
         q = m if wt == "float32" else m.quantize(wt)
         jobs.update(sg_jobs(q, wt, c))
         res["model_bytes"][wt] = getattr(q, "weights_nbytes", None) or 4 * fma
-        res["matrix_bytes"][wt] = ITEMSIZE[wt] * fma
+        res["matrix_bytes"][wt] = matrix_nbytes(q)
+        res["packed_bytes"][wt] = packed_nbytes(q)
         # a step reads every matrix element once, plus int8's row scales (W_ih and W_hh)
         scales = 4 * 2 * (fma // (I + H)) if wt == "int8" else 0
         res["weight_bytes"][wt] = ITEMSIZE[wt] * fma + scales
