@@ -64,7 +64,7 @@ class Stream:
     """
 
     __slots__ = ("_model", "_w", "_meta", "_buf", "_state", "_dtype", "_xshape", "_oshape", "_I", "_O",
-                 "_fast", "_kstep", "_kprocess")
+                 "_fast", "_kstep", "_kprocess", "_kinds")
 
     def __init__(self, model) -> None:
         plan = model._plan()
@@ -84,10 +84,11 @@ class Stream:
         # step's fast path: a builtin that runs the kernel when x and out are
         # exactly what it needs and declines (returns something other than
         # out, having changed nothing) otherwise
+        self._kinds = kinds.mask_of(plan.meta)  # which kernels this model runs
         self._fast = fastcall.builtin(
             self._buf, self._dtype,
             release_gil=plan.w.nbytes >= fastcall.RELEASE_GIL_BYTES,
-            kinds=kinds.mask_of(plan.meta)) or _decline
+            kinds=self._kinds) or _decline
         # the checked path's kernels, loaded when first needed (start-up):
         # locked to this dtype, they raise TypeError for any other array type
         self._kstep = None
@@ -140,7 +141,7 @@ class Stream:
         status = -1
         if self._fast is _decline:
             if self._kstep is None:
-                self._kstep = network.entry("step", self._dtype)
+                self._kstep = network.entry("step", self._dtype, self._kinds)
             # numba's dispatcher would also take ndarray subclasses (a masked
             # array's data without its mask): only exact ndarrays go straight in
             if type(x) is _ndarray and type(out) is _ndarray and not _overlaps(x, out):
@@ -161,7 +162,7 @@ class Stream:
                     return out
                 status = 1
                 if np.isfinite(x).all():  # not expected: let the checked kernel decide
-                    status = network.entry("step", self._dtype)(x, out, self._buf)
+                    status = network.entry("step", self._dtype, self._kinds)(x, out, self._buf)
         if status:
             raise InputError(
                 f"step: x contains {_nonfinite(x)}; expected finite values. "
@@ -213,7 +214,7 @@ class Stream:
             _check_out(out, oshape, self._dtype, "process")
             _refuse_overlap(given, out, "process", "X")
         if self._kprocess is None:
-            self._kprocess = network.entry("process", self._dtype)
+            self._kprocess = network.entry("process", self._dtype, self._kinds)
         bad = self._kprocess(X, out, self._buf)
         if bad:
             raise InputError(
@@ -283,7 +284,7 @@ class StreamBatch:
     """
 
     __slots__ = ("_model", "_w", "_meta", "_states", "_scratch", "_dtype", "_n", "_I", "_O",
-                 "_kstep", "_kprocess", "_kfirst", "_work")
+                 "_kstep", "_kprocess", "_kfirst", "_work", "_kinds")
 
     def __init__(self, model, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -303,6 +304,7 @@ class StreamBatch:
         self._scratch = np.zeros((max(1, config.THREADS), plan.scratch_size), self._dtype)
         # kernels are loaded at first use: keeps start-up short
         self._kstep = self._kprocess = self._kfirst = None
+        self._kinds = kinds.mask_of(plan.meta)
         self._work = self._n * plan.w.size  # weight reads per step, to size thread splits
 
     @property
@@ -339,7 +341,7 @@ class StreamBatch:
             _check_out(out, oshape, self._dtype, "step")
             _refuse_overlap(given, out, "step", "X")
         if self._kstep is None:
-            self._kstep = network.entry("batch_step", self._dtype)
+            self._kstep = network.entry("batch_step", self._dtype, self._kinds)
         bad = self._call(self._kstep, X, out, 1)
         if bad:
             raise InputError(
@@ -375,7 +377,7 @@ class StreamBatch:
             _check_out(out, oshape, self._dtype, "process")
             _refuse_overlap(given, out, "process", "X")
         if self._kprocess is None:
-            self._kprocess = network.entry("batch_process", self._dtype)
+            self._kprocess = network.entry("batch_process", self._dtype, self._kinds)
         bad = self._call(self._kprocess, X, out, X.shape[1])
         if bad:
             raise InputError(

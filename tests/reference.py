@@ -43,8 +43,25 @@ def activate(act, a):
     raise ValueError(f"no reference for activation {name}")
 
 
+def dequantized(q):
+    """The matrix a reduced-precision weight (``QuantizedWeight``) stands
+    for, from its stored values by the formulas in layers/quant.py (not
+    through its own ``dequantize``)."""
+    if q.kind == "int8":  # W = scale[:, None] * values
+        return np.asarray(q.scale, np.float64)[:, None] * np.asarray(q.values, np.float64)
+    if q.kind == "float16":
+        return np.asarray(q.values, np.float64)
+    if q.kind == "bfloat16":  # the 16 stored bits are the top half of a float32
+        bits = np.asarray(q.values, np.uint16).astype(np.uint32) << 16
+        return bits.view(np.float32).astype(np.float64)
+    raise ValueError(f"no reference for weight type {q.kind}")
+
+
 def f64(layer, name):
-    return np.asarray(getattr(layer, name), dtype=np.float64)
+    a = getattr(layer, name)
+    if hasattr(a, "kind") and hasattr(a, "values"):  # stored in reduced precision
+        return dequantized(a)
+    return np.asarray(a, dtype=np.float64)
 
 
 def clip(a, c):

@@ -23,6 +23,7 @@ from ..formats import READERS
 from .bench import cmd_bench, cmd_cache, cmd_warmup
 from .common import PROG, CLIError, quiet_stdout
 from .demo import LIMIT_ENV, cmd_demo
+from ..layers.quant import WEIGHT_TYPES
 from .info import cmd_convert, cmd_info
 from .run import LineError, cmd_run, is_header, parse_sample
 
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("input", metavar="IN", help="model file to read")
     c.add_argument("output", metavar="OUT", help="native file to write (.npz or .safetensors)")
     c.add_argument("--dtype", choices=dtypes, help="store in this float type")
+    c.add_argument("--weights", choices=WEIGHT_TYPES,
+                   help="store the recurrent and Dense weights in this reduced type "
+                   "(int8: one scale per output row); inputs, state and outputs stay in dtype")
     c.set_defaults(func=cmd_convert)
 
     b = sub.add_parser(
@@ -122,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--chunk", type=int, default=1000, help="samples per process() call (default 1000)")
     b.add_argument("--repeats", type=int, default=50, help="timed process() calls (default 50)")
     b.add_argument("--dtype", choices=dtypes, help="compute in this float type")
+    b.add_argument("--weights", choices=WEIGHT_TYPES,
+                   help="time the model with its weights quantized to this type")
     b.set_defaults(func=cmd_bench)
 
     w = sub.add_parser(

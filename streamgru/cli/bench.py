@@ -12,7 +12,7 @@ from .common import PROG, CLIError, load_model, percentiles_us
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    model = load_model(args.model, args.dtype)
+    model = load_model(args.model, args.dtype, args.weights)
     if args.steps < 100 or args.chunk < 1 or args.repeats < 1:
         raise CLIError("--steps must be >= 100, --chunk and --repeats >= 1", 2)
     rng = np.random.default_rng(0)
@@ -37,7 +37,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         s.process(X, out=Y)
         chunk_ns[i] = clock() - t0
     best = float(np.median(chunk_ns))
-    print(f"model:   {model!r}, {model.num_parameters:,} parameters")
+    print(f"model:   {model!r}, {model.num_parameters:,} parameters, "
+          f"weights {model.weights_dtype} ({model.weights_nbytes:,} bytes)")
     print(f"step:    p50 {p50:.1f} us   p99 {p99:.1f} us   max {mx:.1f} us   "
           f"({args.steps} single-sample steps, out= given)")
     print(f"process: {args.chunk} samples per call, median {best / 1e6:.2f} ms = "

@@ -23,15 +23,17 @@ class CLIError(Exception):
         self.code = code
 
 
-def load_model(path: str, dtype: str | None = None) -> Model:
-    """Load ``path``; a bad file (WeightsError) becomes exit code 1."""
+def load_model(path: str, dtype: str | None = None, weights: str | None = None) -> Model:
+    """Load ``path`` (then convert to ``dtype`` and quantize to the weight
+    type ``weights``, if given); a bad file (WeightsError) becomes exit code 1."""
     try:
         model = load(path)
+        model = model if dtype is None else model.astype(np.dtype(dtype))
+        return model if weights is None else model.quantize(weights)
     except WeightsError as exc:
         raise CLIError(str(exc), 1) from None
     except OSError as exc:
         raise CLIError(f"{path}: {exc.strerror or exc}", 1) from None
-    return model if dtype is None else model.astype(np.dtype(dtype))
 
 
 def percentiles_us(ns: np.ndarray) -> tuple[float, float, float]:

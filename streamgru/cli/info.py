@@ -29,6 +29,8 @@ def _layer_line(i: int, layer: Any) -> str:
     head = f"{i:>3}  {name:<5} {layer.input_size:>5} -> {layer.output_size:<5}"
     params = sum(a.size for a in layer.arrays().values())
     parts = [f"params {params:,}"]
+    if layer.weights_dtype != layer.dtype:
+        parts.append(f"weights {layer.weights_dtype}")
     if layer.state_size:
         parts.append(f"state {layer.state_size}")
     if isinstance(layer, GRU):
@@ -67,6 +69,14 @@ def _layer_line(i: int, layer: Any) -> str:
     return f"{head}  " + ", ".join(parts)
 
 
+def _float_size(model: Model) -> str:
+    """What the arrays would take in float, beside a quantized model's size."""
+    if model.weights_dtype == model.dtype:
+        return ""
+    floats = sum(a.size for layer in model.layers for a in layer.arrays().values())
+    return f" (in {model.dtype.name}: {floats * model.dtype.itemsize:,})"
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     w = sys.stdout.write
@@ -78,6 +88,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     w(f"state size:  {model.state_size}"
       f"{'' if not model.initial_state.any() else ' (non-zero initial state from the file)'}\n")
     w(f"parameters:  {model.num_parameters:,}\n")
+    w(f"weights:     {model.weights_dtype}, {model.weights_nbytes:,} bytes"
+      f"{_float_size(model)}\n")
     if model.input_skip is not None:
         a, o = model.input_skip, model.output_size
         w(f"input skip:  y = net(x) + x[{a}:{a + o}] (residual from the input)\n")
@@ -108,7 +120,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
     if os.path.abspath(args.output) == os.path.abspath(args.input):
         raise CLIError(f"{args.output}: output is the input file; choose another name", 2)
-    model = load_model(args.input, args.dtype)
+    model = load_model(args.input, args.dtype, args.weights)
     meta = dict(model.metadata)
     meta.setdefault("converted_from", os.path.basename(args.input))
     model = Model(model.layers, model.dtype, model.initial_state, meta,
@@ -119,5 +131,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise CLIError(str(exc), 1) from None
     except OSError as exc:
         raise CLIError(f"{args.output}: cannot write ({exc.strerror or exc})", 1) from None
-    print(f"wrote {args.output}: {model!r}, {model.num_parameters:,} parameters")
+    print(f"wrote {args.output}: {model!r}, {model.num_parameters:,} parameters, "
+          f"weights {model.weights_dtype} ({model.weights_nbytes:,} bytes)")
     return 0

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..layers import LAYER_TYPES
+from ..layers.quant import QuantizedWeight, weight_type
 from ..model import Model
 from .guard import Budget, read_regular
 from .native_files import META_KEY, Getter, npz_bytes, read_npz, read_safetensors, safetensors_bytes
@@ -33,7 +34,13 @@ VERSION = 1
 # version 1 when it has neither, so older readers keep reading it, and as 2
 # when it has one, so an older reader refuses it instead of dropping them
 VERSION_SKIP_GAIN = 2
-READS = (VERSION, VERSION_SKIP_GAIN)
+# version 3 adds reduced-precision weight matrices: a layer's "quantized"
+# maps array names to their weight type; the tensor holds the stored values
+# (int8; float16; bfloat16 as uint16 bit patterns in .npz, BF16 in
+# .safetensors) and int8 adds ``<name>.scale`` (float32, one per row).
+# Written only when a layer has one, so older readers refuse such a file.
+VERSION_QUANT = 3
+READS = (VERSION, VERSION_SKIP_GAIN, VERSION_QUANT)
 
 
 # ----------------------------------------------------------------------------
@@ -43,12 +50,25 @@ READS = (VERSION, VERSION_SKIP_GAIN)
 def _describe(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
     tensors: dict[str, np.ndarray] = {}
     layers = []
+    quantized = False
     for i, layer in enumerate(model.layers):
         names = []
+        stored = {}
         for name, arr in layer.arrays().items():
-            tensors[f"layers.{i}.{name}"] = np.ascontiguousarray(arr)
+            key = f"layers.{i}.{name}"
+            if isinstance(arr, QuantizedWeight):
+                stored[name] = arr.kind
+                tensors[key] = arr.values
+                if arr.scale is not None:
+                    tensors[f"{key}.scale"] = arr.scale
+            else:
+                tensors[key] = np.ascontiguousarray(arr)
             names.append(name)
-        layers.append({"kind": layer.kind, "config": layer.config(), "arrays": names})
+        ld = {"kind": layer.kind, "config": layer.config(), "arrays": names}
+        if stored:
+            ld["quantized"] = stored
+            quantized = True
+        layers.append(ld)
     tensors["initial_state"] = np.ascontiguousarray(model.initial_state)
     desc = {
         "format": FORMAT,
@@ -61,7 +81,37 @@ def _describe(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
         # a Python float's repr round-trips exactly through JSON: bit-exact
         desc.update(version=VERSION_SKIP_GAIN, input_skip=model.input_skip,
                     output_gain=model.output_gain)
+    if quantized:
+        desc["version"] = VERSION_QUANT
     return desc, tensors
+
+
+def _quantized(kind: Any, get: Getter, present: set, key: str, path: str) -> QuantizedWeight:
+    """The stored weight matrix ``key`` of weight type ``kind`` (checked)."""
+    try:
+        if not isinstance(kind, str):
+            raise WeightsError(f"weight type {kind!r:.50} is not a name")
+        kind = weight_type(kind)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: tensor {key}: {exc}") from None
+    values = get(key)
+    if kind == "bfloat16" and values.dtype == np.float32:
+        # safetensors' BF16, which the container reader widens: take the bits back
+        bits = values.view(np.uint32)
+        if np.any(bits & 0xFFFF):
+            raise WeightsError(f"{path}: tensor {key}: not bfloat16 values")
+        values = (bits >> 16).astype(np.uint16)
+    scale = None
+    if kind == "int8":
+        if f"{key}.scale" not in present:
+            raise WeightsError(f"{path}: tensor {key}.scale is missing (int8 weights need it)")
+        scale = get(f"{key}.scale")
+        if scale.dtype != np.float32:
+            raise WeightsError(f"{path}: tensor {key}.scale: expected float32, got {scale.dtype}")
+    try:
+        return QuantizedWeight(kind, values, scale)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: tensor {key}: {exc}") from None
 
 
 def _jsonable(meta: dict) -> dict:
@@ -107,12 +157,17 @@ def _build(desc: Any, names: list[str], get: Getter, path: str, budget: Budget) 
         cls = LAYER_TYPES.get(kind)
         if cls is None:
             raise WeightsError(f"{path}: layer {i}: unknown kind {kind!r:.50}")
+        stored = ld.get("quantized", {})
+        if not (isinstance(stored, dict) and set(stored) <= set(arrays)):
+            raise WeightsError(f"{path}: layer {i}: malformed description (quantized "
+                               f"{stored!r:.100} does not name its arrays)")
         tensors = {}
         for name in arrays:
             key = f"layers.{i}.{name}"
             if key not in present:
                 raise WeightsError(f"{path}: tensor {key} is missing")
-            tensors[name] = get(key)
+            tensors[name] = (_quantized(stored[name], get, present, key, path) if name in stored
+                             else get(key))
         try:
             layers.append(cls.from_config(config, tensors))
         except WeightsError as exc:

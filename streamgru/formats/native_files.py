@@ -47,7 +47,9 @@ ST_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f
              "BF16": np.dtype("<u2"), "I64": np.dtype("<i8"), "I32": np.dtype("<i4"),
              "I16": np.dtype("<i2"), "I8": np.dtype("i1"), "U8": np.dtype("u1"),
              "BOOL": np.dtype("?")}
-_ST_NAMES = {np.dtype("<f4"): "F32", np.dtype("<f8"): "F64"}
+# what the native writer stores; its only uint16 tensors are bfloat16 bit patterns
+_ST_NAMES = {np.dtype("<f4"): "F32", np.dtype("<f8"): "F64", np.dtype("i1"): "I8",
+             np.dtype("<f2"): "F16", np.dtype("<u2"): "BF16"}
 
 
 def parse_json(data: bytes, budget: Budget, path: str, what: str) -> Any:

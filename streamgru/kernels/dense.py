@@ -5,19 +5,43 @@ NARROW outputs: a classifier or regression head) keeps ``W`` (out, in)
 row-major and computes each output as one dot product, summed in
 registers; a wider one keeps ``W^T`` (in, out) and adds each input's row of
 weights to all outputs at once (an axpy per input).
+
+Weights stored in a reduced type (``STORED``) are ``simd`` panels instead
+(``W^T``, widened in registers), with ``b`` padded to the panel's width G:
+the T rows are computed into the scratch's input-projection tile, then
+copied out (the products write whole vectors, more than the output holds).
 """
 
+import numpy as np
+
 from . import activations as act
+from . import simd
 from .config import jit_fast
+from .layout import (
+    H_SC_GX, KIND_DENSE, M_ACT0, M_IN, M_OUT, M_P, M_W0, M_W1, P_ALPHA0, P_BETA0, WQ_BFLOAT16,
+    WQ_FLOAT, WQ_FLOAT16, WQ_INT8,
+)
 from .simd import U
 
 NARROW = 16
-from .layout import KIND_DENSE, M_ACT0, M_IN, M_OUT, M_P, M_W0, M_W1, P_ALPHA0, P_BETA0
 
 
 def pack(layer, packer):
     """Append a Dense layer's packed arrays to ``packer``; return its meta row."""
     params = packer.params({P_ALPHA0: layer.activation.alpha, P_BETA0: layer.activation.beta})
+    if packer.weight_type(layer) != WQ_FLOAT:
+        G = packer.padded(layer.output_size)
+        bias = np.zeros(G)
+        bias[: layer.output_size] = layer.bias
+        return {
+            "kind": packer.kind(KIND_DENSE, layer),
+            "gates": G,
+            "tmp": 0,
+            M_ACT0: act.CODES[layer.activation.name],
+            M_P: params,
+            M_W0: packer.matrix(layer.weight, G),
+            M_W1: packer.add(bias),
+        }
     return {
         "kind": KIND_DENSE,
         "gates": 0,
@@ -58,3 +82,25 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r):
                 for k in range(O):
                     dst[U(o + k)] += xj * w[U(row + k)]
         act.apply(dst, o, o + O, code, alpha, beta)
+
+
+def _stored_variant(q):
+    def seq_stored(src, s0, ss, dst, d0, ds, T, w, meta, r, sc):
+        """y_t = act(W x_t + b) for T <= TILE rows, W stored as type ``q``."""
+        I = meta[r + M_IN]
+        O = meta[r + M_OUT]
+        G = simd.width(O, w)
+        p = meta[r + M_P]
+        a = meta[H_SC_GX]
+        simd.qproject(q, src, s0, ss, T, I, G, w, meta[r + M_W0], meta[r + M_W1], sc, a)
+        for t in range(T):
+            o = d0 + t * ds
+            row = a + t * G
+            for k in range(O):
+                dst[U(o + k)] = sc[U(row + k)]
+            act.apply(dst, o, o + O, meta[r + M_ACT0], w[p + P_ALPHA0], w[p + P_BETA0])
+    return jit_fast(seq_stored)
+
+
+# the kernel of each reduced weight type (closures over the type code alone)
+STORED = {q: _stored_variant(q) for q in (WQ_INT8, WQ_FLOAT16, WQ_BFLOAT16)}

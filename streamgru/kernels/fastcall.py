@@ -179,7 +179,8 @@ def _make(dtype, kinds):
     one for ``kinds`` only. ``step_body`` is inlined, so this is one level
     of compilation above the layer kernels, and no dispatcher is touched."""
     fn = _CFunc(dtype, ALL)
-    if kinds == ALL or not fn.load():
+    # ALL serves float models only: reduced weight types have bits beyond it
+    if kinds == ALL or kinds & ~ALL or not fn.load():
         fn = _CFunc(dtype, kinds)
         fn.compile()
     return fn
@@ -234,7 +235,9 @@ def _method(dtype, kinds):
     if config.DISABLE_JIT:
         return None
     dt = np.dtype(dtype)
-    for key in ((dt, ALL), (dt, kinds)):  # the variant for every kind serves any model
+    # the variant for every float kind serves any float model
+    keys = ((dt, kinds),) if kinds & ~ALL else ((dt, ALL), (dt, kinds))
+    for key in keys:
         if key in _defs:
             return _defs[key][1]
     with _lock:  # threads making their first stream at once compile it once
@@ -242,7 +245,7 @@ def _method(dtype, kinds):
             _usable = _layout_ok()
         if not _usable:
             return None
-        for key in ((dt, ALL), (dt, kinds)):
+        for key in keys:
             if key in _defs:
                 return _defs[key][1]
         fn = _make(dt, kinds)

@@ -12,13 +12,14 @@ it. G (``row_width``) is the padded row of gate pre-activations in scratch.
 import numpy as np
 from numba import njit
 
+from ..layers.quant import QuantizedWeight
 from . import activations as act
 from . import simd
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .layout import (
     F_CLIP, F_RESET_AFTER, H_SC_GH, H_SC_GX, H_SC_TMP, KIND_GRU, M_ACT0, M_ACT1,
     M_HID, M_IN, M_P, M_STATE, M_FLAGS, M_W0, M_W1, M_W2, M_W3, M_W4, P_ALPHA0,
-    P_ALPHA1, P_BETA0, P_BETA1, P_CLIP,
+    P_ALPHA1, P_BETA0, P_BETA1, P_CLIP, WQ_FLOAT, WQ_TYPES,
 )
 
 
@@ -39,26 +40,31 @@ def pack(layer, packer):
     bx[: 2 * H] += b_h[: 2 * H]
     if not layer.reset_after:
         bx[2 * H : 3 * H] += b_h[2 * H :]
-    # W_ih^T padded to the whole row, so the input projection fills rows of G
-    wx = np.zeros((layer.input_size, G))
-    wx[:, : 3 * H] = np.asarray(layer.weight_ih, np.float64).T
-    w_hh = np.asarray(layer.weight_hh, np.float64)
+    w_hh = layer.weight_hh
+    if not isinstance(w_hh, QuantizedWeight):
+        w_hh = np.asarray(w_hh, np.float64)
     return {
-        "kind": KIND_GRU,
+        "kind": packer.kind(KIND_GRU, layer),
         "gates": G,
         "tmp": H,
         M_FLAGS: flags,
         M_ACT0: act.CODES[layer.gate_activation.name],
         M_ACT1: act.CODES[layer.activation.name],
         M_P: params,
-        M_W0: packer.panels(wx),
+        # W_ih^T padded to the whole row, so the input projection fills rows of G
+        M_W0: packer.matrix(layer.weight_ih, G),
         # reset after: one pass over h for all three gates; reset before:
         # W_hn multiplies r * h, which exists only after r, so it is apart
-        M_W1: packer.panels(w_hh.T if layer.reset_after else w_hh[: 2 * H].T),
+        M_W1: packer.matrix(w_hh if layer.reset_after else _rows(w_hh, 0, 2 * H)),
         M_W2: packer.add(bx),
         M_W3: packer.add(b_h[2 * H :]),
-        M_W4: 0 if layer.reset_after else packer.panels(w_hh[2 * H :].T),
+        M_W4: 0 if layer.reset_after else packer.matrix(_rows(w_hh, 2 * H, 3 * H)),
     }
+
+
+def _rows(w, a, b):
+    """Rows a:b of a weight matrix, float or quantized (with their scales)."""
+    return w.rows(a, b) if isinstance(w, QuantizedWeight) else w[a:b]
 
 
 # Indexing convention of the hot loops: flat arrays, offsets computed as
@@ -96,9 +102,9 @@ def plain_update(sc, a, g, st, h, dst, o, H):
         dst[U(o + k)] = hn
 
 
-@jit_fast
-def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
-    """Run T steps of the GRU layer at meta row ``r``.
+@_inline_fast
+def _seq(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+    """Run T steps of the GRU layer at meta row ``r``, weights of type ``q``.
 
     Reads inputs ``src[s0 + t*ss : ... + I]``, updates the hidden state
     ``st[sb + state offset : ... + H]`` in place and writes each step's h to
@@ -129,7 +135,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     # the usual cell (sigmoid gates, tanh candidate, no clip) runs one fused loop
     plain = gate_code == act.SIGMOID and cand_code == act.TANH and not has_clip
 
-    simd.project(src, s0, ss, T, I, G, w, wx, bx, sc, gx)
+    simd.qproject(q, src, s0, ss, T, I, G, w, wx, bx, sc, gx)
 
     for t in range(T):
         g = gx + t * G
@@ -140,7 +146,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
                 sc[U(a + k)] = sc[U(g + k)]
             for k in range(H):
                 sc[U(a + H2 + k)] = w[U(bhn + k)]
-            simd.gemv_step(sc, a, st, h, w, wh, H, simd.width(3 * H, w), t)
+            simd.qgemv_step(q, sc, a, st, h, w, wh, H, simd.width(3 * H, w), t)
             if plain:
                 plain_update(sc, a, g, st, h, dst, o, H)
                 continue
@@ -153,14 +159,14 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
             # r, z first; then n from W_hn (r * h)
             for k in range(H2):
                 sc[U(a + k)] = sc[U(g + k)]
-            simd.gemv(sc, a, st, h, w, wh, H, simd.width(H2, w))
+            simd.qgemv(q, sc, a, st, h, w, wh, H, simd.width(H2, w))
             if has_clip:
                 act.clip(sc, a, a + H2, c)
             act.apply(sc, a, a + H2, gate_code, ga, gb)
             for k in range(H):
                 sc[U(tmp + k)] = sc[U(a + k)] * st[U(h + k)]
                 sc[U(a + H2 + k)] = sc[U(g + H2 + k)]
-            simd.gemv(sc, a + H2, sc, tmp, w, wn, H, simd.width(H, w))
+            simd.qgemv(q, sc, a + H2, sc, tmp, w, wn, H, simd.width(H, w))
         if has_clip:
             act.clip(sc, a + H2, a + 3 * H, c)
         act.apply(sc, a + H2, a + 3 * H, cand_code, ca, cb)
@@ -172,8 +178,8 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
             dst[U(o + k)] = hn
 
 
-@jit_fast
-def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
+@_inline_fast
+def _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     """One step of B independent streams of the GRU layer at meta row ``r``:
     row b reads ``src[s0 + b*ss ...]``, updates the state at
     ``st[sb + b*sst + state offset ...]`` and writes ``dst[d0 + b*ds ...]``.
@@ -191,8 +197,8 @@ def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     )
     if not plain:
         for b in range(B):
-            seq(src, s0 + b * ss, ss, dst, d0 + b * ds, ds, np.int64(1), w, meta, r, st, sb + b * sst,
-                sc)  # int64, not a literal 1: one specialisation of seq
+            SEQ[q](src, s0 + b * ss, ss, dst, d0 + b * ds, ds, np.int64(1), w, meta, r, st,
+                   sb + b * sst, sc)  # int64, not a literal 1: one specialisation of seq
         return
     I = meta[r + M_IN]
     G = row_width(H, w)
@@ -204,7 +210,7 @@ def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     h = sb + meta[r + M_STATE]
     gx = meta[H_SC_GX]
     a = meta[H_SC_GH]
-    simd.project(src, s0, ss, B, I, G, w, wx, bx, sc, gx)
+    simd.qproject(q, src, s0, ss, B, I, G, w, wx, bx, sc, gx)
     for b in range(B):
         ab = a + b * G
         g = gx + b * G
@@ -212,8 +218,27 @@ def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
             sc[U(ab + k)] = sc[U(g + k)]
         for k in range(H):
             sc[U(ab + H2 + k)] = w[U(bhn + k)]
-    simd.gemm(sc, a, G, st, h, sst, w, wh, H, simd.width(3 * H, w), B)
+    simd.qgemm(q, sc, a, G, st, h, sst, w, wh, H, simd.width(3 * H, w), B)
     for b in range(B):
         ab = a + b * G
         g = gx + b * G
         plain_update(sc, ab, g, st, h + b * sst, dst, d0 + b * ds, H)
+
+
+def _seq_variant(q):
+    def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+        _seq(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc)
+    return jit_fast(seq)
+
+
+def _rows_variant(q):
+    def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
+        _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
+    return jit_fast(rows)
+
+
+# one kernel per stored weight type (layout.WQ_*), compiled on first use;
+# closures over the type code alone, so each caches under its own key
+SEQ = tuple(_seq_variant(q) for q in WQ_TYPES)
+ROWS = tuple(_rows_variant(q) for q in WQ_TYPES)
+seq, rows = SEQ[WQ_FLOAT], ROWS[WQ_FLOAT]

@@ -10,6 +10,13 @@ fast path (fastcall.py) is compiled for the mask of the model's own kinds
 (a GRU + Dense model compiles neither the LSTM nor the RNN kernels) unless
 the variant for ALL is already compiled or cached (``streamgru warmup``).
 Either variant runs the same layer kernels, so the numbers are identical.
+
+Weight types. A layer whose weight matrices are stored in a reduced type
+has the kind code ``KIND_x | q << WQ_SHIFT`` (layout.py) and its own bit:
+the float kind's bit shifted by ``6 * q``. ALL holds the float bits only,
+so float models (and ``streamgru warmup``) compile nothing for reduced
+types; a quantized model's entry points are compiled for its own mask
+(``network.entry``), on first use, and cached.
 """
 
 import numpy as np
@@ -20,13 +27,20 @@ from . import conv, dense, gru, lstm, norm, rnn
 from .config import JIT_OPTIONS
 from .layout import (
     H_NLAYERS, HEADER, KIND_BATCHNORM, KIND_CONV, KIND_DENSE, KIND_GRU, KIND_LAYERNORM, KIND_LSTM,
-    KIND_PRELU, KIND_RNN, M_KIND, ROW,
+    KIND_MASK, KIND_PRELU, KIND_RNN, M_KIND, ROW, WQ_SHIFT, WQ_TYPES,
 )
 
 # the three per-sample norm kinds share one kernel module, so one bit
 BITS = {KIND_GRU: 1, KIND_LSTM: 2, KIND_RNN: 4, KIND_DENSE: 8, KIND_CONV: 16,
         KIND_BATCHNORM: 32, KIND_LAYERNORM: 32, KIND_PRELU: 32}
-ALL = 63
+ALL = 63  # every float kind
+_TYPE_BITS = 6  # bits per weight type in a mask
+
+
+def bit(code: int) -> int:
+    """The mask bit of a kind code (a float kind, or one with a weight type)."""
+    return BITS[code & KIND_MASK] << (_TYPE_BITS * (code >> WQ_SHIFT))
+
 
 _inline = njit(inline="always", **JIT_OPTIONS)
 
@@ -34,31 +48,38 @@ _inline = njit(inline="always", **JIT_OPTIONS)
 def mask_of(meta: np.ndarray) -> int:
     """The mask of the layer kinds in a plan's ``meta``."""
     rows = HEADER + ROW * np.arange(int(meta[H_NLAYERS]))
-    return sum(BITS[int(k)] for k in set(meta[rows + M_KIND].tolist()))
+    mask = 0
+    for k in set(meta[rows + M_KIND].tolist()):
+        mask |= bit(int(k))
+    return mask
 
 
 # Every layer call below has one form: (src, s0, ss, dst, d0, ds, n, w, meta,
 # r, st, sb, sst, sc); n is T for a sequence, B for rows of streams, and
 # ``sst`` (the stride between streams' states) is unused by a sequence.
 
-@_inline
-def _gru_seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    gru.seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sc)
+def _sequence(kernel):
+    """The layer call form of a kind's ``seq`` kernel (which takes no ``sst``)."""
+    @_inline
+    def call(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+        kernel(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sc)
+    return call
+
+
+def _stored_dense(kernel):
+    """The layer call form of Dense with reduced-precision weights."""
+    @_inline
+    def call(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+        kernel(src, s0, ss, dst, d0, ds, n, w, meta, r, sc)
+    return call
 
 
 @_inline
-def _lstm_seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    lstm.seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sc)
+def _noop(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+    pass
 
 
-@_inline
-def _rnn_seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    rnn.seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sc)
-
-
-@_inline
-def _conv_seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    conv.seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sc)
+_conv_seq = _sequence(conv.seq)
 
 
 @_inline
@@ -73,10 +94,13 @@ def _norm(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
     norm.seq(src, s0, ss, dst, d0, ds, n, w, meta, r)
 
 
-def _when(code, kernel):
-    """A call ``(kinds, kind, *layer args)`` that runs ``kernel`` if
-    ``kind == code``, typed as a no-op when the literal mask ``kinds``
-    lacks ``code``'s bit."""
+def _when(code, kernels):
+    """A call ``(kinds, kind, *layer args)`` that runs ``kernels[q]`` if
+    ``kind == code | q << WQ_SHIFT``, for each weight type ``q`` whose bit
+    the literal mask ``kinds`` has; typed as a no-op when it has none.
+    ``kernels`` maps weight types to layer calls (or is one, for q = 0)."""
+    if not isinstance(kernels, dict):
+        kernels = {0: kernels}
 
     def call(kinds, kind, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
         raise NotImplementedError("compiled code only")
@@ -85,11 +109,31 @@ def _when(code, kernel):
     def _typed(kinds, kind, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
         if not isinstance(kinds, types.IntegerLiteral):
             return None
-        if kinds.literal_value & BITS[code]:
+        on = [q for q in kernels if kinds.literal_value & bit(code | q << WQ_SHIFT)]
+        if len(on) == 1:
+            c0, k0 = code | on[0] << WQ_SHIFT, kernels[on[0]]
+
             def run(kinds, kind, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-                if kind == code:
-                    kernel(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
+                if kind == c0:
+                    k0(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
             return run
+        if on:
+            # several weight types of this kind in one model: up to four
+            # branches, the unused ones never taken (code -1) and no-ops
+            pad = len(WQ_TYPES) - len(on)
+            c0, c1, c2, c3 = [code | q << WQ_SHIFT for q in on] + [-1] * pad
+            k0, k1, k2, k3 = [kernels[q] for q in on] + [_noop] * pad
+
+            def run_any(kinds, kind, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+                if kind == c0:
+                    k0(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
+                elif kind == c1:
+                    k1(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
+                elif kind == c2:
+                    k2(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
+                elif kind == c3:
+                    k3(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
+            return run_any
 
         def skip(kinds, kind, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
             pass
@@ -99,11 +143,15 @@ def _when(code, kernel):
 
 
 _NORMS = (KIND_BATCHNORM, KIND_LAYERNORM, KIND_PRELU)
-_SEQ = ([_when(KIND_GRU, _gru_seq), _when(KIND_LSTM, _lstm_seq), _when(KIND_RNN, _rnn_seq),
-         _when(KIND_DENSE, _dense), _when(KIND_CONV, _conv_seq)]
+_DENSE = {0: _dense, **{q: _stored_dense(k) for q, k in dense.STORED.items()}}
+_SEQ = ([_when(KIND_GRU, dict(enumerate(map(_sequence, gru.SEQ)))),
+         _when(KIND_LSTM, dict(enumerate(map(_sequence, lstm.SEQ)))),
+         _when(KIND_RNN, dict(enumerate(map(_sequence, rnn.SEQ)))),
+         _when(KIND_DENSE, _DENSE), _when(KIND_CONV, _conv_seq)]
         + [_when(k, _norm) for k in _NORMS])
-_ROWS = ([_when(KIND_GRU, gru.rows), _when(KIND_LSTM, lstm.rows), _when(KIND_RNN, rnn.rows),
-          _when(KIND_DENSE, _dense), _when(KIND_CONV, conv.rows)]
+_ROWS = ([_when(KIND_GRU, dict(enumerate(gru.ROWS))), _when(KIND_LSTM, dict(enumerate(lstm.ROWS))),
+          _when(KIND_RNN, dict(enumerate(rnn.ROWS))),
+          _when(KIND_DENSE, _DENSE), _when(KIND_CONV, conv.rows)]
          + [_when(k, _norm) for k in _NORMS])
 _s_gru, _s_lstm, _s_rnn, _s_dense, _s_conv, _s_bn, _s_ln, _s_prelu = _SEQ
 _r_gru, _r_lstm, _r_rnn, _r_dense, _r_conv, _r_bn, _r_ln, _r_prelu = _ROWS

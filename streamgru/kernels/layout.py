@@ -52,6 +52,18 @@ KIND_BATCHNORM = 6   # kernels/norm.py (the three stateless per-sample kinds)
 KIND_LAYERNORM = 7
 KIND_PRELU = 8
 
+# stored weight types (``q``): a layer whose weight matrices are stored in a
+# reduced type has the kind code ``KIND_x | q << WQ_SHIFT`` (kinds.py
+# compiles each pair only for models that have one; simd.py reads them)
+WQ_FLOAT = 0     # the model's own float dtype
+WQ_INT8 = 1      # int8 values, a float scale per output column
+WQ_FLOAT16 = 2
+WQ_BFLOAT16 = 3
+WQ_TYPES = (WQ_FLOAT, WQ_INT8, WQ_FLOAT16, WQ_BFLOAT16)
+WQ_CODES = {"int8": WQ_INT8, "float16": WQ_FLOAT16, "bfloat16": WQ_BFLOAT16}
+WQ_SHIFT = 8
+KIND_MASK = (1 << WQ_SHIFT) - 1
+
 # float parameters block (at M_P): clip, then (alpha, beta) per activation slot
 P_CLIP = 0
 P_ALPHA0 = 1

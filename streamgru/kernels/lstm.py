@@ -12,16 +12,20 @@ general path, which applies the activations gate block by gate block.
 """
 
 import numpy as np
+from numba import njit
 
 from . import activations as act
 from . import simd
-from .config import jit_fast
+from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .simd import U
 from .layout import (
     F_CLIP, F_INPUT_FORGET, F_PEEPHOLE, F_PROJ, H_SC_GX, H_SC_TMP, KIND_LSTM,
     M_ACT0, M_ACT1, M_ACT2, M_FLAGS, M_HID, M_IN, M_OUT, M_P, M_STATE, M_W0, M_W1,
-    M_W2, M_W3, M_W4, P_ALPHA0, P_ALPHA1, P_ALPHA2, P_BETA0, P_BETA1, P_BETA2, P_CLIP,
+    M_W2, M_W3, M_W4, P_ALPHA0, P_ALPHA1, P_ALPHA2, P_BETA0, P_BETA1, P_BETA2, P_CLIP, WQ_FLOAT, WQ_TYPES,
 )
+
+# inlined into each weight type's kernels
+_inline_fast = njit(inline="always", fastmath=FAST_FLAGS, **JIT_OPTIONS)
 
 
 def pack(layer, packer):
@@ -44,7 +48,7 @@ def pack(layer, packer):
     bias = np.zeros(G)
     bias[: 4 * H] = np.asarray(layer.bias_ih, np.float64) + np.asarray(layer.bias_hh, np.float64)
     return {
-        "kind": KIND_LSTM,
+        "kind": packer.kind(KIND_LSTM, layer),
         "gates": G,
         "tmp": H,
         M_FLAGS: flags,
@@ -52,8 +56,8 @@ def pack(layer, packer):
         M_ACT1: act.CODES[layer.cell_activation.name],
         M_ACT2: act.CODES[layer.hidden_activation.name],
         M_P: params,
-        M_W0: packer.panels(layer.weight_ih.T),
-        M_W1: packer.panels(layer.weight_hh.T),
+        M_W0: packer.matrix(layer.weight_ih, G),
+        M_W1: packer.matrix(layer.weight_hh),
         M_W2: packer.add(bias),
         M_W3: packer.add(layer.peepholes) if layer.peepholes is not None else 0,
         M_W4: packer.add(layer.weight_hr.T) if layer.weight_hr is not None else 0,
@@ -137,8 +141,8 @@ def finish(w, meta, r, st, h, sc, a, dst, o):
         dst[U(o + k)] = st[U(h + k)]
 
 
-@jit_fast
-def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+@_inline_fast
+def _seq(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     """Run T steps of the LSTM layer at meta row ``r``.
 
     Reads inputs ``src[s0 + t*ss : ... + I]``, updates the state
@@ -152,17 +156,17 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     h = sb + meta[r + M_STATE]
     gx = meta[H_SC_GX]
 
-    simd.project(src, s0, ss, T, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
+    simd.qproject(q, src, s0, ss, T, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
 
     for t in range(T):
         # each row of input projections is used once: add R h to it in place
         g = gx + t * G
-        simd.gemv_step(sc, g, st, h, w, wh, P, G, t)
+        simd.qgemv_step(q, sc, g, st, h, w, wh, P, G, t)
         finish(w, meta, r, st, h, sc, g, dst, d0 + t * ds)
 
 
-@jit_fast
-def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
+@_inline_fast
+def _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     """One step of B <= TILE independent streams of the LSTM layer at meta
     row ``r``: row b reads ``src[s0 + b*ss ...]``, updates the state at
     ``st[sb + b*sst + state offset ...]`` and writes ``dst[d0 + b*ds ...]``.
@@ -175,7 +179,26 @@ def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     P = meta[r + M_OUT]
     h = sb + meta[r + M_STATE]
     gx = meta[H_SC_GX]
-    simd.project(src, s0, ss, B, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
-    simd.gemm(sc, gx, G, st, h, sst, w, meta[r + M_W1], P, G, B)
+    simd.qproject(q, src, s0, ss, B, I, G, w, meta[r + M_W0], meta[r + M_W2], sc, gx)
+    simd.qgemm(q, sc, gx, G, st, h, sst, w, meta[r + M_W1], P, G, B)
     for b in range(B):
         finish(w, meta, r, st, h + b * sst, sc, gx + b * G, dst, d0 + b * ds)
+
+
+def _seq_variant(q):
+    def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+        _seq(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc)
+    return jit_fast(seq)
+
+
+def _rows_variant(q):
+    def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
+        _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
+    return jit_fast(rows)
+
+
+# one kernel per stored weight type (layout.WQ_*), compiled on first use;
+# closures over the type code alone, so each caches under its own key
+SEQ = tuple(_seq_variant(q) for q in WQ_TYPES)
+ROWS = tuple(_rows_variant(q) for q in WQ_TYPES)
+seq, rows = SEQ[WQ_FLOAT], ROWS[WQ_FLOAT]

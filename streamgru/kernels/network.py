@@ -115,7 +115,7 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
 
 
 @_inline
-def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
+def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
     """One step of B <= TILE independent streams through the whole model: row
     b of ``src`` in, row b of ``dst`` out, stream b's state at ``st[sb + b*sst:]``.
     Recurrent layers run the rows together (shared weight loads); Dense
@@ -125,7 +125,8 @@ def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
     for l in range(nl):
         r = HEADER + ROW * l
         out, o0, os = _layer_output(l, nl, r, meta, dst, d0, ds, sc)
-        kinds_rows(ALL, meta[r + M_KIND], cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst, sc)
+        kinds_rows(kinds, meta[r + M_KIND], cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst,
+                   sc)
         cur, c0, cs = out, o0, os
     if meta[H_SKIP] >= 0 or meta[H_GAIN] >= 0:
         skip.apply(src, s0, ss, dst, d0, ds, B, w, meta)
@@ -160,6 +161,12 @@ def step(x, y, buf):
 @jit
 def process(X, Y, buf):
     """T steps of one stream: X (T, I) -> Y (T, O), tile by tile; buf as for ``step``."""
+    return process_body(X, Y, buf, ALL)
+
+
+@_inline
+def process_body(X, Y, buf, kinds):
+    """``process``'s body for the literal mask ``kinds``."""
     bb = borrowed(buf)
     w, meta = _plan_of(bb)
     hb = BUF_HEADER_BYTES // buf.itemsize
@@ -179,7 +186,7 @@ def process(X, Y, buf):
     tile = meta[H_TILE]
     for t0 in range(0, T, tile):
         tt = min(tile, T - t0)
-        _run(xf, t0 * I, I, yf, t0 * O, O, tt, w, meta, bb, hb, sc, ALL)
+        _run(xf, t0 * I, I, yf, t0 * O, O, tt, w, meta, bb, hb, sc, kinds)
     return 0
 
 
@@ -189,6 +196,12 @@ def batch_step(X, Y, w, meta, states, sc, i0, i1):
 
     The range lets threads share a batch (each with its own ``sc``); the
     scratch is per call, not per stream, so memory does not grow with n."""
+    return batch_step_body(X, Y, w, meta, states, sc, i0, i1, ALL)
+
+
+@_inline
+def batch_step_body(X, Y, w, meta, states, sc, i0, i1, kinds):
+    """``batch_step``'s body for the literal mask ``kinds``."""
     n, I = X.shape
     O = meta[H_OUTPUT]
     S = meta[H_STATE]
@@ -206,7 +219,7 @@ def batch_step(X, Y, w, meta, states, sc, i0, i1):
     tile = meta[H_TILE]
     for i in range(i0, i1, tile):
         B = min(tile, i1 - i)
-        _run_rows(xf, i * I, I, yf, i * O, O, B, w, meta, stf, i * S, S, sc)
+        _run_rows(xf, i * I, I, yf, i * O, O, B, w, meta, stf, i * S, S, sc, kinds)
     return 0
 
 
@@ -214,6 +227,12 @@ def batch_step(X, Y, w, meta, states, sc, i0, i1):
 def batch_process(X, Y, w, meta, states, sc, i0, i1):
     """T steps of streams i0 <= i < i1: X (n, T, I) -> Y (n, T, O), states (n, S).
     Status: 1 + the index of the first stream whose input is not finite."""
+    return batch_process_body(X, Y, w, meta, states, sc, i0, i1, ALL)
+
+
+@_inline
+def batch_process_body(X, Y, w, meta, states, sc, i0, i1, kinds):
+    """``batch_process``'s body for the literal mask ``kinds``."""
     n, T, I = X.shape
     O = meta[H_OUTPUT]
     S = meta[H_STATE]
@@ -232,7 +251,7 @@ def batch_process(X, Y, w, meta, states, sc, i0, i1):
         for t0 in range(0, T, tile):
             tt = min(tile, T - t0)
             _run(xf, (i * T + t0) * I, I, yf, (i * T + t0) * O, O, tt, w, meta, stf, i * S, sc,
-                 ALL)
+                 kinds)
     return 0
 
 
@@ -244,6 +263,33 @@ def first_bad(X):
 
 ENTRY_POINTS = {"first_bad": first_bad, "step": step, "process": process, "batch_step": batch_step,
                 "batch_process": batch_process}
+
+
+def _masked(name: str, kinds: int):
+    """Entry point ``name`` compiled for the layer-kind mask ``kinds`` (one
+    beyond ALL: a model with reduced-precision weights, kinds.py). A
+    closure over the int alone, so each mask caches under its own key."""
+    if name == "step":
+        def fn(x, y, buf):
+            return step_body(x, y, buf, kinds)
+    elif name == "process":
+        def fn(X, Y, buf):
+            return process_body(X, Y, buf, kinds)
+    elif name == "batch_step":
+        def fn(X, Y, w, meta, states, sc, i0, i1):
+            return batch_step_body(X, Y, w, meta, states, sc, i0, i1, kinds)
+    elif name == "batch_process":
+        def fn(X, Y, w, meta, states, sc, i0, i1):
+            return batch_process_body(X, Y, w, meta, states, sc, i0, i1, kinds)
+    else:
+        return ENTRY_POINTS[name]
+    return jit(fn)
+
+
+def _serves(kinds: int) -> int:
+    """The mask whose entry points serve a model of mask ``kinds``: ALL for
+    float models (shared by all of them, and by ``streamgru warmup``)."""
+    return ALL if kinds & ~ALL == 0 else kinds
 
 
 def stream_buffer(plan) -> tuple[np.ndarray, np.ndarray]:
@@ -288,17 +334,20 @@ def signatures(dtype) -> dict:
 
 
 _lock = threading.Lock()
-_locked: dict = {}  # (name, dtype) -> a dispatcher closed to every other signature
+_locked: dict = {}  # (name, dtype, mask) -> a dispatcher closed to every other signature
 
 
-def _entry_point(name: str, dt: np.dtype):
-    """The closed dispatcher of entry point ``name`` for ``dt``, made once."""
-    fn = _locked.get((name, dt))
+def _entry_point(name: str, dt: np.dtype, kinds: int = ALL):
+    """The closed dispatcher of entry point ``name`` for ``dt`` and the
+    kinds mask ``kinds``, made once."""
+    key = (name, dt, _serves(kinds))
+    fn = _locked.get(key)
     if fn is None:
         with _lock:  # threads making their first call at once compile it once
-            fn = _locked.get((name, dt))
+            fn = _locked.get(key)
             if fn is None:
-                fn = _locked[name, dt] = locked(ENTRY_POINTS[name], signatures(dt)[name])
+                src = ENTRY_POINTS[name] if key[2] == ALL else _masked(name, key[2])
+                fn = _locked[key] = locked(src, signatures(dt)[name])
     return fn
 
 
@@ -306,11 +355,11 @@ def compiled(name: str) -> list:
     """Every signature compiled for entry point ``name`` in this process:
     the closed dispatchers' (one per dtype prepared) and any the open
     module-level dispatcher was called with directly."""
-    sigs = [sig for (n, _), fn in list(_locked.items()) if n == name for sig in fn.signatures]
+    sigs = [sig for (n, _, _), fn in list(_locked.items()) if n == name for sig in fn.signatures]
     return sigs + list(ENTRY_POINTS[name].signatures)
 
 
-def prepare(dtype, names=None) -> bool:
+def prepare(dtype, names=None, kinds: int = ALL) -> bool:
     """Compile, or load from the disk cache, the entry points ``names`` (all
     by default) for ``dtype``, each into a dispatcher that compiles for no
     other argument types (see ``entry``). Safe from any number of threads.
@@ -322,11 +371,11 @@ def prepare(dtype, names=None) -> bool:
         return False
     dt = np.dtype(dtype)
     for name in ENTRY_POINTS if names is None else names:
-        _entry_point(name, dt)
+        _entry_point(name, dt, kinds)
     return True
 
 
-def entry(name: str, dtype):
+def entry(name: str, dtype, kinds: int = ALL):
     """The callable for entry point ``name`` with arrays of float ``dtype``.
 
     With the JIT on: a dispatcher compiled (or loaded from the disk cache)
@@ -335,10 +384,11 @@ def entry(name: str, dtype):
     version; only this entry point is loaded, which keeps a cold start
     short. With the JIT disabled: a Python wrapper that refuses the same
     arguments the same way, so callers behave identically in both modes.
+    ``kinds``: the model's layer-kind mask (``kinds.mask_of``).
     """
     dt = np.dtype(dtype)
-    if prepare(dt, (name,)):
-        return _locked[name, dt]
+    if prepare(dt, (name,), kinds):
+        return _locked[name, dt, _serves(kinds)]
     fn = ENTRY_POINTS[name]
     kinds = signatures(dt)[name]
 

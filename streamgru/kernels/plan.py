@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..layers.quant import QuantizedWeight
 from . import conv, dense, gru, lstm, norm, rnn, simd
 from .layout import (
+    WQ_CODES, WQ_FLOAT, WQ_SHIFT,
     H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB, H_SC_TMP,
     H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
     P_SIZE, ROW, TILE,
@@ -34,13 +36,49 @@ class Packer:
         self.size += flat.size
         return off
 
-    def panels(self, wt: np.ndarray) -> int:
-        """Add ``wt`` (W^T, inputs x outputs) packed for ``simd.gemv``, at an
-        offset on a vector boundary so no load splits a cache line."""
+    def _align(self) -> None:
+        """Pad to a vector boundary, so no load splits a cache line."""
         L = simd.lanes(self.dtype)
         if self.size % L:
             self.add(np.zeros(L - self.size % L))
+
+    def panels(self, wt: np.ndarray) -> int:
+        """Add ``wt`` (W^T, inputs x outputs) packed for ``simd.gemv``, at an
+        offset on a vector boundary."""
+        self._align()
         return self.add(simd.pack_panels(wt, self.dtype))
+
+    def matrix(self, weight, cols: int | None = None) -> int:
+        """Add a layer's weight matrix (out, in), float or ``QuantizedWeight``,
+        as W^T panels of ``cols`` (default: out) columns, zero-padded, for
+        ``simd``'s products of its weight type; return its offset.
+        Reduced types are stored as raw bytes (``simd.pack_stored``); int8
+        scales (padded with zeros to the panel's columns) come just before."""
+        out, inputs = weight.shape
+        cols = out if cols is None else cols
+        if not isinstance(weight, QuantizedWeight):
+            wt = np.zeros((inputs, cols))
+            wt[:, :out] = np.asarray(weight, np.float64).T
+            return self.panels(wt)
+        ncp = self.padded(cols)
+        vt = np.zeros((inputs, ncp), weight.values.dtype)
+        vt[:, :out] = weight.values.T
+        self._align()
+        if weight.kind == "int8":
+            scale = np.zeros(ncp)
+            scale[:out] = weight.scale
+            self.add(scale)  # a whole number of vectors: the panel stays aligned
+        return self.add(simd.pack_stored(vt, self.dtype))
+
+    @staticmethod
+    def weight_type(layer) -> int:
+        """The stored weight type code (layout.WQ_*) of ``layer``'s matrices."""
+        first = getattr(layer, layer._weight_names[0])
+        return WQ_CODES[first.kind] if isinstance(first, QuantizedWeight) else WQ_FLOAT
+
+    def kind(self, code: int, layer) -> int:
+        """``layer``'s kind code: ``code`` with its weight type (layout.py)."""
+        return code | self.weight_type(layer) << WQ_SHIFT
 
     def padded(self, n: int) -> int:
         """Width of a row of ``n`` outputs of a panel product (a multiple of
@@ -76,13 +114,13 @@ def _aligned(n: int, dtype) -> np.ndarray:
 
 
 def _widened(layer, dtype):
-    """Interim: a layer with reduced-precision weights, dequantized exactly
-    (the same values, in the model's float dtype) until the kernels read
-    the stored types."""
-    from ..layers.quant import QuantizedWeight
-
+    """``layer``, or if its weight matrices are stored in different types (a
+    float W_ih beside an int8 W_hh), the layer with them dequantized exactly
+    (the same values in the model's float dtype): a kernel reads one type."""
     arrays = layer.arrays()
-    if not any(isinstance(a, QuantizedWeight) for a in arrays.values()):
+    kinds = {a.kind if isinstance(a, QuantizedWeight) else "float"
+             for n, a in arrays.items() if n in layer._weight_names}
+    if len(kinds) < 2:
         return layer
     return type(layer).from_config(layer.config(), {
         k: a.dequantize(dtype) if isinstance(a, QuantizedWeight) else a for k, a in arrays.items()})

@@ -16,6 +16,21 @@ numba does not expose vector types, so the group loops are ``@intrinsic``s
 that emit LLVM vector IR (``<L x float>`` and ``llvm.fma``); on CPUs without
 AVX-512 LLVM splits each vector into two. With ``NUMBA_DISABLE_JIT=1`` the
 same functions run as numpy code.
+
+Reduced-precision weights (``q``, a compile-time weight type: WQ_INT8,
+WQ_FLOAT16, WQ_BFLOAT16 from layout.py; WQ_FLOAT is the model's own float)
+use the same panels with the same L (a block is L stored values: 16 int8
+bytes for a float32 model), stored as raw bytes inside ``w`` from a 64-byte
+boundary (``pack_stored``). Each weight vector is loaded as ``<L x i8>`` or
+``<L x i16>`` and widened in registers (int8: sign-extend and convert;
+float16: ``fpext`` from half; bfloat16: zero-extend, shift left 16, bitcast
+to float), so the products read a quarter or half of the bytes. For int8
+the group's sums start at zero and are scaled once at the end (acc +=
+scale * sum, one scale per output column); the scales are L-padded floats
+of the model's dtype stored just before the panel (at ``w0 - nc``). Which
+instructions that becomes is LLVM's choice for the host: on x86 with
+AVX-512 ``vpmovsxbd``/``vcvtdq2ps``, F16C ``vcvtph2ps``; on aarch64
+``sxtl``/``scvtf``/``fcvtl``.
 """
 
 import numpy as np
@@ -27,6 +42,7 @@ import llvmlite.ir as ir
 from numba import njit
 
 from .config import JIT_OPTIONS, jit_fast
+from .layout import WQ_BFLOAT16, WQ_FLOAT, WQ_FLOAT16, WQ_INT8
 
 # the drivers are inlined into each kernel: a call boundary would cost an
 # atomic reference count inc/dec per array argument, and registers
@@ -52,33 +68,82 @@ def padded(nc: int, dtype) -> int:
     return -(-nc // L) * L
 
 
-def pack_panels(wt: np.ndarray, dtype) -> np.ndarray:
-    """``wt`` (nr, nc), i.e. W^T, as flat panels (see the module docstring);
-    nc padded with zero columns to ``padded(nc)``."""
-    wt = np.asarray(wt, np.float64)
+def _panel_order(wt: np.ndarray, dtype) -> np.ndarray:
+    """``wt`` (nr, nc) in panel order for a model of ``dtype``, keeping
+    ``wt``'s own dtype; nc padded with zero columns to ``padded(nc)``."""
     nr, nc = wt.shape
     L = lanes(dtype)
     ncp = padded(nc, dtype)
-    full = np.zeros((nr, ncp))
+    full = np.zeros((nr, ncp), wt.dtype)
     full[:, :nc] = wt
-    parts = []
-    for c0 in range(0, ncp, GROUP * L):
-        parts.append(full[:, c0 : c0 + GROUP * L].reshape(-1))
-    return np.concatenate(parts) if parts else np.zeros(0)
+    parts = [full[:, c0 : c0 + GROUP * L].reshape(-1) for c0 in range(0, ncp, GROUP * L)]
+    return np.concatenate(parts) if parts else np.zeros(0, wt.dtype)
+
+
+def pack_panels(wt: np.ndarray, dtype) -> np.ndarray:
+    """``wt`` (nr, nc), i.e. W^T, as flat panels (see the module docstring);
+    nc padded with zero columns to ``padded(nc)``."""
+    return _panel_order(np.asarray(wt, np.float64), dtype)
+
+
+def pack_stored(wt: np.ndarray, dtype) -> np.ndarray:
+    """Stored weight values ``wt`` (nr, nc; int8, or float16/bfloat16 bit
+    patterns) in panel order, as raw bytes padded to whole vectors and
+    viewed as ``dtype`` (to sit inside a plan's ``w``; never read as floats)."""
+    raw = _panel_order(np.ascontiguousarray(wt), dtype).view(np.uint8)
+    out = np.zeros(-(-raw.size // VECTOR_BYTES) * VECTOR_BYTES, np.uint8)
+    out[: raw.size] = raw
+    return out.view(dtype)
+
+
+def unstored(q: int, w: np.ndarray, w0: int, n: int, dtype) -> np.ndarray:
+    """The ``n`` weights of type ``q`` stored from element ``w0`` of ``w``,
+    widened to ``dtype`` (the inverse of ``pack_stored``'s bytes; int8 unscaled)."""
+    raw = w.view(np.uint8)[w0 * w.itemsize :]
+    if q == WQ_INT8:
+        return raw[:n].view(np.int8).astype(dtype)
+    bits = raw[: 2 * n].view(np.uint16)
+    if q == WQ_FLOAT16:
+        return bits.view(np.float16).astype(dtype)
+    return (bits.astype(np.uint32) << 16).view(np.float32).astype(dtype)
+
+
+def _widen(builder, raw, q, vec):
+    """The stored weight vector ``raw`` (``<L x i8>`` or ``<L x i16>``) as
+    the float vector ``vec``, exactly."""
+    L = vec.count
+    if q == WQ_INT8:
+        return builder.sitofp(raw, vec)
+    if q == WQ_FLOAT16:
+        return builder.fpext(builder.bitcast(raw, ir.VectorType(ir.HalfType(), L)), vec)
+    # bfloat16: the top half of a float32's bits
+    wide = builder.zext(raw, ir.VectorType(ir.IntType(32), L))
+    bits = builder.shl(wide, ir.Constant(ir.VectorType(ir.IntType(32), L), [16] * L))
+    f32 = builder.bitcast(bits, ir.VectorType(ir.FloatType(), L))
+    return f32 if isinstance(vec.element, ir.FloatType) else builder.fpext(f32, vec)
 
 
 def _group_kernel(R, NB):
     """Intrinsic: for r < R and the NB blocks of one group,
-    acc[a0 + r*astride + c] += sum_j v[v0 + r*vstride + j] * w[w0 + j*NB*L + c],
-    c < NB*L; R*NB vector accumulators live in registers over all j < nr."""
+    acc[a0 + r*astride + c] += sum_j v[v0 + r*vstride + j] * W[j*NB*L + c],
+    c < NB*L; R*NB vector accumulators live in registers over all j < nr.
+
+    ``q`` (a literal) is the stored weight type. WQ_FLOAT: W starts at
+    ``w[w0]``. Otherwise W's values start at stored element ``w0`` of ``w``'s
+    bytes (seen as int8 or 16-bit elements), and for WQ_INT8 the sums are
+    multiplied by the scales ``w[s0 + c]`` before they are added to acc."""
 
     @intrinsic
-    def group(typingctx, acc, a0, astride, v, v0, vstride, w, w0, nr):
+    def group(typingctx, q, acc, a0, astride, v, v0, vstride, w, w0, nr, s0):
+        if not isinstance(q, types.IntegerLiteral):
+            return None
+        wq = q.literal_value
+
         def codegen(context, builder, sig, args):
-            acc_, a0_, as_, v_, v0_, vs_, w_, w0_, nr_ = args
-            ap = context.make_array(sig.args[0])(context, builder, acc_).data
-            vp = context.make_array(sig.args[3])(context, builder, v_).data
-            wp = context.make_array(sig.args[6])(context, builder, w_).data
+            _, acc_, a0_, as_, v_, v0_, vs_, w_, w0_, nr_, s0_ = args
+            ap = context.make_array(sig.args[1])(context, builder, acc_).data
+            vp = context.make_array(sig.args[4])(context, builder, v_).data
+            wp = context.make_array(sig.args[7])(context, builder, w_).data
             fty = ap.type.pointee
             bits = 32 if isinstance(fty, ir.FloatType) else 64
             L = VECTOR_BYTES * 8 // bits
@@ -99,17 +164,33 @@ def _group_kernel(R, NB):
             def vload(ptr, off):
                 return builder.load(builder.bitcast(builder.gep(ptr, [off]), vptr), align=align)
 
+            if wq == WQ_FLOAT:
+                def wload(off):
+                    return vload(wp, off)
+            else:
+                ety = ir.IntType(8 if wq == WQ_INT8 else 16)
+                qp = builder.bitcast(wp, ety.as_pointer())
+                qvptr = ir.VectorType(ety, L).as_pointer()
+
+                def wload(off):
+                    raw = builder.load(builder.bitcast(builder.gep(qp, [off]), qvptr),
+                                       align=ety.width // 8)
+                    return _widen(builder, raw, wq, vec)
+
+            zero = ir.Constant(vec, [0.0] * L)
             arow = [builder.add(a0_, builder.mul(as_, c(r))) for r in range(R)]
             vrow = [builder.add(v0_, builder.mul(vs_, c(r))) for r in range(R)]
             slots = [[cgutils.alloca_once(builder, vec) for _ in range(NB)] for _ in range(R)]
             for r in range(R):
                 for b in range(NB):
-                    builder.store(vload(ap, builder.add(arow[r], c(b * L))), slots[r][b])
+                    # int8 sums start at zero: they are scaled once, at the end
+                    start = zero if wq == WQ_INT8 else vload(ap, builder.add(arow[r], c(b * L)))
+                    builder.store(start, slots[r][b])
 
             def rows(j, sl):
                 """Add input row j's products into the accumulators ``sl``."""
                 wrow = builder.add(w0_, builder.mul(j, c(NB * L)))
-                ws = [vload(wp, builder.add(wrow, c(b * L))) for b in range(NB)]
+                ws = [wload(builder.add(wrow, c(b * L))) for b in range(NB)]
                 for r in range(R):
                     x = builder.load(builder.gep(vp, [builder.add(vrow[r], j)]))
                     xv = builder.shuffle_vector(builder.insert_element(undef, x, zero32), undef, splat)
@@ -124,7 +205,6 @@ def _group_kernel(R, NB):
                 # which halves the chain of dependent FMAs (the latency of a
                 # step when the weights are few and sit in L1)
                 odd = [[cgutils.alloca_once(builder, vec) for _ in range(NB)] for _ in range(R)]
-                zero = ir.Constant(vec, [0.0] * L)
                 for r in range(R):
                     for b in range(NB):
                         builder.store(zero, odd[r][b])
@@ -138,13 +218,18 @@ def _group_kernel(R, NB):
                     for b in range(NB):
                         builder.store(builder.fadd(builder.load(slots[r][b]), builder.load(odd[r][b])),
                                       slots[r][b])
+            scales = ([vload(wp, builder.add(s0_, c(b * L))) for b in range(NB)]
+                      if wq == WQ_INT8 else None)
             for r in range(R):
                 for b in range(NB):
                     p = builder.bitcast(builder.gep(ap, [builder.add(arow[r], c(b * L))]), vptr)
-                    builder.store(builder.load(slots[r][b]), p, align=align)
+                    total = builder.load(slots[r][b])
+                    if scales is not None:
+                        total = builder.call(fma, [total, scales[b], builder.load(p, align=align)])
+                    builder.store(total, p, align=align)
             return context.get_dummy_value()
 
-        return types.none(acc, a0, astride, v, v0, vstride, w, w0, nr), codegen
+        return types.none(q, acc, a0, astride, v, v0, vstride, w, w0, nr, s0), codegen
 
     return group
 
@@ -163,15 +248,31 @@ def width(n, w):
 
 
 @_inline
-def project(src, s0, ss, T, I, G, w, wx, bias, acc, a0):
+def _stored(q, w, w0):
+    """The offset ``w0`` (in ``w``'s elements) in elements of weight type ``q``."""
+    if q == WQ_FLOAT:
+        return w0
+    if q == WQ_INT8:
+        return w0 * w.itemsize
+    return w0 * (w.itemsize // 2)
+
+
+@_inline
+def qproject(q, src, s0, ss, T, I, G, w, wx, bias, acc, a0):
     """acc[a0 + t*G + k] = bias[k] + sum_j src[s0 + t*ss + j] * W^T[j, k] for
-    t < T, k < G: a tile's input projections (W^T panels at ``w[wx:]``, the
-    bias, padded to G, at ``w[bias:]``)."""
+    t < T, k < G: a tile's input projections (W^T panels of weight type
+    ``q`` at ``w[wx:]``, the bias, padded to G, at ``w[bias:]``)."""
     for t in range(T):
         row = a0 + t * G
         for k in range(G):
             acc[U(row + k)] = w[U(bias + k)]
-    gemm(acc, a0, G, src, s0, ss, w, wx, I, G, T)
+    qgemm(q, acc, a0, G, src, s0, ss, w, wx, I, G, T)
+
+
+@_inline
+def project(src, s0, ss, T, I, G, w, wx, bias, acc, a0):
+    """``qproject`` of float weights."""
+    qproject(WQ_FLOAT, src, s0, ss, T, I, G, w, wx, bias, acc, a0)
 
 
 @jit_fast
@@ -204,107 +305,147 @@ def matvec_flat(acc, a0, v, v0, w, w0, nr, nc):
 
 
 @_inline
-def _last_group(acc, a0, v, v0, w, w0, nr, rest):
+def _last_group(q, acc, a0, v, v0, w, w0, nr, rest, s0):
     """The product for a group of ``rest`` < 4 blocks (the panels' last)."""
     if rest == 3:
-        _r1b3(acc, a0, 0, v, v0, 0, w, w0, nr)
+        _r1b3(q, acc, a0, 0, v, v0, 0, w, w0, nr, s0)
     elif rest == 2:
-        _r1b2(acc, a0, 0, v, v0, 0, w, w0, nr)
+        _r1b2(q, acc, a0, 0, v, v0, 0, w, w0, nr, s0)
     elif rest == 1:
-        _r1b1(acc, a0, 0, v, v0, 0, w, w0, nr)
+        _r1b1(q, acc, a0, 0, v, v0, 0, w, w0, nr, s0)
 
 
 @_inline
-def gemv(acc, a0, v, v0, w, w0, nr, nc):
+def qgemv(q, acc, a0, v, v0, w, w0, nr, nc):
     """acc[a0 + k] += sum_{j < nr} v[v0 + j] * W^T[j, k] for k < nc, with W^T
-    packed by ``pack_panels`` at ``w[w0:]``; nc is the padded column count."""
+    packed by ``pack_panels`` (weight type ``q``: ``pack_stored``) at
+    ``w[w0:]``; nc is the padded column count."""
     L = 64 // w.itemsize
     nb = nc // L
     span = nr * L  # weights per block
+    ws = _stored(q, w, w0)
+    s0 = w0 - nc  # int8 scales (unused otherwise)
     b = 0
     while b + 4 <= nb:
-        _r1b4(acc, a0 + b * L, 0, v, v0, 0, w, w0 + b * span, nr)
+        _r1b4(q, acc, a0 + b * L, 0, v, v0, 0, w, ws + b * span, nr, s0 + b * L)
         b += 4
-    _last_group(acc, a0 + b * L, v, v0, w, w0 + b * span, nr, nb - b)
+    _last_group(q, acc, a0 + b * L, v, v0, w, ws + b * span, nr, nb - b, s0 + b * L)
 
 
 @_inline
-def gemv_backward(acc, a0, v, v0, w, w0, nr, nc):
-    """``gemv`` visiting the weight groups last to first. A sequence
+def qgemv_backward(q, acc, a0, v, v0, w, w0, nr, nc):
+    """``qgemv`` visiting the weight groups last to first. A sequence
     alternates the two directions: the weights one step read last are the
     first the next step reads, while they are still in L1, so a W_hh up to
     about twice the L1's size is partly served from there."""
     L = 64 // w.itemsize
     nb = nc // L
     span = nr * L
+    ws = _stored(q, w, w0)
+    s0 = w0 - nc
     b = nb - nb % 4
-    _last_group(acc, a0 + b * L, v, v0, w, w0 + b * span, nr, nb - b)
+    _last_group(q, acc, a0 + b * L, v, v0, w, ws + b * span, nr, nb - b, s0 + b * L)
     while b >= 4:
         b -= 4
-        _r1b4(acc, a0 + b * L, 0, v, v0, 0, w, w0 + b * span, nr)
+        _r1b4(q, acc, a0 + b * L, 0, v, v0, 0, w, ws + b * span, nr, s0 + b * L)
 
 
 @_inline
-def gemv_step(acc, a0, v, v0, w, w0, nr, nc, t):
-    """The recurrent product of step ``t`` of a sequence: ``gemv`` on even
-    steps, ``gemv_backward`` on odd ones (the same sums, bit for bit), so
+def qgemv_step(q, acc, a0, v, v0, w, w0, nr, nc, t):
+    """The recurrent product of step ``t`` of a sequence: ``qgemv`` on even
+    steps, ``qgemv_backward`` on odd ones (the same sums, bit for bit), so
     each step starts on the part of W_hh still in L1."""
     if t & 1:
-        gemv_backward(acc, a0, v, v0, w, w0, nr, nc)
+        qgemv_backward(q, acc, a0, v, v0, w, w0, nr, nc)
     else:
-        gemv(acc, a0, v, v0, w, w0, nr, nc)
+        qgemv(q, acc, a0, v, v0, w, w0, nr, nc)
 
 
 @_inline
-def gemm(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):
-    """``gemv`` for R vectors at once: row r reads ``v[v0 + r*vstride:]`` and
+def qgemm(q, acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):
+    """``qgemv`` for R vectors at once: row r reads ``v[v0 + r*vstride:]`` and
     adds into ``acc[a0 + r*astride:]``. Rows go four at a time, so each
     weight vector loaded feeds four FMAs."""
     L = 64 // w.itemsize
     nb = nc // L
     span = nr * L
+    ws = _stored(q, w, w0)
+    s0 = w0 - nc
     r = 0
     while r + 4 <= R:
         ar = a0 + r * astride
         vr = v0 + r * vstride
         b = 0
         while b + 4 <= nb:
-            _r4b4(acc, ar + b * L, astride, v, vr, vstride, w, w0 + b * span, nr)
+            _r4b4(q, acc, ar + b * L, astride, v, vr, vstride, w, ws + b * span, nr, s0 + b * L)
             b += 4
         rest = nb - b
+        o, wb, sb = ar + b * L, ws + b * span, s0 + b * L
         if rest == 3:
-            _r4b3(acc, ar + b * L, astride, v, vr, vstride, w, w0 + b * span, nr)
+            _r4b3(q, acc, o, astride, v, vr, vstride, w, wb, nr, sb)
         elif rest == 2:
-            _r4b2(acc, ar + b * L, astride, v, vr, vstride, w, w0 + b * span, nr)
+            _r4b2(q, acc, o, astride, v, vr, vstride, w, wb, nr, sb)
         elif rest == 1:
-            _r4b1(acc, ar + b * L, astride, v, vr, vstride, w, w0 + b * span, nr)
+            _r4b1(q, acc, o, astride, v, vr, vstride, w, wb, nr, sb)
         r += 4
     while r < R:
-        gemv(acc, a0 + r * astride, v, v0 + r * vstride, w, w0, nr, nc)
+        qgemv(q, acc, a0 + r * astride, v, v0 + r * vstride, w, w0, nr, nc)
         r += 1
+
+
+# the float forms (conv.py and every float kernel)
+@_inline
+def gemv(acc, a0, v, v0, w, w0, nr, nc):
+    qgemv(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc)
+
+
+@_inline
+def gemv_step(acc, a0, v, v0, w, w0, nr, nc, t):
+    qgemv_step(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc, t)
+
+
+@_inline
+def gemm(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):
+    qgemm(WQ_FLOAT, acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R)
 
 
 if config.DISABLE_JIT:  # pragma: no cover - exercised only with NUMBA_DISABLE_JIT=1
 
-    def _unpack(w, w0, nr, nc):
+    def _unpack(q, w, w0, nr, nc):
         L = 64 // w.itemsize
+        if q == WQ_FLOAT:
+            flat = w[w0 : w0 + nr * nc]
+        else:
+            flat = unstored(q, w, w0, nr * nc, w.dtype)
+            if q == WQ_INT8:
+                flat = flat.reshape(-1, nr, L) * w[w0 - nc : w0].reshape(-1, 1, L)
+        flat = flat.reshape(-1)
         cols = []
         for c0 in range(0, nc, GROUP * L):
             width = min(GROUP * L, nc - c0)
-            cols.append(w[w0 + c0 * nr : w0 + (c0 + width) * nr].reshape(nr, width))
+            cols.append(flat[c0 * nr : (c0 + width) * nr].reshape(nr, width))
         return np.concatenate(cols, axis=1)
 
-    def gemv(acc, a0, v, v0, w, w0, nr, nc):  # noqa: F811
-        acc[a0 : a0 + nc] += v[v0 : v0 + nr] @ _unpack(w, w0, nr, nc)
+    def qgemv(q, acc, a0, v, v0, w, w0, nr, nc):  # noqa: F811
+        acc[a0 : a0 + nc] += v[v0 : v0 + nr] @ _unpack(q, w, w0, nr, nc)
 
-    gemv_backward = gemv  # noqa: F811
+    qgemv_backward = qgemv  # noqa: F811
 
-    def gemv_step(acc, a0, v, v0, w, w0, nr, nc, t):  # noqa: F811
-        gemv(acc, a0, v, v0, w, w0, nr, nc)
+    def qgemv_step(q, acc, a0, v, v0, w, w0, nr, nc, t):  # noqa: F811
+        qgemv(q, acc, a0, v, v0, w, w0, nr, nc)
 
-    def gemm(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):  # noqa: F811
-        wt = _unpack(w, w0, nr, nc)
+    def qgemm(q, acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):  # noqa: F811
+        wt = _unpack(q, w, w0, nr, nc)
         for r in range(R):
             o = a0 + r * astride
             s = v0 + r * vstride
             acc[o : o + nc] += v[s : s + nr] @ wt
+
+    def gemv(acc, a0, v, v0, w, w0, nr, nc):  # noqa: F811
+        qgemv(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc)
+
+    def gemv_step(acc, a0, v, v0, w, w0, nr, nc, t):  # noqa: F811
+        qgemv(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc)
+
+    def gemm(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):  # noqa: F811
+        qgemm(WQ_FLOAT, acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R)
