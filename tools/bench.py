@@ -215,9 +215,9 @@ def report(info: dict, results: list, tab: list, extra: dict, skipped: dict) -> 
     print("* RTNeural: figures quoted in issue 7 (C++, same machine type), not measured in this run.")
     print("\nstreamgru by weight type, and its speed-up over each peer (×peer = peer µs / streamgru µs):\n")
     print(sg_table(tab))
-    print("\n% peak: of the widest instruction the weight type can use on this CPU (fp32 FMA for "
-          "float32/float16, VNNI int8 dot products for int8, BF16 dot products for bfloat16 where the "
-          "CPU has them). weights GB/s: bytes of weights (and int8 scales) a stream reads per sample "
+    print("\n% peak: of the fp32 FMA peak (every weight type is widened to float32 in registers "
+          "and summed with fp32 FMAs); int8 rows also against the CPU's int8 dot-product (VNNI) peak, "
+          "4x the fp32 rate. weights GB/s: bytes of weights (and int8 scales) a stream reads per sample "
           "over the time per sample; roof: this core's streaming read bandwidth over a buffer of the "
           "same size, measured in this run (" + "; ".join(
               f"{r['kind'].upper()} {r['I']}/{r['H']}: " + ", ".join(

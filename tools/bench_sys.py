@@ -98,18 +98,15 @@ def cpu_flags() -> set:
     return set()
 
 
-def peak_macs_per_cycle(weights: str, flags: set) -> tuple[int, str]:
-    """Multiply-adds per cycle per core of the widest instruction a kernel
-    for ``weights`` can use on this CPU, and its name: the "% peak" of a
-    row. int8 dot products (AVX-512 VNNI vpdpbusd: 64 int8 products per
-    512-bit instruction, one per cycle on Zen 4, i.e. 4x the fp32 FMA rate);
-    bfloat16 pair dot products (AVX512-BF16 vdpbf16ps: 2x); float16 and
-    float32 (widened to float32 in registers: the fp32 FMA rate)."""
-    if weights == "int8" and flags & {"avx512_vnni", "avx_vnni", "asimddp"}:
-        return 4 * FMA_PER_CYCLE, "VNNI"
-    if weights == "bfloat16" and flags & {"avx512_bf16", "bf16"}:
-        return 2 * FMA_PER_CYCLE, "BF16 dot"
-    return FMA_PER_CYCLE, "fp32 FMA"
+def vnni_macs_per_cycle(flags: set) -> int | None:
+    """int8 multiply-adds per cycle per core of the CPU's int8 dot-product
+    instruction (x86 AVX-512 VNNI / AVX-VNNI vpdpbusd: 64 int8 products per
+    512-bit instruction, one per cycle on Zen 4, i.e. 4x the fp32 FMA rate;
+    aarch64 sdot likewise 4x its fp32 FMA), or None where it has none: the
+    "VNNI peak" an int8 row is also compared with."""
+    if flags & {"avx512_vnni", "avx_vnni", "asimddp"}:
+        return 4 * FMA_PER_CYCLE
+    return None
 
 
 FADD_LATENCY = 3  # cycles of one dependent float add on AMD Zen 4 (4 on recent Intel cores)
