@@ -48,7 +48,6 @@ _lock = threading.RLock()  # guards this module's state across threads
 _folder: str | None = None
 _writable: bool | None = None
 _said: set = set()
-_held: set = set()  # folders whose lock this process holds (under _lock, so one thread at a time)
 
 
 def source_hash(src_dir: str = SRC_DIR) -> str:
@@ -146,15 +145,8 @@ def _sha(path: str) -> str:
 
 @contextlib.contextmanager
 def _exclusive(path: str):
-    """Hold an exclusive lock on the folder ``path`` (against other processes).
-
-    Re-entrant: numba's save reads the index back (``manifests.check``, which
-    takes this lock again when another process wrote the index meanwhile),
-    and a second flock on a new descriptor would wait for this one forever."""
+    """Hold an exclusive lock on the folder ``path`` (against other processes)."""
     with _lock:
-        if path in _held:
-            yield
-            return
         try:
             import fcntl
         except ImportError:  # no fcntl (Windows): atomic renames only
@@ -162,11 +154,9 @@ def _exclusive(path: str):
             return
         with open(os.path.join(path, _LOCK_FILE), "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
-            _held.add(path)
             try:
                 yield
             finally:
-                _held.discard(path)
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
