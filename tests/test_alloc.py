@@ -33,11 +33,13 @@ PROBE = textwrap.dedent(
     # tracemalloc's peak (numpy reports its data buffers to tracemalloc)
     I, H, O, T, N = 400, 16, 400, 32, 3
     rng = np.random.default_rng(0)
-    if sys.argv[1] == "gru":
+    if sys.argv[1] in ("gru", "int8"):  # int8: the same model's weights stored as int8
         m = sg.Model([
             sg.GRU.from_torch(rng.normal(size=(3 * H, I)) * 0.02, rng.normal(size=(3 * H, H)) * 0.1),
             sg.Dense(rng.normal(size=(O, H)) * 0.1, None, "tanh"),
         ])
+        if sys.argv[1] == "int8":
+            m = m.quantize("int8")
     elif sys.argv[1] == "skip":  # the model-level input skip and output gain post-op
         m = sg.Model([
             sg.GRU.from_torch(rng.normal(size=(3 * H, I)) * 0.02, rng.normal(size=(3 * H, H)) * 0.1),
@@ -157,7 +159,7 @@ PROBE = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module", params=["gru", "cells", "skip", "conv"])
+@pytest.fixture(scope="module", params=["gru", "cells", "skip", "conv", "int8"])
 def probe(request):
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     res = subprocess.run(

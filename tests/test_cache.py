@@ -254,3 +254,26 @@ def test_numba_keeps_caching_the_users_own_functions_where_it_did():
 
     assert CacheImpl._locator_classes[:2] == [UserProvidedCacheLocator, InTreeCacheLocator]
     assert network.step._cache.__class__ is cache.KernelCache
+
+
+def test_the_folder_lock_is_reentrant(tmp_path):
+    """A save holds the folder lock while numba re-reads the index, whose
+    hash check takes the lock again when another process wrote the index in
+    the meantime: a second flock from the same thread must not wait for
+    the first (it did, forever), and leaving releases it for others."""
+    import fcntl
+    import threading
+
+    done = threading.Event()
+
+    def nested():
+        with cache._exclusive(str(tmp_path)):
+            with cache._exclusive(str(tmp_path)):
+                pass
+        done.set()
+
+    threading.Thread(target=nested, daemon=True).start()
+    assert done.wait(30)
+    with open(tmp_path / cache._LOCK_FILE, "a") as f:  # free again for another holder
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(f, fcntl.LOCK_UN)

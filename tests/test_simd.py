@@ -70,3 +70,97 @@ def test_products_match_numpy(dtype, nr, nc, rows, seed):
     back = acc0.copy()
     simd.gemv_backward(back, 3, V[0], 1, w, 5, nr, ncp)
     np.testing.assert_array_equal(back, one)
+
+
+def _stored_plan(rng, nr, nc, kind, dtype):
+    """A ``w`` holding, after 5 float values, the W^T (nr, nc) of a random
+    weight of ``kind`` packed the way the plan packs it (int8 scales, padded
+    to the panel's width, just before the panel's bytes); the panel offset;
+    and the matrix it stands for, dequantized by the formula."""
+    from streamgru.layers.quant import QuantizedWeight
+
+    q = QuantizedWeight.quantize(rng.normal(size=(nc, nr)), kind)  # (out, in)
+    ncp = simd.padded(nc, dtype)
+    L = simd.lanes(dtype)
+    vt = np.zeros((nr, ncp), q.values.dtype)
+    vt[:, :nc] = q.values.T
+    parts = [rng.normal(size=5 + (-5 % L))]
+    if kind == "int8":
+        scale = np.zeros(ncp)
+        scale[:nc] = q.scale
+        parts.append(scale)
+    w0 = sum(p.size for p in parts)
+    parts = [p.astype(dtype) for p in parts] + [simd.pack_stored(vt, dtype)]
+    if kind == "int8":
+        deq = q.scale.astype(np.float64)[:, None] * q.values.astype(np.float64)
+    elif kind == "float16":
+        deq = q.values.astype(np.float64)
+    else:
+        deq = (q.values.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    return np.concatenate(parts), w0, deq.T
+
+
+@pytest.mark.parametrize("kind", ["int8", "float16", "bfloat16"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=25, deadline=None)
+@given(nr=st.integers(1, 70), nc=st.integers(1, 150), rows=st.integers(1, 9),
+       seed=st.integers(0, 2**32 - 1))
+def test_stored_products_match_numpy_on_the_dequantized_matrix(kind, dtype, nr, nc, rows, seed):
+    from streamgru.kernels.layout import WQ_CODES
+
+    q = WQ_CODES[kind]
+    rng = np.random.default_rng(seed)
+    w, w0, wt = _stored_plan(rng, nr, nc, kind, dtype)
+    ncp = simd.padded(nc, dtype)
+    stride = ncp + simd.lanes(dtype)
+    V = rng.normal(size=(rows, nr + 2)).astype(dtype)
+    acc0 = rng.normal(size=rows * stride + 3).astype(dtype)
+    want = acc0.astype(np.float64).copy()
+    for r in range(rows):
+        o = 3 + r * stride
+        want[o : o + nc] += V[r, 1 : 1 + nr].astype(np.float64) @ wt
+    scale = (1 + np.abs(want).max()) * TOL[dtype] * nr
+    acc = acc0.copy()
+    _qgemm(q, acc, 3, stride, V.reshape(-1), 1, nr + 2, w, w0, nr, ncp, rows)
+    assert np.abs(acc - want).max() <= scale
+    for r in range(rows):  # padded columns: zero weights (and zero int8 scales)
+        o = 3 + r * stride
+        np.testing.assert_array_equal(acc[o + nc : o + ncp], acc0[o + nc : o + ncp])
+    one = acc0.copy()
+    _qgemv(q, one, 3, V[0], 1, w, w0, nr, ncp)
+    assert np.abs(one[3 : 3 + nc] - want[3 : 3 + nc]).max() <= scale
+    back = acc0.copy()
+    _qgemv_backward(q, back, 3, V[0], 1, w, w0, nr, ncp)
+    np.testing.assert_array_equal(back, one)
+
+
+# the weight type must be a compile-time constant: one small jitted caller per type
+_CALLERS = {}
+
+
+def _caller(name, q):
+    from numba import njit
+
+    key = (name, q)
+    if key not in _CALLERS:
+        fn = getattr(simd, name)
+        if name == "qgemm":
+            def call(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):
+                fn(q, acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R)
+        else:
+            def call(acc, a0, v, v0, w, w0, nr, nc):
+                fn(q, acc, a0, v, v0, w, w0, nr, nc)
+        _CALLERS[key] = njit(call)
+    return _CALLERS[key]
+
+
+def _qgemm(q, *args):
+    _caller("qgemm", q)(*args)
+
+
+def _qgemv(q, *args):
+    _caller("qgemv", q)(*args)
+
+
+def _qgemv_backward(q, *args):
+    _caller("qgemv_backward", q)(*args)

@@ -143,10 +143,25 @@ def _sha(path: str) -> str:
     return h.hexdigest()
 
 
+_held: dict = {}  # folder -> depth of _exclusive in the thread holding _lock
+
+
 @contextlib.contextmanager
 def _exclusive(path: str):
-    """Hold an exclusive lock on the folder ``path`` (against other processes)."""
+    """Hold an exclusive lock on the folder ``path`` (against other processes).
+
+    Re-entrant: a save holds it while numba re-reads the index, whose check
+    may need it again (another process wrote the index meanwhile); a second
+    flock on a new descriptor of the lock file would wait for the first,
+    held by this very thread, forever."""
     with _lock:
+        if _held.get(path):
+            _held[path] += 1
+            try:
+                yield
+            finally:
+                _held[path] -= 1
+            return
         try:
             import fcntl
         except ImportError:  # no fcntl (Windows): atomic renames only
@@ -154,9 +169,11 @@ def _exclusive(path: str):
             return
         with open(os.path.join(path, _LOCK_FILE), "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
+            _held[path] = 1
             try:
                 yield
             finally:
+                _held[path] = 0
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 

@@ -10,7 +10,8 @@ it. G (``row_width``) is the padded row of gate pre-activations in scratch.
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from ..layers.quant import QuantizedWeight
 from . import activations as act
@@ -55,14 +56,14 @@ def pack(layer, packer):
         M_W0: packer.matrix(layer.weight_ih, G),
         # reset after: one pass over h for all three gates; reset before:
         # W_hn multiplies r * h, which exists only after r, so it is apart
-        M_W1: packer.matrix(w_hh if layer.reset_after else _rows(w_hh, 0, 2 * H)),
+        M_W1: packer.matrix(w_hh if layer.reset_after else _row_block(w_hh, 0, 2 * H)),
         M_W2: packer.add(bx),
         M_W3: packer.add(b_h[2 * H :]),
-        M_W4: 0 if layer.reset_after else packer.matrix(_rows(w_hh, 2 * H, 3 * H)),
+        M_W4: 0 if layer.reset_after else packer.matrix(_row_block(w_hh, 2 * H, 3 * H)),
     }
 
 
-def _rows(w, a, b):
+def _row_block(w, a, b):
     """Rows a:b of a weight matrix, float or quantized (with their scales)."""
     return w.rows(a, b) if isinstance(w, QuantizedWeight) else w[a:b]
 
@@ -197,8 +198,8 @@ def _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     )
     if not plain:
         for b in range(B):
-            SEQ[q](src, s0 + b * ss, ss, dst, d0 + b * ds, ds, np.int64(1), w, meta, r, st,
-                   sb + b * sst, sc)  # int64, not a literal 1: one specialisation of seq
+            _seq_of(q, src, s0 + b * ss, ss, dst, d0 + b * ds, ds, np.int64(1), w, meta, r, st,
+                    sb + b * sst, sc)  # int64, not a literal 1: one specialisation of seq
         return
     I = meta[r + M_IN]
     G = row_width(H, w)
@@ -235,6 +236,24 @@ def _rows_variant(q):
     def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
         _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
     return jit_fast(rows)
+
+
+def _seq_of(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+    """A call of ``SEQ[q]`` for a literal ``q`` (a direct call of that one
+    kernel: indexing the tuple in compiled code would make its four
+    dispatchers first-class function values, called indirectly)."""
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_seq_of, inline="always", prefer_literal=True)
+def _seq_of_typed(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+    if not isinstance(q, types.IntegerLiteral):
+        return None
+    kernel = SEQ[q.literal_value]
+
+    def call(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+        kernel(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc)
+    return call
 
 
 # one kernel per stored weight type (layout.WQ_*), compiled on first use;

@@ -351,12 +351,15 @@ def _entry_point(name: str, dt: np.dtype, kinds: int = ALL):
     return fn
 
 
-def compiled(name: str) -> list:
-    """Every signature compiled for entry point ``name`` in this process:
-    the closed dispatchers' (one per dtype prepared) and any the open
+def compiled(name: str, kinds: int = ALL) -> list:
+    """Every signature compiled for entry point ``name`` in this process for
+    the kinds mask ``kinds`` (default: the float models'): the closed
+    dispatchers' (one per dtype prepared) and, for ALL, any the open
     module-level dispatcher was called with directly."""
-    sigs = [sig for (n, _, _), fn in list(_locked.items()) if n == name for sig in fn.signatures]
-    return sigs + list(ENTRY_POINTS[name].signatures)
+    mask = _serves(kinds)
+    sigs = [sig for (n, _, k), fn in list(_locked.items()) if n == name and k == mask
+            for sig in fn.signatures]
+    return sigs + (list(ENTRY_POINTS[name].signatures) if mask == ALL else [])
 
 
 def prepare(dtype, names=None, kinds: int = ALL) -> bool:

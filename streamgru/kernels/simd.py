@@ -42,7 +42,9 @@ import llvmlite.ir as ir
 from numba import njit
 
 from .config import JIT_OPTIONS, jit_fast
-from .layout import WQ_BFLOAT16, WQ_FLOAT, WQ_FLOAT16, WQ_INT8
+from .layout import WQ_FLOAT, WQ_FLOAT16, WQ_INT8
+# the packing side, in panels.py (re-exported: the packers and tests use it here)
+from .panels import GROUP, VECTOR_BYTES, lanes, pack_panels, pack_stored, padded, unstored  # noqa: F401
 
 # the drivers are inlined into each kernel: a call boundary would cost an
 # atomic reference count inc/dec per array argument, and registers
@@ -52,60 +54,7 @@ _inline = njit(inline="always", **JIT_OPTIONS)
 # element, which stops LLVM from vectorising
 U = np.uint64
 
-VECTOR_BYTES = 64
-GROUP = 4  # blocks of L columns per panel group (four vector accumulators)
 ROWS = 4   # vectors (time steps or streams) sharing each weight load in gemm
-
-
-def lanes(dtype) -> int:
-    """Vector length L for ``dtype``: 16 for float32, 8 for float64."""
-    return VECTOR_BYTES // np.dtype(dtype).itemsize
-
-
-def padded(nc: int, dtype) -> int:
-    """``nc`` rounded up to a multiple of the vector length."""
-    L = lanes(dtype)
-    return -(-nc // L) * L
-
-
-def _panel_order(wt: np.ndarray, dtype) -> np.ndarray:
-    """``wt`` (nr, nc) in panel order for a model of ``dtype``, keeping
-    ``wt``'s own dtype; nc padded with zero columns to ``padded(nc)``."""
-    nr, nc = wt.shape
-    L = lanes(dtype)
-    ncp = padded(nc, dtype)
-    full = np.zeros((nr, ncp), wt.dtype)
-    full[:, :nc] = wt
-    parts = [full[:, c0 : c0 + GROUP * L].reshape(-1) for c0 in range(0, ncp, GROUP * L)]
-    return np.concatenate(parts) if parts else np.zeros(0, wt.dtype)
-
-
-def pack_panels(wt: np.ndarray, dtype) -> np.ndarray:
-    """``wt`` (nr, nc), i.e. W^T, as flat panels (see the module docstring);
-    nc padded with zero columns to ``padded(nc)``."""
-    return _panel_order(np.asarray(wt, np.float64), dtype)
-
-
-def pack_stored(wt: np.ndarray, dtype) -> np.ndarray:
-    """Stored weight values ``wt`` (nr, nc; int8, or float16/bfloat16 bit
-    patterns) in panel order, as raw bytes padded to whole vectors and
-    viewed as ``dtype`` (to sit inside a plan's ``w``; never read as floats)."""
-    raw = _panel_order(np.ascontiguousarray(wt), dtype).view(np.uint8)
-    out = np.zeros(-(-raw.size // VECTOR_BYTES) * VECTOR_BYTES, np.uint8)
-    out[: raw.size] = raw
-    return out.view(dtype)
-
-
-def unstored(q: int, w: np.ndarray, w0: int, n: int, dtype) -> np.ndarray:
-    """The ``n`` weights of type ``q`` stored from element ``w0`` of ``w``,
-    widened to ``dtype`` (the inverse of ``pack_stored``'s bytes; int8 unscaled)."""
-    raw = w.view(np.uint8)[w0 * w.itemsize :]
-    if q == WQ_INT8:
-        return raw[:n].view(np.int8).astype(dtype)
-    bits = raw[: 2 * n].view(np.uint16)
-    if q == WQ_FLOAT16:
-        return bits.view(np.float16).astype(dtype)
-    return (bits.astype(np.uint32) << 16).view(np.float32).astype(dtype)
 
 
 def _widen(builder, raw, q, vec):
@@ -400,6 +349,11 @@ def gemv(acc, a0, v, v0, w, w0, nr, nc):
 
 
 @_inline
+def gemv_backward(acc, a0, v, v0, w, w0, nr, nc):
+    qgemv_backward(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc)
+
+
+@_inline
 def gemv_step(acc, a0, v, v0, w, w0, nr, nc, t):
     qgemv_step(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc, t)
 
@@ -443,6 +397,8 @@ if config.DISABLE_JIT:  # pragma: no cover - exercised only with NUMBA_DISABLE_J
 
     def gemv(acc, a0, v, v0, w, w0, nr, nc):  # noqa: F811
         qgemv(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc)
+
+    gemv_backward = gemv  # noqa: F811
 
     def gemv_step(acc, a0, v, v0, w, w0, nr, nc, t):  # noqa: F811
         qgemv(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc)
