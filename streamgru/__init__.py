@@ -33,6 +33,7 @@ weights), ``UnsafeWeightsError`` (a pickle asked for code), ``InputError``
 from .errors import InputError, StreamGRUError, UnsafeWeightsError, WeightsError
 from .formats import from_keras, from_torch, load, save
 from .layers import GRU, LSTM, RNN, BatchNorm, Conv1d, Dense, LayerNorm, PReLU
+from .graph import Input, Node
 from .model import Model
 
 __version__ = "0.1.0"
@@ -47,6 +48,8 @@ __all__ = [
     "LayerNorm",
     "PReLU",
     "Model",
+    "Input",
+    "Node",
     "Stream",
     "StreamBatch",
     "load",

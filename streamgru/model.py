@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .errors import WeightsError
+from .graph import Node, flatten
 from .layers import Layer
 
 __all__ = ["Model"]
@@ -108,7 +109,18 @@ class Model:
         input_skip: int | None = None,
         output_gain: float = 1.0,
     ) -> None:
-        layers = list(layers) if not isinstance(layers, Layer) else [layers]
+        self._output = None
+        self._edges = None
+        if isinstance(layers, Node):
+            # a graph (graph.py): its layers in execution order and what each reads
+            self._output = layers
+            input_size, layers, edges = flatten(layers)
+            self._edges = tuple(edges)
+            if input_skip is not None or output_gain != 1.0:
+                raise WeightsError("input_skip and output_gain are for chains; in a graph write "
+                                   "them as nodes (y = (f(x) + x[a:b]) * gain)")
+        else:
+            layers = list(layers) if not isinstance(layers, Layer) else [layers]
         if not layers:
             raise WeightsError("a model needs at least one layer")
         for i, layer in enumerate(layers):
@@ -117,7 +129,7 @@ class Model:
                     f"layer {i} is a {type(layer).__name__}, not a streamgru layer "
                     f"(GRU, LSTM, RNN, Dense, Conv1d, BatchNorm, LayerNorm or PReLU)"
                 )
-        for i in range(1, len(layers)):
+        for i in range(1, len(layers) if self._edges is None else 0):
             prev, cur = layers[i - 1], layers[i]
             if prev.output_size != cur.input_size:
                 raise WeightsError(
@@ -130,6 +142,7 @@ class Model:
         # layers the model computes with, in its dtype
         self._sources = tuple(layers)
         self._layers = tuple(layer.astype(self._dtype) for layer in layers)
+        self._input_size = layers[0].input_size if self._edges is None else input_size
         self._state_size = sum(layer.state_size for layer in self._layers)
         init = np.zeros(self._state_size, self._dtype)
         if initial_state is not None:
@@ -161,7 +174,14 @@ class Model:
 
     @property
     def input_size(self) -> int:
-        return self._layers[0].input_size
+        return self._input_size
+
+    @property
+    def graph(self) -> tuple[tuple[int, ...], ...] | None:
+        """None for a chain; for a graph model, ``graph[i]`` is the tuple of
+        nodes layer i reads (0: the model input, ``j + 1``: layer j's output);
+        the last layer's output is the model's."""
+        return self._edges
 
     @property
     def output_size(self) -> int:
@@ -217,7 +237,8 @@ class Model:
         >>> float(m.astype(np.float64).layers[0].weight[0, 0]) == 0.1
         True
         """
-        return Model(self._sources, _model_dtype(dtype), self._initial_source, self.metadata,
+        return Model(self._sources if self._output is None else self._output,
+                     _model_dtype(dtype), self._initial_source, self.metadata,
                      input_skip=self._input_skip, output_gain=self._output_gain)
 
     def __eq__(self, other: object) -> bool:
@@ -226,6 +247,7 @@ class Model:
         return (
             self._dtype == other._dtype
             and self._layers == other._layers
+            and self._edges == other._edges
             and np.array_equal(self._initial_state, other._initial_state)
             and self._input_skip == other._input_skip
             and self._output_gain == other._output_gain
@@ -237,6 +259,9 @@ class Model:
         inner = ", ".join(
             f"{type(l).__name__}({l.input_size}->{l.output_size})" for l in self._layers
         )
+        if self._edges is not None:
+            return (f"Model(graph of {len(self._layers)} layers and ops, {self.input_size}->"
+                    f"{self.output_size}, dtype={self._dtype.name})")
         extra = "" if self._input_skip is None else f", input_skip={self._input_skip}"
         if self._output_gain != 1.0:
             extra += f", output_gain={self._output_gain!r}"
@@ -249,7 +274,8 @@ class Model:
             from .kernels.plan import build_plan
 
             self._plan_cache = build_plan(self._layers, self._dtype,
-                                          self._input_skip, self._output_gain)
+                                          self._input_skip, self._output_gain, self._edges,
+                                          self._input_size)
         return self._plan_cache
 
     def stream(self) -> "Stream":

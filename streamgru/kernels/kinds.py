@@ -16,17 +16,18 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import conv, dense, gru, lstm, norm, rnn
+from . import conv, dense, elementwise, gru, lstm, norm, rnn
 from .config import JIT_OPTIONS
 from .layout import (
-    H_NLAYERS, HEADER, KIND_BATCHNORM, KIND_CONV, KIND_DENSE, KIND_GRU, KIND_LAYERNORM, KIND_LSTM,
-    KIND_PRELU, KIND_RNN, M_KIND, ROW,
+    H_GRAPH, H_NLAYERS, HEADER, KIND_BATCHNORM, KIND_CONV, KIND_DENSE, KIND_ELEMENTWISE, KIND_GRU,
+    KIND_LAYERNORM, KIND_LSTM, KIND_PRELU, KIND_RNN, M_KIND, ROW,
 )
 
 # the three per-sample norm kinds share one kernel module, so one bit
 BITS = {KIND_GRU: 1, KIND_LSTM: 2, KIND_RNN: 4, KIND_DENSE: 8, KIND_CONV: 16,
-        KIND_BATCHNORM: 32, KIND_LAYERNORM: 32, KIND_PRELU: 32}
-ALL = 63
+        KIND_BATCHNORM: 32, KIND_LAYERNORM: 32, KIND_PRELU: 32, KIND_ELEMENTWISE: 64}
+GRAPH = 128  # the graph runner (graph.py): set for graph models only
+ALL = 255
 
 _inline = njit(inline="always", **JIT_OPTIONS)
 
@@ -34,7 +35,8 @@ _inline = njit(inline="always", **JIT_OPTIONS)
 def mask_of(meta: np.ndarray) -> int:
     """The mask of the layer kinds in a plan's ``meta``."""
     rows = HEADER + ROW * np.arange(int(meta[H_NLAYERS]))
-    return sum(BITS[int(k)] for k in set(meta[rows + M_KIND].tolist()))
+    mask = sum(set(BITS[int(k)] for k in meta[rows + M_KIND].tolist()))
+    return mask | (GRAPH if meta[H_GRAPH] else 0)
 
 
 # Every layer call below has one form: (src, s0, ss, dst, d0, ds, n, w, meta,
@@ -73,6 +75,12 @@ def _norm(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
     norm.seq(src, s0, ss, dst, d0, ds, n, w, meta, r)
 
 
+@_inline
+def _elementwise(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+    # graph ops: stateless, their second operand in the scratch
+    elementwise.seq(src, s0, ss, dst, d0, ds, n, w, meta, r, sc)
+
+
 def _when(code, kernel):
     """A call ``(kinds, kind, *layer args)`` that runs ``kernel`` if
     ``kind == code``, typed as a no-op when the literal mask ``kinds``
@@ -101,12 +109,12 @@ def _when(code, kernel):
 _NORMS = (KIND_BATCHNORM, KIND_LAYERNORM, KIND_PRELU)
 _SEQ = ([_when(KIND_GRU, _gru_seq), _when(KIND_LSTM, _lstm_seq), _when(KIND_RNN, _rnn_seq),
          _when(KIND_DENSE, _dense), _when(KIND_CONV, _conv_seq)]
-        + [_when(k, _norm) for k in _NORMS])
+        + [_when(k, _norm) for k in _NORMS] + [_when(KIND_ELEMENTWISE, _elementwise)])
 _ROWS = ([_when(KIND_GRU, gru.rows), _when(KIND_LSTM, lstm.rows), _when(KIND_RNN, rnn.rows),
           _when(KIND_DENSE, _dense), _when(KIND_CONV, conv.rows)]
-         + [_when(k, _norm) for k in _NORMS])
-_s_gru, _s_lstm, _s_rnn, _s_dense, _s_conv, _s_bn, _s_ln, _s_prelu = _SEQ
-_r_gru, _r_lstm, _r_rnn, _r_dense, _r_conv, _r_bn, _r_ln, _r_prelu = _ROWS
+         + [_when(k, _norm) for k in _NORMS] + [_when(KIND_ELEMENTWISE, _elementwise)])
+_s_gru, _s_lstm, _s_rnn, _s_dense, _s_conv, _s_bn, _s_ln, _s_prelu, _s_ew = _SEQ
+_r_gru, _r_lstm, _r_rnn, _r_dense, _r_conv, _r_bn, _r_ln, _r_prelu, _r_ew = _ROWS
 
 
 @_inline
@@ -120,6 +128,7 @@ def seq(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     _s_bn(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
     _s_ln(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
     _s_prelu(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
+    _s_ew(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
 
 
 @_inline
@@ -133,3 +142,4 @@ def rows(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     _r_bn(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
     _r_ln(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
     _r_prelu(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
+    _r_ew(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)

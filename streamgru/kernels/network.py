@@ -29,14 +29,14 @@ import threading
 import numpy as np
 from numba import njit, types
 
-from . import skip
+from . import graph, skip
 from .config import JIT_OPTIONS, jit, locked
 from .kinds import ALL
 from .kinds import rows as kinds_rows
 from .kinds import seq as kinds_seq
 from .layout import (
-    H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER,
-    M_KIND, M_OUT, ROW,
+    H_GAIN, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE, H_TILE,
+    HEADER, M_KIND, M_OUT, ROW,
 )
 from .pointers import address, array_at, borrowed
 
@@ -103,6 +103,9 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
     """T steps of the whole model: rows of ``src`` in, rows of ``dst`` out,
     layer by layer over the tile, state at ``st[sb:]``; ``kinds`` is a
     literal mask of the layer kinds to compile (kinds.py)."""
+    if meta[H_GRAPH]:  # a graph model: its instruction list (graph.py)
+        graph.run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds)
+        return
     nl = meta[H_NLAYERS]
     cur, c0, cs = src, s0, ss
     for l in range(nl):
@@ -120,6 +123,9 @@ def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
     b of ``src`` in, row b of ``dst`` out, stream b's state at ``st[sb + b*sst:]``.
     Recurrent layers run the rows together (shared weight loads); Dense
     layers are stateless, so all rows at once."""
+    if meta[H_GRAPH]:
+        graph.run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, ALL)
+        return
     nl = meta[H_NLAYERS]
     cur, c0, cs = src, s0, ss
     for l in range(nl):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import conv, dense, gru, lstm, norm, rnn, simd
+from . import conv, dense, elementwise, graph, gru, lstm, norm, rnn, simd
 from .layout import (
     H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB, H_SC_TMP,
     H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
@@ -15,7 +15,8 @@ from .layout import (
 
 # layer kind name -> module with pack(layer, packer)
 PACKERS = {"gru": gru, "lstm": lstm, "rnn": rnn, "dense": dense,
-           "conv1d": conv, "batchnorm": norm, "layernorm": norm, "prelu": norm}
+           "conv1d": conv, "batchnorm": norm, "layernorm": norm, "prelu": norm,
+           "elementwise": elementwise}
 
 
 class Packer:
@@ -75,9 +76,11 @@ def _aligned(n: int, dtype) -> np.ndarray:
     return raw[skip : skip + n]
 
 
-def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
+def build_plan(layers, dtype, input_skip=None, output_gain=1.0, edges=None,
+               input_size=None) -> Plan:
     """Pack ``layers`` (canonical, already in ``dtype``) into a Plan, with the
-    model's input skip offset (or None) and output gain (see skip.py)."""
+    model's input skip offset (or None) and output gain (see skip.py); for a
+    graph model, ``edges`` (Model.graph) and its input size (graph.py)."""
     packer = Packer(dtype)
     rows = []
     state = 0
@@ -102,7 +105,7 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
     tmp = max([r["tmp"] for r in rows] + [1])
     width = max(l.output_size for l in layers)
     meta[H_NLAYERS] = len(rows)
-    meta[H_INPUT] = layers[0].input_size
+    meta[H_INPUT] = layers[0].input_size if edges is None else input_size
     meta[H_OUTPUT] = layers[-1].output_size
     meta[H_STATE] = state
     meta[H_TILE] = TILE
@@ -121,6 +124,8 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
         for field, value in row.items():
             meta[base + field] = value
 
+    if edges is not None:
+        meta = graph.attach(meta, layers, edges, input_size)
     w = _aligned(packer.size, dtype)
     if packer.parts:
         np.concatenate([p.astype(dtype) for p in packer.parts], out=w)
@@ -130,6 +135,6 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
         meta=meta,
         state_size=state,
         scratch_size=int(meta[H_SCRATCH]),
-        input_size=layers[0].input_size,
+        input_size=int(meta[H_INPUT]),
         output_size=layers[-1].output_size,
     )
