@@ -45,7 +45,9 @@ Weight order (NAM's ``export_weights`` / ``import_weights``; torch
         head_rechannel.weight       (head_out, head_in, head_kernel)
         head_rechannel.bias         (head_out,)                                    if head bias
     head blocks (head config only): conv.weight, conv.bias per block
-    head_scale                      (the last number; it wins over config's head_scale)
+    head_scale                      (the last number; as NAM's import_weights does, config's
+                                     head_scale is kept when within 1e-5 of it, float32's
+                                     rounding of it, else the weight is used)
 
 Legacy files are the same order with bottleneck = channels, layer1x1
 active, head1x1 inactive, head_kernel = 1, head_out = head_size.
@@ -301,6 +303,10 @@ def build(path: str, doc: dict, version: str, dtype: Any, budget) -> Model:
         tensors[name] = w[off : off + n].reshape(shape)
         off += n
     head_scale = float(w[off])
+    given = config.get("head_scale")
+    if (isinstance(given, (int, float)) and not isinstance(given, bool) and np.isfinite(given)
+            and abs(head_scale - given) <= 1e-5):
+        head_scale = float(given)  # the exact value float32's weight list rounded
     try:
         out = _graph(arrays, blocks, tensors, head_scale)
         # NAM pads the start with R - 1 zeros: start from the settled response to them
