@@ -50,7 +50,20 @@ def _output_gain(value: Any) -> float:
 
 
 class Model:
-    """An ordered stack of layers (GRU, LSTM, RNN, Dense, Conv1d, norms) applied in order.
+    """A chain of layers (GRU, LSTM, RNN, Dense, Conv1d, norms) applied in order, or a graph.
+
+    **Chain**: ``sg.Model([layer, layer, ...])``, each layer's output the
+    next one's input. **Graph**: ``sg.Model(y)`` with ``y`` a node built from
+    ``sg.Input(size)`` by calling layers on nodes (``conv(x)``) and combining
+    nodes: ``a + b`` and ``a * b`` (element-wise, same size), ``a * 0.5``
+    (scale), ``a[i:j]`` (a channel slice), ``a.act("tanh")``, ``a.gate()``
+    (``tanh(a[:C]) * sigmoid(a[C:])``, WaveNet's gated activation) and
+    ``a.blend()``; ``sum(nodes)`` adds a list (skip sums). Each layer call
+    is its own step with its own state (one layer object called twice
+    shares weights, not state); the input node may feed any number of
+    layers (a conditioning input fed to every block). ``m.graph`` lists what
+    each of ``m.layers`` reads; ``input_skip`` and ``output_gain`` are for
+    chains (write them as nodes in a graph).
 
     A stream's state (``get_state()``, length ``state_size``) is the
     concatenation, layer by layer, of each recurrent layer's state:
@@ -97,6 +110,23 @@ class Model:
     >>> r = sg.Model([gru, sg.Dense(rng.normal(size=(2, 8)))], input_skip=1, output_gain=0.5)
     >>> (r.input_skip, r.output_gain)
     (1, 0.5)
+
+    A WaveNet-style graph: residual blocks of a dilated causal convolution
+    plus a mix of the raw input (the condition), gated, with a skip sum:
+
+    >>> x = sg.Input(1)
+    >>> h = sg.Conv1d(rng.normal(size=(4, 1, 1)))(x)                 # rechannel 1 -> 4
+    >>> skips = []
+    >>> for d in (1, 2, 4):
+    ...     z = sg.Conv1d(rng.normal(size=(8, 4, 3)), dilation=d)(h)  # 4 -> 2 x 4 channels
+    ...     p = (z + sg.Conv1d(rng.normal(size=(8, 1, 1)))(x)).gate()   # tanh(a) * sigmoid(b)
+    ...     h = h + sg.Conv1d(rng.normal(size=(4, 4, 1)))(p)          # residual
+    ...     skips.append(p)
+    >>> w = sg.Model(sg.Dense(rng.normal(size=(1, 4)))(sum(skips)))
+    >>> (w.input_size, w.output_size, w.state_size)
+    (1, 1, 59)
+    >>> w.stream().process(np.zeros((5, 1))).shape
+    (5, 1)
     """
 
     def __init__(

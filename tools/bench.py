@@ -23,6 +23,9 @@ once and is bound by that, not by FMAs, from H=64 on); float32 accuracy
 after 10,000 steps against float64 torch, StreamBatch bytes per stream, 1 vs
 all cores, cold start, and (full run only) the first-ever compile time.
 
+Then NAM's standard WaveNet (a graph model; tools/bench_wavenet.py): step,
+process in 256-sample blocks, NAM's PyTorch module and ONNX Runtime.
+
 Writes a JSON file and a PNG chart (matplotlib, ``pip install -e '.[bench]'``).
 Benchmarks are not tests: numbers move with machine load; run it on a quiet
 machine. ``--quick`` makes a short run with fewer repeats.
@@ -534,6 +537,11 @@ def main(argv=None) -> int:
             print(f"  {kind} I={I} H={H} ...", file=sys.stderr, flush=True)
             results.append(bench_config(kind, I, H, tmp, target_s, repeat))
         extra = bench_memory(target_s, repeat)
+        # NAM's standard WaveNet, a graph model (tools/bench_wavenet.py)
+        sys.path.insert(0, str(Path(__file__).parent))
+        import bench_wavenet
+
+        extra["wavenet"] = bench_wavenet.run(target_s, repeat)
         extra.update(bench_startup(tmp, compile_time=not (args.quick or args.no_compile_time)))
 
     import numba
@@ -571,6 +579,7 @@ def main(argv=None) -> int:
           f"fresh processes: {extra['cold_start_s']:.3f} s (best {extra['cold_start_best_s']:.3f} s; "
           f"import {ph['import']:.3f}, load {ph['load']:.3f}, first step {ph['first_step']:.3f}; "
           f"CPU {ph['cpu']:.3f} s; scipy imported by numba: {extra['cold_start_imports_scipy']})")
+    print("\n" + bench_wavenet.table(extra["wavenet"]))
     if "first_compile_s" in extra:
         print(f"First-ever compile (every entry point, float32 + float64): {extra['first_compile_s']:.1f} s")
 
