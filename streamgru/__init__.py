@@ -34,6 +34,7 @@ weights), ``UnsafeWeightsError`` (a pickle asked for code), ``InputError``
 
 from .errors import InputError, StreamGRUError, UnsafeWeightsError, WeightsError
 from .formats import from_keras, from_torch, load, save
+from .graph import Input, Node
 from .layers import (
     GRU, LSTM, RNN, AvgPool1d, BatchNorm, Conv1d, Dense, LayerNorm, MaxPool1d, PReLU,
 )
@@ -53,6 +54,8 @@ __all__ = [
     "MaxPool1d",
     "AvgPool1d",
     "Model",
+    "Input",
+    "Node",
     "Stream",
     "StreamBatch",
     "load",

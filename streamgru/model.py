@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .errors import WeightsError
+from .graph import Node, flatten
 from .layers import Layer
 
 __all__ = ["Model"]
@@ -49,7 +50,20 @@ def _output_gain(value: Any) -> float:
 
 
 class Model:
-    """An ordered stack of layers (GRU, LSTM, RNN, Dense, Conv1d, norms) applied in order.
+    """A chain of layers (GRU, LSTM, RNN, Dense, Conv1d, norms) applied in order, or a graph.
+
+    **Chain**: ``sg.Model([layer, layer, ...])``, each layer's output the
+    next one's input. **Graph**: ``sg.Model(y)`` with ``y`` a node built from
+    ``sg.Input(size)`` by calling layers on nodes (``conv(x)``) and combining
+    nodes: ``a + b`` and ``a * b`` (element-wise, same size), ``a * 0.5``
+    (scale), ``a[i:j]`` (a channel slice), ``a.act("tanh")``, ``a.gate()``
+    (``tanh(a[:C]) * sigmoid(a[C:])``, WaveNet's gated activation) and
+    ``a.blend()``; ``sum(nodes)`` adds a list (skip sums). Each layer call
+    is its own step with its own state (one layer object called twice
+    shares weights, not state); the input node may feed any number of
+    layers (a conditioning input fed to every block). ``m.graph`` lists what
+    each of ``m.layers`` reads; ``input_skip`` and ``output_gain`` are for
+    chains (write them as nodes in a graph).
 
     A stream's state (``get_state()``, length ``state_size``) is the
     concatenation, layer by layer, of each recurrent layer's state:
@@ -96,6 +110,23 @@ class Model:
     >>> r = sg.Model([gru, sg.Dense(rng.normal(size=(2, 8)))], input_skip=1, output_gain=0.5)
     >>> (r.input_skip, r.output_gain)
     (1, 0.5)
+
+    A WaveNet-style graph: residual blocks of a dilated causal convolution
+    plus a mix of the raw input (the condition), gated, with a skip sum:
+
+    >>> x = sg.Input(1)
+    >>> h = sg.Conv1d(rng.normal(size=(4, 1, 1)))(x)                 # rechannel 1 -> 4
+    >>> skips = []
+    >>> for d in (1, 2, 4):
+    ...     z = sg.Conv1d(rng.normal(size=(8, 4, 3)), dilation=d)(h)  # 4 -> 2 x 4 channels
+    ...     p = (z + sg.Conv1d(rng.normal(size=(8, 1, 1)))(x)).gate()   # tanh(a) * sigmoid(b)
+    ...     h = h + sg.Conv1d(rng.normal(size=(4, 4, 1)))(p)          # residual
+    ...     skips.append(p)
+    >>> w = sg.Model(sg.Dense(rng.normal(size=(1, 4)))(sum(skips)))
+    >>> (w.input_size, w.output_size, w.state_size)
+    (1, 1, 59)
+    >>> w.stream().process(np.zeros((5, 1))).shape
+    (5, 1)
     """
 
     def __init__(
@@ -108,7 +139,18 @@ class Model:
         input_skip: int | None = None,
         output_gain: float = 1.0,
     ) -> None:
-        layers = list(layers) if not isinstance(layers, Layer) else [layers]
+        self._output = None
+        self._edges = None
+        if isinstance(layers, Node):
+            # a graph (graph.py): its layers in execution order and what each reads
+            self._output = layers
+            input_size, layers, edges = flatten(layers)
+            self._edges = tuple(edges)
+            if input_skip is not None or output_gain != 1.0:
+                raise WeightsError("input_skip and output_gain are for chains; in a graph write "
+                                   "them as nodes (y = (f(x) + x[a:b]) * gain)")
+        else:
+            layers = list(layers) if not isinstance(layers, Layer) else [layers]
         if not layers:
             raise WeightsError("a model needs at least one layer")
         for i, layer in enumerate(layers):
@@ -118,7 +160,7 @@ class Model:
                     f"(GRU, LSTM, RNN, Dense, Conv1d, BatchNorm, LayerNorm, PReLU, MaxPool1d "
                     f"or AvgPool1d)"
                 )
-        for i in range(1, len(layers)):
+        for i in range(1, len(layers) if self._edges is None else 0):
             prev, cur = layers[i - 1], layers[i]
             if prev.output_size != cur.input_size:
                 raise WeightsError(
@@ -131,6 +173,7 @@ class Model:
         # layers the model computes with, in its dtype
         self._sources = tuple(layers)
         self._layers = tuple(layer.astype(self._dtype) for layer in layers)
+        self._input_size = layers[0].input_size if self._edges is None else input_size
         self._state_size = sum(layer.state_size for layer in self._layers)
         init = np.zeros(self._state_size, self._dtype)
         if initial_state is not None:
@@ -167,7 +210,14 @@ class Model:
 
     @property
     def input_size(self) -> int:
-        return self._layers[0].input_size
+        return self._input_size
+
+    @property
+    def graph(self) -> tuple[tuple[int, ...], ...] | None:
+        """None for a chain; for a graph model, ``graph[i]`` is the tuple of
+        nodes layer i reads (0: the model input, ``j + 1``: layer j's output);
+        the last layer's output is the model's."""
+        return self._edges
 
     @property
     def output_size(self) -> int:
@@ -255,7 +305,8 @@ class Model:
         >>> float(m.astype(np.float64).layers[0].weight[0, 0]) == 0.1
         True
         """
-        return Model(self._sources, _model_dtype(dtype), self._initial_source, self.metadata,
+        return Model(self._sources if self._output is None else self._output,
+                     _model_dtype(dtype), self._initial_source, self.metadata,
                      input_skip=self._input_skip, output_gain=self._output_gain)
 
     def quantize(self, kind: str) -> "Model":
@@ -323,6 +374,7 @@ class Model:
         return (
             self._dtype == other._dtype
             and self._layers == other._layers
+            and self._edges == other._edges
             and np.array_equal(self._initial_state, other._initial_state)
             and self._input_skip == other._input_skip
             and self._output_gain == other._output_gain
@@ -334,6 +386,9 @@ class Model:
         inner = ", ".join(
             f"{type(l).__name__}({l.input_size}->{l.output_size})" for l in self._layers
         )
+        if self._edges is not None:
+            return (f"Model(graph of {len(self._layers)} layers and ops, {self.input_size}->"
+                    f"{self.output_size}, dtype={self._dtype.name})")
         extra = "" if self._input_skip is None else f", input_skip={self._input_skip}"
         if self._output_gain != 1.0:
             extra += f", output_gain={self._output_gain!r}"
@@ -346,7 +401,8 @@ class Model:
             from .kernels.plan import build_plan
 
             self._plan_cache = build_plan(self._layers, self._dtype,
-                                          self._input_skip, self._output_gain)
+                                          self._input_skip, self._output_gain, self._edges,
+                                          self._input_size)
         return self._plan_cache
 
     def stream(self) -> "Stream":

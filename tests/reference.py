@@ -335,27 +335,34 @@ def prelu(layer, x):
 STATELESS = {"dense": dense, "batchnorm": batchnorm, "layernorm": layernorm, "prelu": prelu}
 
 
+def _layer_offline(layer, V, st):
+    """One layer over the whole sequence V from its state ``st``: (outputs, final state)."""
+    if layer.kind == "conv1d":
+        V, P = conv1d_offline(layer, V, conv_history(layer, st))
+        return V, conv_state(layer, st, len(V), P)
+    if layer.kind in STATELESS:
+        return np.array([STATELESS[layer.kind](layer, v) for v in V]).reshape(
+            len(V), layer.output_size), st
+    out = []
+    for v in V:
+        y, st = layer_step(layer, v, st)
+        out.append(y)
+    return np.array(out).reshape(len(V), layer.output_size), st
+
+
 def run_offline(model, X, state=None):
     """Run ``model`` over the whole sequence X layer by layer (a conv over
     the entire padded sequence at once, recurrent layers step by step), from
     ``state`` (default: its initial state). Returns (outputs, final state)."""
+    if model.graph is not None:
+        return run_graph_offline(model, X, state)
     V = np.asarray(X, dtype=np.float64)
     full = np.array(model.initial_state if state is None else state, dtype=np.float64)
     finals, off = [], 0
     for layer in model.layers:
         st = full[off : off + layer.state_size]
         off += layer.state_size
-        if layer.kind == "conv1d":
-            V, P = conv1d_offline(layer, V, conv_history(layer, st))
-            st = conv_state(layer, st, len(V), P)
-        elif layer.kind in STATELESS:
-            V = np.array([STATELESS[layer.kind](layer, v) for v in V]).reshape(len(V), layer.output_size)
-        else:
-            out = []
-            for v in V:
-                y, st = layer_step(layer, v, st)
-                out.append(y)
-            V = np.array(out).reshape(len(V), layer.output_size)
+        V, st = _layer_offline(layer, V, st)
         finals.append(st)
     return V, (np.concatenate(finals) if finals else np.zeros(0))
 
@@ -504,3 +511,37 @@ def run_padded(model, X):
                 out.append(y)
             V = np.array(out).reshape(len(V), layer.output_size)
     return V
+
+def elementwise(op, A, B=None):
+    """A graph's element-wise op over whole sequences (rows = time steps)."""
+    act = lambda a, V: np.array([activate(a, v) for v in V]).reshape(V.shape)  # noqa: E731
+    if op.op == "add":
+        return act(op.activation, A + B)
+    if op.op == "mul":
+        return act(op.activation, A * B)
+    if op.op == "slice":
+        return act(op.activation, op.scale * A[:, op.offset : op.offset + op.output_size])
+    C = op.output_size
+    first, second = A[:, :C], act(op.secondary, A[:, C:])
+    if op.op == "gate":
+        return act(op.activation, first) * second
+    return second * act(op.activation, first) + (1 - second) * first  # blend
+
+
+def run_graph_offline(model, X, state=None):
+    """A graph model over the whole sequence: node 0 is X, node j + 1 layer
+    j's outputs computed from the nodes ``model.graph[j]`` names. Returns
+    (outputs, final state), the state laid out layer by layer as for a chain."""
+    nodes = [np.asarray(X, dtype=np.float64)]
+    full = np.array(model.initial_state if state is None else state, dtype=np.float64)
+    finals, off = [], 0
+    for layer, ins in zip(model.layers, model.graph):
+        st = full[off : off + layer.state_size]
+        off += layer.state_size
+        if layer.kind == "elementwise":
+            V = elementwise(layer, *[nodes[j] for j in ins])
+        else:
+            V, st = _layer_offline(layer, nodes[ins[0]], st)
+        nodes.append(V)
+        finals.append(st)
+    return nodes[-1], (np.concatenate(finals) if finals else np.zeros(0))

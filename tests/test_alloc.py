@@ -63,6 +63,14 @@ PROBE = textwrap.dedent(
             sg.Conv1d(rng.normal(size=(H, I, 3)) * 0.05, stride=2, padding=1),
             sg.AvgPool1d(H, 2, 1), sg.Dense(rng.normal(size=(O, H)) * 0.1),
         ])
+    elif sys.argv[1] == "graph":  # a graph: residual, gate, blend, mul, slice, skip sum
+        x = sg.Input(I)
+        h = sg.Conv1d(rng.normal(size=(H, I, 1)) * 0.05)(x)
+        z = sg.Conv1d(rng.normal(size=(2 * H, H, 3)) * 0.1, dilation=4)(h)
+        g = z.gate() + z.blend("relu")
+        h2 = h + sg.Conv1d(rng.normal(size=(H, H, 1)) * 0.1)(g * z[:H])
+        skip = g + h2.act("tanh") * 0.5
+        m = sg.Model(sg.Dense(rng.normal(size=(O, H)) * 0.1, None, "tanh")(skip))
     else:  # the LSTM (projection, peepholes, clip) and relu RNN kernels, an LSTM last
         Hc, P = 6, 3
         m = sg.Model([
@@ -180,7 +188,7 @@ PROBE = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module", params=["gru", "cells", "skip", "conv", "int8", "latency", "down"])
+@pytest.fixture(scope="module", params=["gru", "cells", "skip", "conv", "int8", "latency", "down", "graph"])
 def probe(request):
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     res = subprocess.run(

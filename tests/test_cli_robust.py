@@ -93,7 +93,7 @@ def test_demo_plot_writes_a_picture(tmp_path, capsys):
     assert cli.main(["demo", "--limit", "6000", "--progress", "none", "--plot", str(out)]) == 0
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
-    assert f"plot:" in capsys.readouterr().out
+    assert "plot:" in capsys.readouterr().out
 
 
 def test_demo_plot_without_matplotlib_names_the_pip_command(tmp_path, capsys, monkeypatch):

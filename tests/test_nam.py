@@ -138,7 +138,8 @@ BAD_DOCS = {
     "no_version": (_set(["version"], KeyError), "'version' is missing"),
     "version_type": (_set(["version"], 5), "'version' must be str"),
     "no_architecture": (_set(["architecture"], KeyError), "'architecture' is missing"),
-    "wavenet": (_set(["architecture"], "WaveNet"), "architecture 'WaveNet' is not supported"),
+    # an LSTM config under the WaveNet name: read as a WaveNet, which needs its layer arrays
+    "wavenet": (_set(["architecture"], "WaveNet"), "config: key 'layers' is missing"),
     "no_config": (_set(["config"], KeyError), "'config' is missing"),
     "no_hidden": (_set(["config", "hidden_size"], KeyError), "config: key 'hidden_size'"),
     "hidden_zero": (_set(["config", "hidden_size"], 0), "'hidden_size' must be a whole number"),

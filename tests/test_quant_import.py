@@ -20,7 +20,6 @@ Each model is made by the framework in the test and streamed over 1200 steps:
 Malformed and hostile variants raise WeightsError naming the file and tensor.
 """
 
-import io
 import struct
 import warnings
 import zipfile

@@ -26,7 +26,9 @@ products, BF16 dot products; tools/bench_sys.py), and for one stream the
 weight bytes read per second against this core's streaming read bandwidth
 over a buffer of the same size (the read roof: a single stream's step reads
 every weight once); issue 7's float32 and issue 14's int8 targets with
-yes/NO; model memory per weight type; float32 accuracy after 10,000 steps
+yes/NO; NAM's standard WaveNet (a graph model, tools/bench_wavenet.py):
+step and 256-sample process against NAM's PyTorch module and ONNX Runtime;
+model memory per weight type; float32 accuracy after 10,000 steps
 against float64 torch (tools/quant_accuracy.py measures the reduced types);
 StreamBatch bytes per stream, 1 vs all cores, cold start, and (full run
 only) the first-ever compile time.
@@ -245,6 +247,10 @@ def report(info: dict, results: list, tab: list, extra: dict, skipped: dict) -> 
           f"CPU {ph['cpu']:.3f} s; scipy imported by numba: {extra['cold_start_imports_scipy']})")
     if "first_compile_s" in extra:
         print(f"First-ever compile (every entry point, float32 + float64): {extra['first_compile_s']:.1f} s")
+    if "wavenet" in extra:
+        import bench_wavenet
+
+        print("\n" + bench_wavenet.table(extra["wavenet"]))
 
 
 def main(argv=None) -> int:
@@ -278,6 +284,10 @@ def main(argv=None) -> int:
             print(f"  {kind} I={I} H={H} ...", file=sys.stderr, flush=True)
             results.append(bench_config(kind, I, H, tmp, target_s, repeat, weights, skipped))
         extra = bench_memory(target_s, repeat)
+        # NAM's standard WaveNet, a graph model (tools/bench_wavenet.py)
+        import bench_wavenet
+
+        extra["wavenet"] = bench_wavenet.run(target_s, repeat)
         extra.update(bench_startup(tmp, compile_time=not (args.quick or args.no_compile_time)))
 
     info = {

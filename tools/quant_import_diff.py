@@ -16,7 +16,7 @@ import warnings
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 warnings.filterwarnings("ignore")
-import numpy as np, torch, onnx, onnxruntime as ort
+import numpy as np, torch
 import test_quant_import as T
 import streamgru as sg
 from torch.ao.quantization import per_channel_dynamic_qconfig

@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any
 
 import numpy as np
 

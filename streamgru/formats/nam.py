@@ -1,4 +1,4 @@
-"""Neural Amp Modeler ``.nam`` files with the LSTM architecture.
+"""Neural Amp Modeler ``.nam`` files with the LSTM architecture (WaveNet: nam_wavenet.py).
 
 A ``.nam`` file is JSON: ``version``, ``architecture``, ``config``
 ``{input_size, hidden_size, num_layers}``, a flat ``weights`` list, and
@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import WeightsError
 from ..layers import LSTM, Dense, Layer
 from ..model import Model
-from . import jsonfile
+from . import jsonfile, nam_wavenet
 from .guard import Budget, check_regular
 from .jsonfile import field, positive_int
 
@@ -50,7 +50,7 @@ def weight_count(input_size: int, hidden_size: int, num_layers: int) -> int:
 
 
 def load(path: str, dtype: Any = None, *, budget: Budget | None = None) -> Model:
-    """Read a NAM ``.nam`` file holding an LSTM model."""
+    """Read a NAM ``.nam`` file holding an LSTM or a WaveNet model."""
     if budget is None:
         budget = Budget(path, check_regular(path).st_size)
     doc = jsonfile.read(path, budget, "NAM")
@@ -61,9 +61,11 @@ def load(path: str, dtype: Any = None, *, budget: Budget | None = None) -> Model
     if not re.fullmatch(r"\d+\.\d+\.\d+", version):
         raise WeightsError(f"{path}: 'version' must look like '0.5.4', got {version!r}"[:200])
     arch = field(doc, "architecture", path, (str,))
+    if arch == "WaveNet":
+        return nam_wavenet.build(path, doc, version, dtype, budget)
     if arch != "LSTM":
         raise WeightsError(f"{path}: NAM architecture {arch!r} is not supported; streamgru "
-                           f"reads NAM's LSTM models")
+                           f"reads NAM's LSTM and WaveNet models"[:300])
     where = f"{path}: config"
     config = field(doc, "config", path, (dict,))
     I = positive_int(config, "input_size", where, 1 << 16)

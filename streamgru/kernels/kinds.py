@@ -23,19 +23,21 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from . import conv, dense, gru, lstm, norm, pool, rnn
+from . import conv, dense, elementwise, gru, lstm, norm, pool, rnn
 from .config import JIT_OPTIONS
 from .layout import (
-    H_NLAYERS, HEADER, KIND_AVGPOOL, KIND_BATCHNORM, KIND_CONV, KIND_DENSE, KIND_GRU,
-    KIND_LAYERNORM, KIND_LSTM, KIND_MASK, KIND_MAXPOOL, KIND_PRELU, KIND_RNN, M_KIND, ROW,
+    H_GRAPH, H_NLAYERS, HEADER, KIND_AVGPOOL, KIND_BATCHNORM, KIND_CONV, KIND_DENSE,
+    KIND_ELEMENTWISE, KIND_GRU, KIND_LAYERNORM, KIND_LSTM, KIND_MASK, KIND_MAXPOOL, KIND_PRELU,
+    KIND_RNN, M_KIND, ROW,
     WQ_SHIFT, WQ_TYPES,
 )
 
 # the three per-sample norm kinds share one kernel module, so one bit; so do the pools
 BITS = {KIND_GRU: 1, KIND_LSTM: 2, KIND_RNN: 4, KIND_DENSE: 8, KIND_CONV: 16,
         KIND_BATCHNORM: 32, KIND_LAYERNORM: 32, KIND_PRELU: 32,
-        KIND_MAXPOOL: 64, KIND_AVGPOOL: 64}
-ALL = 127  # every float kind
+        KIND_MAXPOOL: 64, KIND_AVGPOOL: 64, KIND_ELEMENTWISE: 128}
+GRAPH = 256  # the graph runner (graph.py): set for graph models only
+ALL = 511  # every float kind, and the graph runner
 _TYPE_BITS = 12  # bits per weight type in a mask (room for float kinds to come)
 
 
@@ -53,7 +55,7 @@ def mask_of(meta: np.ndarray) -> int:
     mask = 0
     for k in set(meta[rows + M_KIND].tolist()):
         mask |= bit(int(k))
-    return mask
+    return mask | (GRAPH if meta[H_GRAPH] else 0)
 
 
 # Every layer call below has one form: (src, s0, ss, dst, d0, ds, n, w, meta,
@@ -83,6 +85,12 @@ def _noop(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
 
 _conv_seq = _sequence(conv.seq)
 _pool_seq = _sequence(pool.seq)
+
+
+@_inline
+def _elementwise(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+    # graph ops: stateless, their second operand in the scratch
+    elementwise.seq(src, s0, ss, dst, d0, ds, n, w, meta, r, sc)
 
 
 @_inline
@@ -152,13 +160,14 @@ _SEQ = ([_when(KIND_GRU, dict(enumerate(map(_sequence, gru.SEQ)))),
          _when(KIND_RNN, dict(enumerate(map(_sequence, rnn.SEQ)))),
          _when(KIND_DENSE, _DENSE), _when(KIND_CONV, _conv_seq)]
         + [_when(k, _norm) for k in _NORMS]
-        + [_when(KIND_MAXPOOL, _pool_seq), _when(KIND_AVGPOOL, _pool_seq)])
+        + [_when(KIND_MAXPOOL, _pool_seq), _when(KIND_AVGPOOL, _pool_seq),
+           _when(KIND_ELEMENTWISE, _elementwise)])
 _ROWS = ([_when(KIND_GRU, dict(enumerate(gru.ROWS))), _when(KIND_LSTM, dict(enumerate(lstm.ROWS))),
           _when(KIND_RNN, dict(enumerate(rnn.ROWS))),
           _when(KIND_DENSE, _DENSE), _when(KIND_CONV, conv.rows)]
-         + [_when(k, _norm) for k in _NORMS])
-_s_gru, _s_lstm, _s_rnn, _s_dense, _s_conv, _s_bn, _s_ln, _s_prelu, _s_max, _s_avg = _SEQ
-_r_gru, _r_lstm, _r_rnn, _r_dense, _r_conv, _r_bn, _r_ln, _r_prelu = _ROWS
+         + [_when(k, _norm) for k in _NORMS] + [_when(KIND_ELEMENTWISE, _elementwise)])
+_s_gru, _s_lstm, _s_rnn, _s_dense, _s_conv, _s_bn, _s_ln, _s_prelu, _s_max, _s_avg, _s_ew = _SEQ
+_r_gru, _r_lstm, _r_rnn, _r_dense, _r_conv, _r_bn, _r_ln, _r_prelu, _r_ew = _ROWS
 
 
 @_inline
@@ -174,6 +183,7 @@ def seq(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     _s_prelu(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
     _s_max(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
     _s_avg(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
+    _s_ew(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
 
 
 @_inline
@@ -189,3 +199,4 @@ def rows(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     _r_bn(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
     _r_ln(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
     _r_prelu(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
+    _r_ew(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)

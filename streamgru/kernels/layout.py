@@ -21,6 +21,7 @@ H_SC_SEQB = 9   # scratch: the next layer's outputs, TILE * max width
 H_SCRATCH = 10  # total scratch length
 H_SKIP = 11     # model input skip: offset a of x added to the output, or -1 (skip.py)
 H_GAIN = 12     # offset in w of the model's output gain, or -1 for none (skip.py)
+H_GRAPH = 13    # offset in meta of a graph model's buffers and instructions, 0 for a chain (graph.py)
 H_STRIDE = 14   # the model's total decimation (product of its layers' strides; rate.py)
 H_RATE = 15     # scratch slot where a layer that changes the row count reports the rows it
                 # wrote, or -1 when no layer does (every layer: one output row per input row)
@@ -60,6 +61,7 @@ KIND_LAYERNORM = 7
 KIND_PRELU = 8
 KIND_MAXPOOL = 9     # kernels/pool.py
 KIND_AVGPOOL = 10
+KIND_ELEMENTWISE = 11  # kernels/elementwise.py: add, mul, slice, gate, blend (graphs)
 
 # stored weight types (``q``): a layer whose weight matrices are stored in a
 # reduced type has the kind code ``KIND_x | q << WQ_SHIFT`` (kinds.py
@@ -92,3 +94,20 @@ F_INPUT_FORGET = 16
 
 # rows per tile in process(): bounds the scratch a stream owns
 TILE = 16
+
+# graph section (at meta[H_GRAPH], graph models only; kernels/graph.py):
+# the scratch offset and row stride of the buffer the input is copied into
+# and of the output node's buffer, then one instruction per layer row:
+# where its operand(s) and its output live in the scratch (offset, row stride)
+G_IN = 0
+G_INS = 1
+G_OUT = 2
+G_OUTS = 3
+G_HEAD = 4
+I_A = 0    # first operand
+I_AS = 1
+I_B = 2    # second operand (binary element-wise ops)
+I_BS = 3
+I_D = 4    # output
+I_DS = 5
+GI = 6     # ints per instruction

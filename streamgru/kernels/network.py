@@ -29,14 +29,14 @@ import threading
 import numpy as np
 from numba import njit, types
 
-from . import rate, skip
+from . import graph, rate, skip
 from .config import JIT_OPTIONS, jit, locked
 from .kinds import ALL
 from .kinds import rows as kinds_rows
 from .kinds import seq as kinds_seq
 from .layout import (
-    H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE,
-    H_STRIDE, H_TILE, HEADER, M_KIND, M_OUT, ROW,
+    H_GAIN, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_SEQA, H_SCRATCH, H_SKIP,
+    H_STATE, H_STRIDE, H_TILE, HEADER, M_KIND, M_OUT, ROW,
 )
 from .pointers import address, array_at, borrowed
 
@@ -104,6 +104,9 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
     layer by layer over the tile, state at ``st[sb:]``; ``kinds`` is a
     literal mask of the layer kinds to compile (kinds.py). Returns the rows
     written: T, unless the model downsamples (rate.py)."""
+    if meta[H_GRAPH]:  # a graph model: its instruction list (graph.py); never downsamples
+        graph.run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds)
+        return T
     nl = meta[H_NLAYERS]
     rep = meta[H_RATE]  # >= 0: a layer may write fewer rows than it reads
     n = T
@@ -140,6 +143,9 @@ def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
     b of ``src`` in, row b of ``dst`` out, stream b's state at ``st[sb + b*sst:]``.
     Recurrent layers run the rows together (shared weight loads); Dense
     layers are stateless, so all rows at once."""
+    if meta[H_GRAPH]:
+        graph.run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds)
+        return
     nl = meta[H_NLAYERS]
     cur, c0, cs = src, s0, ss
     for l in range(nl):

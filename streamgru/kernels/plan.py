@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import WeightsError
 from ..layers.quant import QuantizedWeight
-from . import conv, dense, gru, lstm, norm, pool, rnn, simd
+from . import conv, dense, elementwise, graph, gru, lstm, norm, pool, rnn, simd
 from .layout import (
     WQ_CODES, WQ_FLOAT, WQ_SHIFT,
     H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB,
@@ -19,7 +20,7 @@ from .layout import (
 # layer kind name -> module with pack(layer, packer)
 PACKERS = {"gru": gru, "lstm": lstm, "rnn": rnn, "dense": dense,
            "conv1d": conv, "batchnorm": norm, "layernorm": norm, "prelu": norm,
-           "maxpool1d": pool, "avgpool1d": pool}
+           "maxpool1d": pool, "avgpool1d": pool, "elementwise": elementwise}
 
 
 class Packer:
@@ -128,9 +129,11 @@ def _widened(layer, dtype):
         k: a.dequantize(dtype) if isinstance(a, QuantizedWeight) else a for k, a in arrays.items()})
 
 
-def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
+def build_plan(layers, dtype, input_skip=None, output_gain=1.0, edges=None,
+               input_size=None) -> Plan:
     """Pack ``layers`` (canonical, already in ``dtype``) into a Plan, with the
-    model's input skip offset (or None) and output gain (see skip.py)."""
+    model's input skip offset (or None) and output gain (see skip.py); for a
+    graph model, ``edges`` (Model.graph) and its input size (graph.py)."""
     packer = Packer(dtype)
     rows = []
     state = 0
@@ -156,7 +159,7 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
     tmp = max([r["tmp"] for r in rows] + [1])
     width = max(l.output_size for l in layers)
     meta[H_NLAYERS] = len(rows)
-    meta[H_INPUT] = layers[0].input_size
+    meta[H_INPUT] = layers[0].input_size if edges is None else input_size
     meta[H_OUTPUT] = layers[-1].output_size
     meta[H_STATE] = state
     meta[H_TILE] = TILE
@@ -182,6 +185,14 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
         for field, value in row.items():
             meta[base + field] = value
 
+    if edges is not None:
+        if meta[H_RATE] >= 0:
+            # the graph runner moves whole tiles between branches: a branch
+            # that delays or drops rows would no longer line up with the others
+            raise WeightsError("a graph model cannot hold a layer with a latency or a stride "
+                               "(a 'same'/'valid'-padded or strided Conv1d, a pool); "
+                               "use them in a chain model")
+        meta = graph.attach(meta, layers, edges, input_size)
     w = _aligned(packer.size, dtype)
     if packer.parts:
         np.concatenate([p.astype(dtype) for p in packer.parts], out=w)
@@ -191,6 +202,6 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0) -> Plan:
         meta=meta,
         state_size=state,
         scratch_size=int(meta[H_SCRATCH]),
-        input_size=layers[0].input_size,
+        input_size=int(meta[H_INPUT]),
         output_size=layers[-1].output_size,
     )

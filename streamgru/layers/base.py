@@ -201,6 +201,14 @@ class Layer:
             n: getattr(self, n) for n in self._array_names if getattr(self, n) is not None
         }
 
+    def __call__(self, node: Any) -> Any:
+        """``layer(node)``: this layer applied to a graph node (``sg.Input``
+        or another layer's output), giving the node of its output; see
+        ``sg.Model`` for graph models."""
+        from ..graph import call
+
+        return call(self, node)
+
     def config(self) -> dict[str, Any]:
         """The layer's non-array settings, JSON-serialisable."""
         raise NotImplementedError

@@ -1,0 +1,160 @@
+"""Graph models as a flat instruction list over preallocated buffers.
+
+A graph's layer rows in ``meta`` are in execution order, exactly like a
+chain's; a graph adds a section (``meta[H_GRAPH]``, layout.py) saying, for
+each row, where in the scratch its operand(s) and its output live. The
+buffers are assigned once, when the plan is built (``attach``): each node's
+value for a tile of rows gets a buffer of TILE rows, a buffer is reused
+once the last instruction reading its node has run, and an add or mul
+writes over an operand that nothing reads later (a residual or skip sum
+accumulates in place). So a step of a graph costs what its layers cost,
+plus copying the input in and the output out.
+
+``run`` (T steps of one stream) and ``run_rows`` (one step of B streams)
+are inlined into network.py's entry points; they are typed as no-ops
+unless the literal kinds mask has the GRAPH bit (kinds.py), so chain
+models compile nothing of this file.
+"""
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from .config import JIT_OPTIONS
+
+from .kinds import GRAPH, rows as kinds_rows, seq as kinds_seq
+from .layout import (
+    G_HEAD, G_IN, G_INS, G_OUT, G_OUTS, GI, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT, H_SCRATCH,
+    HEADER, I_A, I_AS, I_B, I_BS, I_D, I_DS, M_KIND, ROW, TILE,
+)
+
+U = np.uint64
+_inline = njit(inline="always", **JIT_OPTIONS)
+
+
+def attach(meta: np.ndarray, layers, edges, input_size: int) -> np.ndarray:
+    """``meta`` of a chain plan with the graph section appended: buffers for
+    every node (node 0 the input, j + 1 layer j's output) and one
+    instruction per layer row; the scratch grows by the buffers."""
+    sizes = [input_size] + [l.output_size for l in layers]
+    n = len(layers)
+    last = [0] * (n + 1)  # the last instruction reading each node (n: the copy out)
+    for i, ins in enumerate(edges):
+        for j in ins:
+            last[j] = max(last[j], i)
+    last[n] = n
+    buffers: list[list[int]] = []  # [offset, row stride] of each buffer
+    free: list[int] = []
+    where = [0] * (n + 1)          # node -> buffer
+    top = int(meta[H_SCRATCH])
+
+    def new(size: int) -> int:
+        nonlocal top
+        fits = [b for b in free if buffers[b][1] >= size]
+        if fits:
+            b = min(fits, key=lambda b: buffers[b][1])
+            free.remove(b)
+            return b
+        top = -(-top // 16) * 16  # rows start on whole 64-byte lines
+        buffers.append([top, size])
+        top += TILE * size
+        return len(buffers) - 1
+
+    where[0] = new(sizes[0])
+    for i, (layer, ins) in enumerate(zip(layers, edges)):
+        out = None
+        if getattr(layer, "op", None) in ("add", "mul"):
+            # in place over an operand read by nothing after this op
+            for j in ins:
+                if last[j] == i and buffers[where[j]][1] == sizes[i + 1] and ins.count(j) == 1:
+                    out = where[j]
+                    break
+        if out is None:
+            out = new(sizes[i + 1])
+        where[i + 1] = out
+        for j in set(ins):
+            if last[j] == i and where[j] != out:
+                free.append(where[j])
+    g = meta.size
+    section = np.zeros(G_HEAD + GI * n, np.int64)
+    section[G_IN], section[G_INS] = buffers[where[0]]
+    section[G_OUT], section[G_OUTS] = buffers[where[n]]
+    for i, ins in enumerate(edges):
+        q = G_HEAD + GI * i
+        section[q + I_A], section[q + I_AS] = buffers[where[ins[0]]]
+        if len(ins) > 1:
+            section[q + I_B], section[q + I_BS] = buffers[where[ins[1]]]
+        section[q + I_D], section[q + I_DS] = buffers[where[i + 1]]
+    out = np.concatenate([meta, section])
+    out[H_GRAPH] = g
+    out[H_SCRATCH] = top
+    return out
+
+
+@_inline
+def _copy_rows(src, s0, ss, dst, d0, ds, R, n):
+    for t in range(R):
+        a = s0 + t * ss
+        o = d0 + t * ds
+        for k in range(n):
+            dst[U(o + k)] = src[U(a + k)]
+
+
+def _graph_seq(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
+    g = meta[H_GRAPH]
+    _copy_rows(src, s0, ss, sc, meta[g + G_IN], meta[g + G_INS], T, meta[H_INPUT])
+    for l in range(meta[H_NLAYERS]):
+        r = HEADER + ROW * l
+        q = g + G_HEAD + GI * l
+        kinds_seq(kinds, meta[r + M_KIND], sc, meta[q + I_A], meta[q + I_AS], sc, meta[q + I_D],
+                  meta[q + I_DS], T, w, meta, r, st, sb, sc)
+    _copy_rows(sc, meta[g + G_OUT], meta[g + G_OUTS], dst, d0, ds, T, meta[H_OUTPUT])
+
+
+def _graph_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
+    g = meta[H_GRAPH]
+    _copy_rows(src, s0, ss, sc, meta[g + G_IN], meta[g + G_INS], B, meta[H_INPUT])
+    for l in range(meta[H_NLAYERS]):
+        r = HEADER + ROW * l
+        q = g + G_HEAD + GI * l
+        kinds_rows(kinds, meta[r + M_KIND], sc, meta[q + I_A], meta[q + I_AS], sc, meta[q + I_D],
+                   meta[q + I_DS], B, w, meta, r, st, sb, sst, sc)
+    _copy_rows(sc, meta[g + G_OUT], meta[g + G_OUTS], dst, d0, ds, B, meta[H_OUTPUT])
+
+
+def run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
+    """T steps of a graph model (network._run's arguments); a no-op unless
+    the literal mask ``kinds`` has the GRAPH bit."""
+    raise NotImplementedError("compiled code only")
+
+
+def run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
+    """One step of B streams of a graph model (network._run_rows' arguments)."""
+    raise NotImplementedError("compiled code only")
+
+
+def _noop_seq(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
+    pass
+
+
+def _noop_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
+    pass
+
+
+def _has_graph(kinds) -> bool | None:
+    """Whether the literal mask ``kinds`` has the GRAPH bit (None: not literal)."""
+    if not isinstance(kinds, types.IntegerLiteral):
+        return None
+    return bool(kinds.literal_value & GRAPH)
+
+
+@overload(run, inline="always", prefer_literal=True)
+def _run_typed(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
+    on = _has_graph(kinds)
+    return None if on is None else (_graph_seq if on else _noop_seq)
+
+
+@overload(run_rows, inline="always", prefer_literal=True)
+def _run_rows_typed(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
+    on = _has_graph(kinds)
+    return None if on is None else (_graph_rows if on else _noop_rows)
