@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from . import activations as act
-from . import simd
+from . import conv_tile, simd
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .layout import (
     H_SC_TMP, KIND_CONV, M_ACT0, M_ACT1, M_ACT2, M_FLAGS, M_IN, M_OUT, M_P, M_STATE, M_W0, M_W1,
@@ -49,6 +49,7 @@ def pack(layer, packer):
         # padded row of scratch; blocks are whole vectors, so all aligned
         ncp = packer.padded(O)
         row["tmp"] = ncp
+        row["gates"] = ncp  # conv_tile: a tile of padded output rows
         row[M_W0] = packer.panels(w[:, :, 0].T)
         for i in range(1, layer.kernel_size):
             packer.panels(w[:, :, i].T)
@@ -85,9 +86,12 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     """Run T steps of the Conv1d layer at meta row ``r``: inputs
     ``src[s0 + t*ss : ... + C_in]``, outputs ``dst[d0 + t*ds : ... + C_out]``,
     the ring at ``st[sb + state offset:]`` updated in place, ``sc`` the scratch."""
+    G = meta[r + M_FLAGS]
+    if G == 1 and T > 1:  # a tile: each tap one matrix product (conv_tile.py)
+        conv_tile.seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc)
+        return
     I = meta[r + M_IN]
     O = meta[r + M_OUT]
-    G = meta[r + M_FLAGS]
     k = meta[r + M_ACT1]
     d = meta[r + M_ACT2]
     code = meta[r + M_ACT0]

@@ -10,7 +10,7 @@ from . import conv, dense, elementwise, graph, gru, lstm, norm, rnn, simd
 from .layout import (
     H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB, H_SC_TMP,
     H_SCRATCH, H_SKIP, H_STATE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
-    P_SIZE, ROW, TILE,
+    P_SIZE, ROW, TILE, GRAPH_TILE,
 )
 
 # layer kind name -> module with pack(layer, packer)
@@ -108,14 +108,16 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0, edges=None,
     meta[H_INPUT] = layers[0].input_size if edges is None else input_size
     meta[H_OUTPUT] = layers[-1].output_size
     meta[H_STATE] = state
-    meta[H_TILE] = TILE
+    # a graph's many small layers run longer tiles: each call's fixed cost is shared
+    tile = TILE if edges is None else GRAPH_TILE
+    meta[H_TILE] = tile
     meta[H_SC_GX] = 0
-    meta[H_SC_GH] = TILE * gates
+    meta[H_SC_GH] = tile * gates
     # a tile of rows of recurrent pre-activations: batches run TILE streams at once
-    meta[H_SC_TMP] = meta[H_SC_GH] + TILE * gates
+    meta[H_SC_TMP] = meta[H_SC_GH] + tile * gates
     meta[H_SC_SEQA] = meta[H_SC_TMP] + 2 * tmp
-    meta[H_SC_SEQB] = meta[H_SC_SEQA] + TILE * width
-    meta[H_SCRATCH] = meta[H_SC_SEQB] + TILE * width
+    meta[H_SC_SEQB] = meta[H_SC_SEQA] + tile * width
+    meta[H_SCRATCH] = meta[H_SC_SEQB] + tile * width
     for i, row in enumerate(rows):
         base = HEADER + ROW * i
         meta[base + M_KIND] = row.pop("kind")
