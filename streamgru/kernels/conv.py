@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from . import activations as act
-from . import rate, simd
+from . import conv_tile, rate, simd
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .layout import (
     H_RATE, H_SC_TMP, KIND_CONV, M_ACT0, M_ACT1, M_ACT2, M_COUNT, M_DELAY, M_FLAGS, M_IN, M_OUT,
@@ -56,6 +56,7 @@ def pack(layer, packer):
         # padded row of scratch; blocks are whole vectors, so all aligned
         ncp = packer.padded(O)
         row["tmp"] = ncp
+        row["gates"] = ncp  # conv_tile: a tile of padded output rows
         row[M_W0] = packer.panels(w[:, :, 0].T)
         for i in range(1, layer.kernel_size):
             packer.panels(w[:, :, i].T)
@@ -103,9 +104,14 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     """Run T steps of the Conv1d layer at meta row ``r``: inputs
     ``src[s0 + t*ss : ... + C_in]``, outputs ``dst[d0 + t*ds : ... + C_out]``,
     the ring at ``st[sb + state offset:]`` updated in place, ``sc`` the scratch."""
+    G = meta[r + M_FLAGS]
+    # a tile: each tap one matrix product (conv_tile.py); a delayed or strided
+    # conv (a counter in its state, rate.py) keeps the row-by-row loop below
+    if G == 1 and T > 1 and meta[r + M_COUNT] < 0:
+        conv_tile.seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc)
+        return
     I = meta[r + M_IN]
     O = meta[r + M_OUT]
-    G = meta[r + M_FLAGS]
     k = meta[r + M_ACT1]
     d = meta[r + M_ACT2]
     code = meta[r + M_ACT0]

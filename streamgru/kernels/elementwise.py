@@ -5,20 +5,22 @@ the (primary) activation, M_ACT1 = the gate's secondary activation, M_ACT2 =
 the slice offset; the parameter block holds both activations' (alpha, beta)
 and, at P_ALPHA2, the slice's scale. A binary op finds its second operand in
 the graph's instruction table (layout.py: I_B, I_BS), always in the scratch.
-The gate and blend compute their secondary half in the per-step temporary
-(H_SC_TMP). Stateless: a sequence and rows of streams are the same n rows.
+The gate and blend compute their secondary halves in a tile of scratch
+(H_SC_GX). Stateless: a sequence and rows of streams are the same n rows.
 """
 
 import numpy as np
+from numba import njit
 
 from . import activations as act
-from .config import jit_fast
+from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .layout import (
-    GI, G_HEAD, H_GRAPH, H_SC_TMP, HEADER, I_B, I_BS, KIND_ELEMENTWISE, M_ACT0, M_ACT1, M_ACT2,
+    GI, G_HEAD, H_GRAPH, H_SC_GX, HEADER, I_B, I_BS, KIND_ELEMENTWISE, M_ACT0, M_ACT1, M_ACT2,
     M_FLAGS, M_OUT, M_P, P_ALPHA0, P_ALPHA1, P_ALPHA2, P_BETA0, P_BETA1, ROW,
 )
 
 U = np.uint64
+_inline_fast = njit(inline="always", fastmath=FAST_FLAGS, **JIT_OPTIONS)
 OP_ADD, OP_MUL, OP_SLICE, OP_GATE, OP_BLEND = 1, 2, 3, 4, 5
 OPS = {"add": OP_ADD, "mul": OP_MUL, "slice": OP_SLICE, "gate": OP_GATE, "blend": OP_BLEND}
 
@@ -30,8 +32,9 @@ def pack(layer, packer):
                             P_BETA1: b.beta, P_ALPHA2: layer.scale})
     return {
         "kind": KIND_ELEMENTWISE,
-        "gates": 0,
-        "tmp": layer.output_size if layer.op in ("gate", "blend") else 0,
+        # gate, blend: a tile of the secondary halves (H_SC_GX)
+        "gates": layer.output_size if layer.op in ("gate", "blend") else 0,
+        "tmp": 0,
         M_FLAGS: OPS[layer.op],
         M_ACT0: act.CODES[a.name],
         M_ACT1: act.CODES[b.name],
@@ -45,47 +48,71 @@ def seq(src, s0, ss, dst, d0, ds, n, w, meta, r, sc):
     """n rows of the op at meta row ``r``: operand rows ``src[s0 + t*ss:]``
     (and, for add/mul, the scratch rows the instruction table names), output
     rows ``dst[d0 + t*ds:]``. An add or mul may write over either operand
-    (each element is read before it is written)."""
+    (each element is read before it is written). Rows stored back to back
+    (stride = width, as graph.py assigns buffers) run as one loop, and each
+    activation is applied once over the tile."""
     op = meta[r + M_FLAGS]
     O = meta[r + M_OUT]
-    code = meta[r + M_ACT0]
     p = meta[r + M_P]
-    alpha, beta = w[p + P_ALPHA0], w[p + P_BETA0]
-    b0 = 0
-    bs = 0
     if op == OP_ADD or op == OP_MUL:
         q = meta[H_GRAPH] + G_HEAD + GI * ((r - HEADER) // ROW)
         b0 = meta[q + I_B]
         bs = meta[q + I_BS]
-    tmp = meta[H_SC_TMP]
-    for t in range(n):
-        a = s0 + t * ss
-        o = d0 + t * ds
-        if op == OP_ADD:
-            bt = b0 + t * bs
-            for k in range(O):
-                dst[U(o + k)] = src[U(a + k)] + sc[U(bt + k)]
-        elif op == OP_MUL:
-            bt = b0 + t * bs
-            for k in range(O):
-                dst[U(o + k)] = src[U(a + k)] * sc[U(bt + k)]
-        elif op == OP_SLICE:
-            a += meta[r + M_ACT2]
-            scale = w[p + P_ALPHA2]
+        if ss == O and ds == O and bs == O:  # one run of n*O elements
+            _binary(op, src, s0, sc, b0, dst, d0, n * O)
+        else:
+            for t in range(n):
+                _binary(op, src, s0 + t * ss, sc, b0 + t * bs, dst, d0 + t * ds, O)
+    elif op == OP_SLICE:
+        a0 = s0 + meta[r + M_ACT2]
+        scale = w[p + P_ALPHA2]
+        for t in range(n):
+            a = a0 + t * ss
+            o = d0 + t * ds
             for k in range(O):
                 dst[U(o + k)] = scale * src[U(a + k)]
-        else:  # gate, blend: the secondary half into the temporary first
-            for k in range(O):
-                sc[U(tmp + k)] = src[U(a + O + k)]
-            act.apply(sc, tmp, tmp + O, meta[r + M_ACT1], w[p + P_ALPHA1], w[p + P_BETA1])
+    else:  # gate, blend: first halves into dst, second halves into a tile of scratch
+        tmp = meta[H_SC_GX]
+        for t in range(n):
+            a = s0 + t * ss
+            o = d0 + t * ds
+            g = tmp + t * O
             for k in range(O):
                 dst[U(o + k)] = src[U(a + k)]
-        act.apply(dst, o, o + O, code, alpha, beta)
-        if op == OP_GATE:
+                sc[U(g + k)] = src[U(a + O + k)]
+        act.apply(sc, tmp, tmp + n * O, meta[r + M_ACT1], w[p + P_ALPHA1], w[p + P_BETA1])
+    code = meta[r + M_ACT0]
+    alpha, beta = w[p + P_ALPHA0], w[p + P_BETA0]
+    if ds == O:
+        act.apply(dst, d0, d0 + n * O, code, alpha, beta)
+    else:
+        for t in range(n):
+            act.apply(dst, d0 + t * ds, d0 + t * ds + O, code, alpha, beta)
+    if op == OP_GATE:
+        tmp = meta[H_SC_GX]
+        for t in range(n):
+            o = d0 + t * ds
+            g = tmp + t * O
             for k in range(O):
-                dst[U(o + k)] *= sc[U(tmp + k)]
-        elif op == OP_BLEND:
-            # s * f(x) + (1 - s) * x = x + s * (f(x) - x)
+                dst[U(o + k)] *= sc[U(g + k)]
+    elif op == OP_BLEND:
+        # s * f(x) + (1 - s) * x = x + s * (f(x) - x)
+        tmp = meta[H_SC_GX]
+        for t in range(n):
+            a = s0 + t * ss
+            o = d0 + t * ds
+            g = tmp + t * O
             for k in range(O):
                 x = src[U(a + k)]
-                dst[U(o + k)] = x + sc[U(tmp + k)] * (dst[U(o + k)] - x)
+                dst[U(o + k)] = x + sc[U(g + k)] * (dst[U(o + k)] - x)
+
+
+@_inline_fast
+def _binary(op, a, a0, b, b0, dst, d0, m):
+    """dst[d0 + k] = a[a0 + k] (+ or *) b[b0 + k] for k < m."""
+    if op == OP_ADD:
+        for k in range(m):
+            dst[U(d0 + k)] = a[U(a0 + k)] + b[U(b0 + k)]
+    else:
+        for k in range(m):
+            dst[U(d0 + k)] = a[U(a0 + k)] * b[U(b0 + k)]

@@ -4,7 +4,7 @@ A graph's layer rows in ``meta`` are in execution order, exactly like a
 chain's; a graph adds a section (``meta[H_GRAPH]``, layout.py) saying, for
 each row, where in the scratch its operand(s) and its output live. The
 buffers are assigned once, when the plan is built (``attach``): each node's
-value for a tile of rows gets a buffer of TILE rows, a buffer is reused
+value for a tile of rows gets a buffer of a tile's rows (GRAPH_TILE), a buffer is reused
 once the last instruction reading its node has run, and an add or mul
 writes over an operand that nothing reads later (a residual or skip sum
 accumulates in place). So a step of a graph costs what its layers cost,
@@ -25,7 +25,7 @@ from .config import JIT_OPTIONS
 from .kinds import GRAPH, rows as kinds_rows, seq as kinds_seq
 from .layout import (
     G_HEAD, G_IN, G_INS, G_OUT, G_OUTS, GI, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT, H_SCRATCH,
-    HEADER, I_A, I_AS, I_B, I_BS, I_D, I_DS, M_KIND, ROW, TILE,
+    H_TILE, HEADER, I_A, I_AS, I_B, I_BS, I_D, I_DS, M_KIND, ROW,
 )
 
 U = np.uint64
@@ -47,17 +47,19 @@ def attach(meta: np.ndarray, layers, edges, input_size: int) -> np.ndarray:
     free: list[int] = []
     where = [0] * (n + 1)          # node -> buffer
     top = int(meta[H_SCRATCH])
+    tile = int(meta[H_TILE])
 
     def new(size: int) -> int:
         nonlocal top
-        fits = [b for b in free if buffers[b][1] >= size]
+        # an exact fit keeps rows contiguous: element-wise ops then run as one loop
+        fits = [b for b in free if buffers[b][1] == size]
         if fits:
-            b = min(fits, key=lambda b: buffers[b][1])
+            b = fits[0]
             free.remove(b)
             return b
         top = -(-top // 16) * 16  # rows start on whole 64-byte lines
         buffers.append([top, size])
-        top += TILE * size
+        top += tile * size
         return len(buffers) - 1
 
     where[0] = new(sizes[0])

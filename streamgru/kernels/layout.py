@@ -94,6 +94,8 @@ F_INPUT_FORGET = 16
 
 # rows per tile in process(): bounds the scratch a stream owns
 TILE = 16
+# ... and in a graph model (kernels/graph.py), whose buffers hold a tile each
+GRAPH_TILE = 64
 
 # graph section (at meta[H_GRAPH], graph models only; kernels/graph.py):
 # the scratch offset and row stride of the buffer the input is copied into

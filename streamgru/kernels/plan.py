@@ -14,7 +14,7 @@ from .layout import (
     WQ_CODES, WQ_FLOAT, WQ_SHIFT,
     H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB,
     H_SC_TMP, H_SCRATCH, H_SKIP, H_STATE, H_STRIDE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
-    P_SIZE, ROW, TILE,
+    P_SIZE, ROW, TILE, GRAPH_TILE,
 )
 
 # layer kind name -> module with pack(layer, packer)
@@ -162,14 +162,16 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0, edges=None,
     meta[H_INPUT] = layers[0].input_size if edges is None else input_size
     meta[H_OUTPUT] = layers[-1].output_size
     meta[H_STATE] = state
-    meta[H_TILE] = TILE
+    # a graph's many small layers run longer tiles: each call's fixed cost is shared
+    tile = TILE if edges is None else GRAPH_TILE
+    meta[H_TILE] = tile
     meta[H_SC_GX] = 0
-    meta[H_SC_GH] = TILE * gates
+    meta[H_SC_GH] = tile * gates
     # a tile of rows of recurrent pre-activations: batches run TILE streams at once
-    meta[H_SC_TMP] = meta[H_SC_GH] + TILE * gates
+    meta[H_SC_TMP] = meta[H_SC_GH] + tile * gates
     meta[H_SC_SEQA] = meta[H_SC_TMP] + 2 * tmp
-    meta[H_SC_SEQB] = meta[H_SC_SEQA] + TILE * width
-    meta[H_SCRATCH] = meta[H_SC_SEQB] + TILE * width
+    meta[H_SC_SEQB] = meta[H_SC_SEQA] + tile * width
+    meta[H_SCRATCH] = meta[H_SC_SEQB] + tile * width
     # a layer that changes the row count reports into one more scratch slot (rate.py)
     meta[H_RATE] = -1
     if any(row.get("rate") for row in rows):
