@@ -444,7 +444,10 @@ def rtneural_run(doc, X):
             V = keras_lstm(V, w[0], w[1], w[2])
         else:
             raise ValueError(f"no reference for RTNeural layer {kind}")
+    return V
 
+
+# ----------------------------------------------------------------------------
 # padded and strided convolution, pooling: offline the way PyTorch computes
 # them (pad both ends of the whole sequence, then one output every s samples)
 

@@ -452,12 +452,12 @@ def test_malformed_bytes_are_refused(tmp_path, name):
 
 def test_a_broken_nam_file_named_json_names_both_readers_tried(tmp_path):
     path = tmp_path / "amp.json"
-    path.write_text(json.dumps({"version": "0.5.4", "architecture": "WaveNet", "config": {},
+    path.write_text(json.dumps({"version": "0.5.4", "architecture": "ConvNet", "config": {},
                                 "weights": []}))
     with pytest.raises(sg.WeightsError) as info:
         sg.load(path)
     msg = str(info.value)
-    assert "architecture 'WaveNet' is not supported" in msg and "also tried" in msg
+    assert "architecture 'ConvNet' is not supported" in msg and "also tried" in msg
     assert "RTNeural / AIDA-X / GuitarML JSON" in msg
 
 
