@@ -56,27 +56,29 @@ sizes = st.fixed_dictionaries({
     "T": st.integers(1, 40),
     "n": st.integers(1, 6),
     "reset_after": st.booleans(),
-    "kind": st.sampled_from(KINDS),
-    "dtype": st.sampled_from([np.float32, np.float64]),
     "seed": st.integers(0, 2**32 - 1),
 })
 
 
-@settings(max_examples=30, deadline=None)
-@given(sizes)
-def test_every_path_equals_the_dequantized_reference(c):
+# one test per weight type and dtype: each compiles its own kernels (a mask of
+# its own, kinds.py), so the six run in parallel processes
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=6, deadline=None)
+@given(c=sizes)
+def test_every_path_equals_the_dequantized_reference(kind, dtype, c):
     rng = np.random.default_rng(c["seed"])
     P = max(1, c["H"] // 2) if c["proj"] and c["H"] > 1 else 0
-    q = mixed_model(rng, c["I"], c["H"], P, c["dtype"], c["reset_after"]).quantize(c["kind"])
-    assert q.weights_dtype == c["kind"] and q.dtype == c["dtype"]
+    q = mixed_model(rng, c["I"], c["H"], P, dtype, c["reset_after"]).quantize(kind)
+    assert q.weights_dtype == kind and q.dtype == dtype
     assert all(isinstance(l.weight_hr, np.ndarray) for l in q.layers[1:2] if P)  # stays float
-    X = rng.normal(size=(c["n"], c["T"], c["I"])).astype(c["dtype"])
+    X = rng.normal(size=(c["n"], c["T"], c["I"])).astype(dtype)
     states = rng.uniform(-1, 1, size=(c["n"], q.state_size))
     res = run_all_paths(q, X, states)  # each path, then reference.run_model on q
     y_ref, f_ref = res.pop("reference")
-    tol = F32_TOL if c["dtype"] == np.float32 else F64_TOL
+    tol = F32_TOL if dtype == np.float32 else F64_TOL
     for name, (y, f) in res.items():
-        assert y.dtype == c["dtype"], name
+        assert y.dtype == dtype, name
         np.testing.assert_allclose(y, y_ref, rtol=0, atol=tol, err_msg=name)
         np.testing.assert_allclose(f, f_ref, rtol=0, atol=tol, err_msg=name)
 
