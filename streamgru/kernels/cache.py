@@ -1,6 +1,7 @@
 """Where streamgru's compiled kernels live on disk, and a cache that checks itself.
 
-Location. One folder per streamgru version, kernel sources and CPU, under
+Location. One folder per streamgru version, Python and numba versions,
+kernel sources and CPU, under
 a base folder: ``$STREAMGRU_CACHE_DIR`` if set, else ``$NUMBA_CACHE_DIR/streamgru``
 if numba's cache folder is set, else ``$XDG_CACHE_HOME/streamgru`` or
 ``~/.cache/streamgru``. Never inside the installed package: pip does not
@@ -84,13 +85,19 @@ def cpu_key() -> str:
 
 
 def folder() -> str:
-    """This process's kernel cache folder: ``base_dir()/<version>-<sources>-<cpu>``."""
+    """This process's kernel cache folder:
+    ``base_dir()/<version>-<python>-<numba>-<sources>-<cpu>``."""
     global _folder
     if _folder is None:
+        import numba
+
         from .. import __version__
 
         v = sys.version_info
-        name = f"{__version__}-py{v[0]}{v[1]}-{source_hash()[:12]}-{cpu_key()}"
+        # numba drops a whole index another numba version wrote: two venvs
+        # sharing a home folder would keep recompiling each other's kernels
+        name = (f"{__version__}-py{v[0]}{v[1]}-numba{numba.__version__}-{source_hash()[:12]}-"
+                f"{cpu_key()}")
         _folder = os.path.join(base_dir(), name)
     return _folder
 
