@@ -193,7 +193,7 @@ def probe(request):
     env = dict(os.environ, NUMBA_NRT_STATS="1")
     res = subprocess.run(
         [sys.executable, "-c", PROBE, request.param],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env, capture_output=True, text=True, timeout=1500,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])
