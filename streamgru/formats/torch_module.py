@@ -225,7 +225,9 @@ class _Chain:
             self.add(f"{name}: {type(mod).__name__}", _recurrent_layers(torch, name, mod), initial)
             return
         if isinstance(mod, nn.Linear):
-            self.add(f"{name}: Linear", [Dense(_array(mod.weight), _opt(mod.bias))])
+            from .torch_wnorm import weight
+
+            self.add(f"{name}: Linear", [Dense(weight(torch, mod, name), _opt(mod.bias))])
             return
         if isinstance(mod, (nn.GRUCell, nn.LSTMCell, nn.RNNCell)):
             raise WeightsError(
