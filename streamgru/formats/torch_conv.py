@@ -178,30 +178,7 @@ class Tracer:
         return node.op == "call_module" and isinstance(self.root.get_submodule(node.target), kind)
 
     def _pad_of(self, node: Any) -> tuple[int, int] | None:
-        """(left, right) for a constant zero pad of the last axis, None if
-        ``node`` is no pad; WeightsError for any other pad."""
-        nn, F = self.torch.nn, self.torch.nn.functional
-        if node.op == "call_module":
-            mod = self.root.get_submodule(node.target)
-            if not isinstance(mod, (nn.ConstantPad1d, nn.ZeroPad1d)):
-                return None
-            (left, right), value = mod.padding, getattr(mod, "value", 0.0)
-        elif node.op == "call_function" and node.target in (F.pad, getattr(self.torch, "pad", None)):
-            pads = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
-            mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
-            value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
-            if not isinstance(pads, (tuple, list)) or len(pads) != 2 or mode != "constant":
-                raise WeightsError(f"{self.where}: F.pad({pads!r}, mode={mode!r}): only a constant pad "
-                                   f"of the time axis, (left, right), streams")
-            left, right, value = pads[0], pads[1], 0.0 if value is None else value
-        else:
-            return None
-        if value != 0 or left < 0 or right < 0:
-            raise WeightsError(
-                f"{self.where}: pad ({left}, {right}) with value {value}: only zeros added to the "
-                f"time axis stream (the stream's ring starts at zeros)"
-            )
-        return int(left), int(right)
+        return pad_of(self.torch, self.root, node, self.where)
 
     def _check_other(self, node: Any, mod: Any, what: str, current: Any) -> bool:
         """Layout checks for the operations torch_module converts; True
@@ -276,6 +253,33 @@ class Tracer:
 
 # ----------------------------------------------------------------------------
 # the layers, shared with the graph walk (torch_graph)
+
+
+def pad_of(torch: Any, root: Any, node: Any, what: str) -> tuple[int, int] | None:
+    """(left, right) for a constant zero pad of the last axis, None if
+    ``node`` is no pad; WeightsError for any other pad."""
+    nn, F = torch.nn, torch.nn.functional
+    if node.op == "call_module":
+        mod = root.get_submodule(node.target)
+        if not isinstance(mod, (nn.ConstantPad1d, nn.ZeroPad1d)):
+            return None
+        (left, right), value = mod.padding, getattr(mod, "value", 0.0)
+    elif node.op == "call_function" and node.target in (F.pad, getattr(torch, "pad", None)):
+        pads = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+        value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
+        if not isinstance(pads, (tuple, list)) or len(pads) != 2 or mode != "constant":
+            raise WeightsError(f"{what}: F.pad({pads!r}, mode={mode!r}): only a constant pad "
+                               f"of the time axis, (left, right), streams")
+        left, right, value = pads[0], pads[1], 0.0 if value is None else value
+    else:
+        return None
+    if value != 0 or left < 0 or right < 0:
+        raise WeightsError(
+            f"{what}: pad ({left}, {right}) with value {value}: only zeros added to the "
+            f"time axis stream (the stream's ring starts at zeros)"
+        )
+    return int(left), int(right)
 
 
 def conv_layer(torch: Any, name: str, mod: Any, what: str,

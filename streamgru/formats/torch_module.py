@@ -305,6 +305,23 @@ def function_activation(what: str, kind: str, node: Any) -> Activation:
 
 
 
+def _graph_model(module: Any, found: dict, dtype: Any) -> Model:
+    """A branching forward (torch_graph): the graph its output node computes."""
+    out = found["graph"]
+    layers = ", ".join(sorted({type(l).__name__ for l in Model(out.node, np.float64).layers}))
+    notes = [f"input {found['input_layout']}"]
+    if out.layout == torch_conv.CF and not out.last:
+        notes.append(f"output {torch_conv.CF}: row t of a stream is y[0, :, t]")
+    metadata = {
+        "format": "pytorch",
+        "source": f"torch module {type(module).__module__}.{type(module).__name__}",
+        "modules": f"graph of {layers} ({'; '.join(notes)})",
+        "conventions": "PyTorch gate order (GRU r,z,n; LSTM i,f,g,o), reset_after GRU",
+        "many_to_one": out.last,
+    }
+    return Model(out.node, dtype=dtype, metadata=metadata)
+
+
 def from_module(module: Any, dtype: Any = np.float32) -> Model:
     """Build a Model from a live ``torch.nn.Module``.
 
@@ -352,6 +369,8 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
         from .torch_trace import trace
 
         found = trace(torch, module, chain, leaf_types(torch))
+    if "graph" in found:
+        return _graph_model(module, found, dtype)
     if not chain.layers:
         raise WeightsError(f"{kind} has no GRU, LSTM, RNN or Linear layer to convert")
     metadata = {

@@ -1,4 +1,5 @@
-"""A custom module's ``forward``, traced with ``torch.fx``, as a chain of layers.
+"""A custom module's ``forward``, traced with ``torch.fx``, as a chain of layers
+(or, when it is no chain, as a graph: ``torch_graph``).
 
 Recognised in ``forward`` (``x`` is its first argument):
 
@@ -293,5 +294,19 @@ class _Tracer(FxWalk):
 
 def trace(torch: Any, module: Any, chain: Any, leaves: tuple) -> dict:
     """Follow ``module.forward`` into ``chain``; returns what the Model
-    needs beyond the layers: ``many_to_one`` and ``input_skip``."""
-    return _Tracer(torch, module, chain, leaves).run()
+    needs beyond the layers: ``many_to_one`` and ``input_skip``. A forward
+    that is no chain becomes a graph (``torch_graph``): then ``graph`` is
+    the Value it returns and ``chain`` is not used."""
+    try:
+        return _Tracer(torch, module, chain, leaves).run()
+    except WeightsError as chain_error:
+        from .torch_graph import GraphWalk
+
+        walk = GraphWalk(torch, module, leaves + torch_conv.conv_modules(torch))
+        try:
+            out = walk.run()
+        except WeightsError as graph_error:
+            # a forward that branches is told what the graph walk found; a chain, the chain's
+            raise (graph_error if walk.branches else chain_error) from None
+        return {"graph": out, "many_to_one": out.last, "input_skip": None,
+                "input_layout": walk.input_layout}
