@@ -13,6 +13,8 @@ import pytest
 import streamgru as sg
 
 torch = pytest.importorskip("torch")
+from test_conv_torch import Chomp as Chomp1d  # noqa: E402  (Bai et al.'s x[:, :, :-p])
+
 nn = torch.nn
 F = torch.nn.functional
 wn = torch.nn.utils.parametrizations.weight_norm
@@ -29,7 +31,7 @@ def run_torch(net, X, cf, tdtype):
     return y.numpy()
 
 
-def check(net, I, cf=True, out_cf=False, seed=0):
+def check(net, I, cf=True, out_cf=False, seed=0, graph=True):
     """Convert in float32 and float64 and stream T samples one at a time and
     in blocks against torch; returns the float32 model."""
     X = np.random.default_rng(seed).normal(size=(T, I))
@@ -37,7 +39,7 @@ def check(net, I, cf=True, out_cf=False, seed=0):
     for dtype, tdtype, tol in ((np.float64, torch.float64, 1e-9), (np.float32, torch.float32, 1e-5)):
         net = net.to(tdtype).eval()
         model = sg.from_torch(net, dtype=dtype)
-        assert model.graph is not None and model.latency == 0
+        assert (model.graph is not None) == graph and model.latency == 0
         want = run_torch(net, X.astype(dtype), cf, tdtype)
         want = want.T if out_cf else want
         s = model.stream()
@@ -53,15 +55,6 @@ def check(net, I, cf=True, out_cf=False, seed=0):
 
 # ----------------------------------------------------------------------------
 # the residual TCN (Bai et al.), as people write it
-
-
-class Chomp1d(nn.Module):
-    def __init__(self, chomp):
-        super().__init__()
-        self.chomp = chomp
-
-    def forward(self, x):
-        return x[:, :, : -self.chomp].contiguous()
 
 
 def norm(conv, how):
@@ -147,6 +140,25 @@ def test_residual_tcn_matches_torch(causal, wnorm, act, head):
     assert kinds.count("Conv1d") == 8 and kinds.count("Elementwise") == 3, kinds
     assert ("GRU" in kinds) == (head == "gru")
     assert "channels-first" in model.metadata["modules"]
+
+
+class WeightNormedChain(nn.Module):
+    """No branch: a chain, whose weight-normed conv and Linear fold the same way."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.utils.weight_norm(nn.Conv1d(3, 4, 3, padding=4, dilation=2))
+        self.fc = wn(nn.Linear(4, 2), dim=None)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(self.conv(x)[:, :, :-4]).transpose(1, 2))
+
+
+def test_weight_norm_in_a_chain():
+    torch.manual_seed(8)
+    net = WeightNormedChain()
+    randomise_gains(net, torch.Generator().manual_seed(9))
+    check(net, 3, graph=False)
 
 
 def test_tcn_classifier_takes_the_last_step():

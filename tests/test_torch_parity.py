@@ -279,7 +279,8 @@ class Gated(torch.nn.Module):
         self.fc = torch.nn.Linear(I, I)
 
     def forward(self, x):
-        return x * self.fc(x).sum(-1, keepdim=True)  # x * self.fc(x) alone is a graph
+        # (x * self.fc(x) alone loads, as a graph)
+        return x * self.fc(x).sum(-1, keepdim=True)
 
 
 class ReturnsState(torch.nn.Module):

@@ -122,7 +122,11 @@ class GraphWalk(FxWalk, Ops):
                 if found is not None:
                     size, layout = found
                     return size, layout if parity == 0 else (TF if layout == CF else CF)
-                if self._activation(n, self.module.get_submodule(n.target), "") is not None:
+                try:
+                    act = self._activation(n, self.module.get_submodule(n.target), "")
+                except WeightsError:  # the walk says why, at its line
+                    act = None
+                if act is not None:
                     flips[n] = parity  # an activation module, Dropout or Identity
             elif tc._swap_dims(n):
                 flips[n] = parity ^ 1
@@ -158,6 +162,7 @@ class GraphWalk(FxWalk, Ops):
         nn, name = self.torch.nn, node.target
         if isinstance(mod, nn.Conv1d):
             return self.conv(name, mod, v, where)
+        v = self.value(v)
         act = self._activation(node, mod, where)
         if act is not None:
             return v if act == "skip" else self.activate(v, act, where)
