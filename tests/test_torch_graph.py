@@ -6,6 +6,7 @@ and in uneven blocks: float32 within 1e-5, float64 (module.double()) within
 """
 
 import inspect
+import itertools
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 import streamgru as sg
 
 torch = pytest.importorskip("torch")
-from test_conv_torch import Chomp as Chomp1d  # noqa: E402  (Bai et al.'s x[:, :, :-p])
+from test_conv_torch import Chomp as Chomp1d  # Bai et al.'s x[:, :, :-p]
 
 nn = torch.nn
 F = torch.nn.functional
@@ -47,7 +48,7 @@ def check(net, I, cf=True, out_cf=False, seed=0, graph=True):
         np.testing.assert_allclose(steps, want, rtol=0, atol=tol)
         s.reset()
         ends = np.cumsum(BLOCKS)
-        blocks = np.concatenate([s.process(X[a:b].astype(dtype)) for a, b in zip(ends, ends[1:])])
+        blocks = np.concatenate([s.process(X[a:b].astype(dtype)) for a, b in itertools.pairwise(ends)])
         np.testing.assert_allclose(blocks, want, rtol=0, atol=tol)
         models.append(model)
     return models[1]

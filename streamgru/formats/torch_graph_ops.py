@@ -9,6 +9,7 @@ slices, the chomp, the last time step), ``chunk`` / ``split``,
 
 from __future__ import annotations
 
+import itertools
 import operator
 from typing import Any
 
@@ -28,7 +29,7 @@ class Value:
     (activation, operand) that made it, ``part`` the (node, start, stop) it
     is a channel slice of (both for finding gates)."""
 
-    __slots__ = ("node", "layout", "solo", "last", "act", "part")
+    __slots__ = ("act", "last", "layout", "node", "part", "solo")
 
     def __init__(self, node: Any, layout: str, solo: bool = True, last: bool = False,
                  act: Any = None, part: Any = None) -> None:
@@ -71,7 +72,9 @@ class Ops:
         act = self._activation(node, None, where)
         if act is not None:
             return self.value(args[0]) if act == "skip" else self.activate(self.value(args[0]), act, where)
-        arg = lambda i, key, default=None: args[i] if len(args) > i else kwargs.get(key, default)  # noqa: E731
+        def arg(i: int, key: str, default: Any = None) -> Any:
+            return args[i] if len(args) > i else kwargs.get(key, default)
+
         if target in (operator.add, operator.iadd, torch.add) or name in ("add", "add_"):
             alpha = arg(2, "alpha", 1)
             other = arg(1, "other")
@@ -226,7 +229,7 @@ class Ops:
         if not all(isinstance(s, int) and s > 0 for s in sizes) or sum(sizes) != C:
             raise WeightsError(f"split({sizes!r}) of {C} channels: the sizes must add up to {C}")
         bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
-        return ("parts", [self.slice(v, a, b) for a, b in zip(bounds, bounds[1:])])
+        return ("parts", [self.slice(v, a, b) for a, b in itertools.pairwise(bounds)])
 
     def swap(self, v: Any, ok: bool) -> Value:
         v = self.value(v)
