@@ -143,6 +143,13 @@ def test_residual_tcn_matches_torch(causal, wnorm, act, head):
     assert "channels-first" in model.metadata["modules"]
 
 
+def test_one_block_without_downsample():
+    """relu(net(x) + x): a chain up to the skip, which the activation follows
+    (once folded into the last conv, ahead of the skip: wrong)."""
+    torch.manual_seed(10)
+    check(TemporalBlock(3, 3, 3, 2), 3, out_cf=True)
+
+
 class WeightNormedChain(nn.Module):
     """No branch: a chain, whose weight-normed conv and Linear fold the same way."""
 
@@ -207,6 +214,7 @@ class Branches(nn.Module):
         self.c = nn.Conv1d(2, C, 1)
         self.z = nn.Conv1d(2, 2 * C, 3, dilation=2)
         self.out = nn.Conv1d(C, 2, 1)
+        self.pad = nn.ZeroPad1d((4, 0))
 
     def iadd(self, a, b):
         a += b
@@ -226,7 +234,7 @@ class Branches(nn.Module):
     def forward(self, x):
         a = self.a(x)[:, :, :-2]
         b = self.b(F.pad(x, (3, 0)))
-        z = self.z(F.pad(x, (4, 0)))
+        z = self.z(self.pad(x))
         y = COMBINE[self.how](self, z, a, b, self.c(x))
         return self.out(y) + x
 

@@ -23,6 +23,12 @@ Supported:
   learned initial state, and a residual skip ``out + x[..., a:b]``); the
   functional forms (``torch.relu``, ``F.softmax(y, dim=-1)``, ``y.tanh()``,
   ...) are accepted there too.
+- A ``forward`` that is no chain (residual TCN blocks, sums and products of
+  branches, gated activations, scaling) becomes a graph model
+  (``torch_graph``).
+- ``weight_norm`` (``torch.nn.utils.parametrizations`` or the older
+  ``torch.nn.utils``) on a Conv1d or Linear is folded into its weight
+  (``torch_wnorm``).
 
 Anything else raises ``WeightsError`` naming the module or the operation
 (in a traced forward, its line).
@@ -330,16 +336,18 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
     module : torch.nn.Module
         A recurrent module, cell, Linear, activation (or a subclass of
         one), an ``nn.Sequential`` of these, or a custom module whose
-        ``forward`` chains them (see ``streamgru.formats.torch_trace``). Its
-        weights are copied; the module is not changed.
+        ``forward`` chains them (see ``streamgru.formats.torch_trace``) or
+        combines them as a small dataflow graph (``torch_graph``: then the
+        Model is a graph model). Its weights are copied; the module is not
+        changed.
     dtype : float32 (default) or float64
 
     Returns
     -------
     Model
         Whose ``stream().process(X)`` equals ``module(X)`` for a single
-        sequence X of shape (T, input_size) (in eval mode); for a
-        many-to-one module (``metadata["many_to_one"]``), row t equals the
+        sequence X of shape (T, input_size) (in eval mode; a channels-first
+        module's X[:, :, t] is the stream's sample t); for a many-to-one module (``metadata["many_to_one"]``), row t equals the
         module's answer for ``X[:t + 1]``.
 
     Raises

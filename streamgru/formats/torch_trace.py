@@ -123,6 +123,10 @@ class _Tracer(FxWalk):
         for node in graph.nodes:
             if kind[node] != "data" or node is inp:
                 continue
+            if skip is not None and node.op != "output":
+                # (before the conv steps: an activation would fold into the conv before the skip)
+                raise self.fail(node, "an operation follows the residual skip",
+                                "the skip (output plus a slice of the input) must be the last step")
             if node.op == "output" and convs is not None:
                 convs.finish(self.where(node))
             if (convs is not None and node.op != "output"
@@ -138,9 +142,6 @@ class _Tracer(FxWalk):
                                     "its last layer", "return the output of its last layer as one "
                                     "tensor (not a tuple with the state)")
                 continue
-            if skip is not None:
-                raise self.fail(node, "an operation follows the residual skip",
-                                "the skip (output plus a slice of the input) must be the last step")
             srcs = [steps.get(i) for i in node.all_input_nodes]
             if node.op == "call_function" and node.target is operator.getitem:
                 src, idx = node.args[0], node.args[1]
