@@ -318,6 +318,14 @@ class SubclassedConv(Branches):
         return self.t(x) + self.c(x)
 
 
+def test_a_weight_normed_conv_subclass_with_its_own_forward_is_refused_in_a_chain():
+    """Under weight_norm fx keeps it whole: its unpadded weights would
+    stream as a conv with a delay, not what its forward does."""
+    net = nn.Sequential(wn(OwnForward(2, C, 3)), nn.ReLU())
+    with pytest.raises(sg.WeightsError, match="OwnForward.*own forward"):
+        sg.from_torch(net)
+
+
 def line_of(cls, text):
     src, start = inspect.getsourcelines(cls.forward)
     return start + next(i for i, line in enumerate(src) if text in line)

@@ -287,6 +287,12 @@ def conv_layer(torch: Any, name: str, mod: Any, what: str,
     """(description, [Conv1d]) for ``mod`` after a pad of ``before`` zeros."""
     from .torch_wnorm import weight
 
+    if type(mod).forward is not torch.nn.Conv1d.forward:
+        # e.g. pytorch-tcn's TemporalConv1d pads inside its forward: its weights alone mislead
+        raise WeightsError(
+            f"module {name} ({type(mod).__name__}) subclasses Conv1d with its own forward, "
+            f"which streamgru does not run (it may pad or mix inside it); use nn.Conv1d "
+            f"and write the padding in the enclosing forward")
     (k,), (d,), (stride,) = mod.kernel_size, mod.dilation, mod.stride
     if mod.padding_mode != "zeros":
         raise WeightsError(f"{what}: padding_mode={mod.padding_mode!r}; only zero padding "

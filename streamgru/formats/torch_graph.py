@@ -213,11 +213,6 @@ class GraphWalk(FxWalk, Ops):
             f"PReLU, MaxPool1d, AvgPool1d, pads, activations, Dropout and Identity")
 
     def conv(self, name: str, mod: Any, v: Any, where: str) -> Value:
-        if type(mod).forward is not self.torch.nn.Conv1d.forward:
-            raise WeightsError(
-                f"module {name} ({type(mod).__name__}) subclasses Conv1d with its own forward, "
-                f"which streamgru does not run (it may pad or mix inside it); use nn.Conv1d "
-                f"and write the padding in the enclosing forward")
         before = (0, 0)
         if isinstance(v, _Pad):
             before, v = v.pads, v.value
