@@ -314,7 +314,8 @@ def function_activation(what: str, kind: str, node: Any) -> Activation:
 def _graph_model(module: Any, found: dict, dtype: Any) -> Model:
     """A branching forward (torch_graph): the graph its output node computes."""
     out = found["graph"]
-    layers = ", ".join(sorted({type(l).__name__ for l in Model(out.node, np.float64).layers}))
+    model = Model(out.node, dtype=dtype)
+    layers = ", ".join(sorted({type(layer).__name__ for layer in model.layers}))
     notes = [f"input {found['input_layout']}"]
     if out.layout == torch_conv.CF and not out.last:
         notes.append(f"output {torch_conv.CF}: row t of a stream is y[0, :, t]")
@@ -325,7 +326,8 @@ def _graph_model(module: Any, found: dict, dtype: Any) -> Model:
         "conventions": "PyTorch gate order (GRU r,z,n; LSTM i,f,g,o), reset_after GRU",
         "many_to_one": out.last,
     }
-    return Model(out.node, dtype=dtype, metadata=metadata)
+    model.metadata.update(metadata)
+    return model
 
 
 def from_module(module: Any, dtype: Any = np.float32) -> Model:
@@ -347,8 +349,9 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
     Model
         Whose ``stream().process(X)`` equals ``module(X)`` for a single
         sequence X of shape (T, input_size) (in eval mode; a channels-first
-        module's X[:, :, t] is the stream's sample t); for a many-to-one module (``metadata["many_to_one"]``), row t equals the
-        module's answer for ``X[:t + 1]``.
+        module's X[:, :, t] is the stream's sample t); for a many-to-one
+        module (``metadata["many_to_one"]``), row t equals the module's
+        answer for ``X[:t + 1]``.
 
     Raises
     ------
