@@ -1,4 +1,5 @@
-"""sg.from_torch on modules whose forward branches (residual TCN blocks, sums
+"""sg.from_torch on modules whose forward branches (residual TCN blocks with
+weight_norm or BatchNorm, sums
 and products of branches, gated activations), loaded as graph models and
 streamed against the module's own forward over 1000 samples, one at a time
 and in uneven blocks: float32 within 1e-5, float64 (module.double()) within
@@ -80,13 +81,19 @@ class TemporalBlock(nn.Module):
         self.act1 = nn.ReLU() if act == "relu" else nn.Tanh()
         self.drop = nn.Dropout(0.2)
         self.downsample = nn.Conv1d(cin, cout, 1) if cin != cout else None
+        self.bn = nn.BatchNorm1d(cout)  # the F.pad variant normalises its first conv
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 1.5)
+            self.bn.weight.uniform_(0.5, 1.5)
+            self.bn.bias.uniform_(-0.3, 0.3)
 
     def forward(self, x):
         if self.causal == "chomp":
             out = self.drop(self.act1(self.chomp1(self.conv1(x))))
             out = self.drop(torch.relu(self.chomp2(self.conv2(out))))
         else:
-            out = self.drop(self.act1(self.conv1(F.pad(x, (self.p, 0)))))
+            out = self.drop(self.act1(self.bn(self.conv1(F.pad(x, (self.p, 0))))))
             out = torch.tanh(self.conv2(F.pad(out, (self.p, 0))))
         res = x if self.downsample is None else self.downsample(x)
         return F.relu(out + res)
@@ -137,7 +144,7 @@ def test_residual_tcn_matches_torch(causal, wnorm, act, head):
     randomise_gains(net, torch.Generator().manual_seed(2))
     model = check(net, 3)
     kinds = [type(l).__name__ for l in model.layers]
-    # the activations fold into the convs, relu(out + res) into the sum
+    # the activations (and BatchNorm) fold into the convs, relu(out + res) into the sum
     assert kinds.count("Conv1d") == 8 and kinds.count("Elementwise") == 3, kinds
     assert ("GRU" in kinds) == (head == "gru")
     assert "channels-first" in model.metadata["modules"]
