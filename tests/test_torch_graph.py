@@ -1,9 +1,9 @@
 """sg.from_torch on modules whose forward branches (residual TCN blocks with
-weight_norm or BatchNorm, sums
-and products of branches, gated activations), loaded as graph models and
-streamed against the module's own forward over 1000 samples, one at a time
-and in uneven blocks: float32 within 1e-5, float64 (module.double()) within
-1e-9. Refusals name the line of forward and what to write instead.
+weight_norm or BatchNorm, sums and products of branches, gated
+activations), loaded as graph models and streamed against the module's own
+forward over 1000 samples, one at a time and in uneven blocks: float32
+within 1e-5, float64 (module.double()) within 1e-9. Refusals name the line
+of forward and what to write instead.
 """
 
 import inspect
