@@ -1,5 +1,6 @@
 """sg.from_torch on audio models whose forward ends in a residual skip, the
-network's output plus a slice of the input (``Model(input_skip=a)``),
+network's output plus a slice of the input (``Model(input_skip=a)``; with
+an operation after it, a graph),
 streamed against the module's own forward over 1000 steps (float32 within
 1e-5, float64 within 1e-9).
 """
@@ -43,8 +44,20 @@ class SkipThenMore(Residual):
         return torch.tanh(self.fc(y) + x[..., :2])
 
 
-def test_residual_skip_must_be_last():
+def test_an_operation_after_the_skip_makes_a_graph():
+    torch.manual_seed(11)
+    model = check(SkipThenMore())
+    assert model.graph is not None and model.input_skip is None
+
+
+class SkipOfTheState(Residual):
+    def forward(self, x):
+        y, h = self.lstm(x)
+        return self.fc(y) + h[0][-1][:, None, :2]
+
+
+def test_a_skip_of_what_is_no_stream_is_refused():
     with pytest.raises(sg.WeightsError) as err:
-        sg.from_torch(SkipThenMore())
+        sg.from_torch(SkipOfTheState())
     msg = str(err.value)
-    assert f"line {line_of(SkipThenMore, 'return torch.tanh')}" in msg and "must be the last step" in msg
+    assert f"line {line_of(SkipOfTheState, 'return self.fc(y) + h')}" in msg, msg

@@ -270,10 +270,10 @@ class StateFromInput(LastStep):
         return self.fc(y)
 
 
-class Scaled(LastStep):
+class Cumulative(LastStep):
     def forward(self, x):
         y, _ = self.rnn(x)
-        return self.fc(y) * 0.5
+        return torch.cumsum(self.fc(y), 1)
 
 
 class WithNorm(LastStep):
@@ -307,9 +307,9 @@ def line_of(cls, text):
     (FirstStep, (), "return self.fc(y[:, 0])", ["indexes the output sequence with [:, 0]", "y[:, -1]"]),
     (UsesCell, ("LSTM",), "return self.fc(c[-1])", ["cell state c_n", "h_n[-1]"]),
     (StateFromInput, (), "self.rnn(x, x[", ["initial state", "computed from the input"]),
-    (Scaled, (), "return self.fc(y) * 0.5", ["multiplies two values", "not supported"]),
+    (Cumulative, (), "return torch.cumsum(self.fc(y), 1)", ["calls cumsum", "not supported"]),
     (WithNorm, (), "return self.fc(self.norm(y))", ["module norm", "InstanceNorm1d", "not supported"]),
-], ids=["first-step", "cell-state", "state-from-input", "scaled", "module"])
+], ids=["first-step", "cell-state", "state-from-input", "cumsum", "module"])
 def test_refusals_name_the_line_of_forward(cls, args, code, needles):
     torch.manual_seed(9)
     with pytest.raises(sg.WeightsError) as err:

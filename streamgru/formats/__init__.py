@@ -225,7 +225,10 @@ def from_torch(module: Any, **options: Any) -> Model:
         ``streamgru.formats.torch_module`` for the full list. Causal
         ``nn.Conv1d`` (left-padded, or padded and chomped), ``BatchNorm1d``,
         ``LayerNorm``, ``PReLU`` and the transposes between channels-first
-        and batch-first layers: see ``streamgru.formats.torch_conv``.
+        and batch-first layers: see ``streamgru.formats.torch_conv``. A
+        ``forward`` that is no chain (residual TCN blocks, sums, products
+        and gates of branches) becomes a graph model: see
+        ``streamgru.formats.torch_graph``.
     dtype : float32 (default) or float64, optional
 
     Raises
@@ -234,6 +237,27 @@ def from_torch(module: Any, **options: Any) -> Model:
         An unsupported module or operation (named, with where it is).
     TypeError
         An unknown keyword.
+
+    Examples
+    --------
+    A residual block (a causal conv: padded, then its end chomped) loads as
+    a graph and streams like its forward:
+
+    >>> import numpy as np, torch, streamgru as sg
+    >>> class Block(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.conv = torch.nn.Conv1d(2, 2, 3, padding=2)
+    ...     def forward(self, x):
+    ...         return torch.relu(self.conv(x)[:, :, :-2] + x)
+    >>> block = Block().eval()
+    >>> m = sg.from_torch(block)
+    >>> (m.graph is not None, m.latency)
+    (True, 0)
+    >>> X = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    >>> want = block(torch.from_numpy(X.T[None].copy()))[0].T.detach().numpy()
+    >>> bool(np.abs(m.stream().process(X) - want).max() < 1e-5)
+    True
     """
     from .torch_module import OPTIONS, from_module
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import WeightsError
 from ..layers import BatchNorm, Conv1d, Layer, PReLU
 from .guard import Budget
-from .torch_conv import _fold
+from .torch_conv import fold as _fold
 
 __all__ = ["ring", "add_batchnorm", "prelu"]
 

@@ -178,30 +178,7 @@ class Tracer:
         return node.op == "call_module" and isinstance(self.root.get_submodule(node.target), kind)
 
     def _pad_of(self, node: Any) -> tuple[int, int] | None:
-        """(left, right) for a constant zero pad of the last axis, None if
-        ``node`` is no pad; WeightsError for any other pad."""
-        nn, F = self.torch.nn, self.torch.nn.functional
-        if node.op == "call_module":
-            mod = self.root.get_submodule(node.target)
-            if not isinstance(mod, (nn.ConstantPad1d, nn.ZeroPad1d)):
-                return None
-            (left, right), value = mod.padding, getattr(mod, "value", 0.0)
-        elif node.op == "call_function" and node.target in (F.pad, getattr(self.torch, "pad", None)):
-            pads = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
-            mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
-            value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
-            if not isinstance(pads, (tuple, list)) or len(pads) != 2 or mode != "constant":
-                raise WeightsError(f"{self.where}: F.pad({pads!r}, mode={mode!r}): only a constant pad "
-                                   f"of the time axis, (left, right), streams")
-            left, right, value = pads[0], pads[1], 0.0 if value is None else value
-        else:
-            return None
-        if value != 0 or left < 0 or right < 0:
-            raise WeightsError(
-                f"{self.where}: pad ({left}, {right}) with value {value}: only zeros added to the "
-                f"time axis stream (the stream's ring starts at zeros)"
-            )
-        return int(left), int(right)
+        return pad_of(self.torch, self.root, node, self.where)
 
     def _check_other(self, node: Any, mod: Any, what: str, current: Any) -> bool:
         """Layout checks for the operations torch_module converts; True
@@ -216,7 +193,7 @@ class Tracer:
         last = self.chain.layers[-1] if self.chain.layers else None
         if act is not None and isinstance(last, Conv1d) and last.activation.name == "identity":
             _chained(node, current, what)
-            self.chain.layers[-1] = _conv_like(last, activation=act)
+            self.chain.layers[-1] = conv_like(last, activation=act)
             self.chain.names.append(f"{node.name}: {act}")
             return True
         return False
@@ -239,95 +216,151 @@ class Tracer:
     def _conv(self, name: str, mod: Any, what: str) -> None:
         self._need(CF, what, "Conv1d (it convolves over the last axis, which must be time: a "
                    "conv over the feature axis does not stream)")
-        (k,), (d,), (stride,) = mod.kernel_size, mod.dilation, mod.stride
-        if mod.padding_mode != "zeros":
-            raise WeightsError(f"{what}: padding_mode={mod.padding_mode!r}; only zero padding "
-                               f"is the stream's starting state")
-        L = (k - 1) * d
-        pad = mod.padding
-        if isinstance(pad, str):  # torch puts the odd zero of "same" on the right
-            left, right = (L // 2, L - L // 2) if pad == "same" else (0, 0)
-        else:
-            left = right = pad[0]
         before = self.pad[0] if self.pad is not None else (0, 0)
         self.pad = None
-        try:
-            layer = Conv1d(_array(mod.weight), None if mod.bias is None else _array(mod.bias),
-                           dilation=d, groups=mod.groups, stride=stride,
-                           padding=(before[0] + left, before[1] + right))
-        except WeightsError as exc:
-            raise WeightsError(f"{what}: {exc}") from None
-        how = "causal" if not layer.latency else f"delay {layer.latency}"
-        extra = f", stride={stride}" if stride != 1 else ""
-        self.chain.add(f"{name}: Conv1d(k={k}, dilation={d}, groups={mod.groups}{extra}; {how})",
-                       [layer])
+        self.chain.add(*conv_layer(self.torch, name, mod, what, before))
 
     def _pool(self, name: str, mod: Any, what: str) -> None:
-        nn = self.torch.nn
         kind = type(mod).__name__
         self._need(CF, what, f"{kind} (it pools over the last axis, which must be time)")
         if not self.chain.layers:
             raise WeightsError(f"{what}: {kind} before the first layer is not supported (its "
                                f"channel count comes from the layer before it)")
-        if getattr(mod, "return_indices", False):
-            raise WeightsError(f"{what}: return_indices=True; a stream passes values only")
-        one = lambda v: v[0] if isinstance(v, (tuple, list)) else v  # noqa: E731
-        k, pad = one(mod.kernel_size), one(mod.padding)
-        stride = one(mod.stride) if mod.stride is not None else k
-        C = self.chain.layers[-1].output_size
-        try:
-            if isinstance(mod, nn.MaxPool1d):
-                layer = MaxPool1d(C, k, stride, pad, one(mod.dilation))
-            else:
-                layer = AvgPool1d(C, k, stride, pad, mod.count_include_pad)
-        except WeightsError as exc:
-            raise WeightsError(f"{what}: {exc}") from None
-        self.chain.add(f"{name}: {kind}(k={k}, stride={stride}, padding={pad})", [layer])
+        self.chain.add(*pool_layer(self.torch, name, mod, what, self.chain.layers[-1].output_size))
 
     def _norm(self, name: str, mod: Any, what: str) -> None:
         nn = self.torch.nn
         if isinstance(mod, nn.BatchNorm1d):
             self._need(CF, what, "BatchNorm1d (it normalises dim 1, which must be channels)")
-            if mod.running_mean is None or mod.running_var is None:
-                raise WeightsError(f"{what}: track_running_stats=False normalises with the "
-                                   f"statistics of each batch, which a stream does not have")
-            w = None if mod.weight is None else _array(mod.weight)
-            b = None if mod.bias is None else _array(mod.bias)
-            bn = BatchNorm(_array(mod.running_mean), _array(mod.running_var), w, b, eps=mod.eps)
+            bn = batchnorm(mod, what)
             last = self.chain.layers[-1] if self.chain.layers else None
             if isinstance(last, Conv1d) and last.activation.name == "identity":
-                self.chain.layers[-1] = _fold(last, bn)
+                self.chain.layers[-1] = fold(last, bn)
                 self.chain.names.append(f"{name}: BatchNorm1d (folded into the conv)")
             else:
                 self.chain.add(f"{name}: BatchNorm1d", [bn])
         elif isinstance(mod, nn.LayerNorm):
             self._need(TF, what, "LayerNorm (it normalises the last axis, which must be features)")
-            if len(mod.normalized_shape) != 1:
-                raise WeightsError(f"{what}: normalized_shape {tuple(mod.normalized_shape)}; only "
-                                   f"the feature axis of one sample can be normalised")
-            w = None if mod.weight is None else _array(mod.weight)
-            b = None if getattr(mod, "bias", None) is None else _array(mod.bias)
-            self.chain.add(f"{name}: LayerNorm", [LayerNorm(mod.normalized_shape[0], w, b,
-                                                            eps=mod.eps)])
+            self.chain.add(f"{name}: LayerNorm", [layernorm(mod, what)])
         else:  # PReLU
-            n = mod.weight.numel()
-            if n > 1:
+            if mod.weight.numel() > 1:
                 self._need(CF, what, "PReLU with a slope per channel (dim 1)")
             if not self.chain.layers:
                 raise WeightsError(f"{what}: PReLU before the first layer is not supported")
-            size = self.chain.layers[-1].output_size
-            self.chain.add(f"{name}: PReLU", [PReLU(_array(mod.weight), size=size)])
+            self.chain.add(f"{name}: PReLU", [PReLU(_array(mod.weight),
+                                                    size=self.chain.layers[-1].output_size)])
 
 
-def _conv_like(conv: Conv1d, weight: Any = None, bias: Any = None, activation: Any = None) -> Conv1d:
+# ----------------------------------------------------------------------------
+# the layers, shared with the graph walk (torch_graph)
+
+
+def pad_of(torch: Any, root: Any, node: Any, what: str) -> tuple[int, int] | None:
+    """(left, right) for a constant zero pad of the last axis, None if
+    ``node`` is no pad; WeightsError for any other pad."""
+    nn, F = torch.nn, torch.nn.functional
+    if node.op == "call_module":
+        mod = root.get_submodule(node.target)
+        if not isinstance(mod, (nn.ConstantPad1d, nn.ZeroPad1d)):
+            return None
+        (left, right), value = mod.padding, getattr(mod, "value", 0.0)
+    elif node.op == "call_function" and node.target in (F.pad, getattr(torch, "pad", None)):
+        pads = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+        mode = node.args[2] if len(node.args) > 2 else node.kwargs.get("mode", "constant")
+        value = node.args[3] if len(node.args) > 3 else node.kwargs.get("value", None)
+        if not isinstance(pads, (tuple, list)) or len(pads) != 2 or mode != "constant":
+            raise WeightsError(f"{what}: F.pad({pads!r}, mode={mode!r}): only a constant pad "
+                               f"of the time axis, (left, right), streams")
+        left, right, value = pads[0], pads[1], 0.0 if value is None else value
+    else:
+        return None
+    if value != 0 or left < 0 or right < 0:
+        raise WeightsError(
+            f"{what}: pad ({left}, {right}) with value {value}: only zeros added to the "
+            f"time axis stream (the stream's ring starts at zeros)"
+        )
+    return int(left), int(right)
+
+
+def conv_layer(torch: Any, name: str, mod: Any, what: str,
+               before: tuple[int, int] = (0, 0)) -> tuple[str, list]:
+    """(description, [Conv1d]) for ``mod`` after a pad of ``before`` zeros."""
+    from .torch_wnorm import weight
+
+    if type(mod).forward is not torch.nn.Conv1d.forward:
+        # e.g. pytorch-tcn's TemporalConv1d pads inside its forward: its weights alone mislead
+        raise WeightsError(
+            f"module {name} ({type(mod).__name__}) subclasses Conv1d with its own forward, "
+            f"which streamgru does not run (it may pad or mix inside it); use nn.Conv1d "
+            f"and write the padding in the enclosing forward")
+    (k,), (d,), (stride,) = mod.kernel_size, mod.dilation, mod.stride
+    if mod.padding_mode != "zeros":
+        raise WeightsError(f"{what}: padding_mode={mod.padding_mode!r}; only zero padding "
+                           f"is the stream's starting state")
+    L = (k - 1) * d
+    pad = mod.padding
+    if isinstance(pad, str):  # torch puts the odd zero of "same" on the right
+        left, right = (L // 2, L - L // 2) if pad == "same" else (0, 0)
+    else:
+        left = right = pad[0]
+    try:
+        layer = Conv1d(weight(torch, mod, name), None if mod.bias is None else _array(mod.bias),
+                       dilation=d, groups=mod.groups, stride=stride,
+                       padding=(before[0] + left, before[1] + right))
+    except WeightsError as exc:
+        raise WeightsError(f"{what}: {exc}") from None
+    how = "causal" if not layer.latency else f"delay {layer.latency}"
+    extra = f", stride={stride}" if stride != 1 else ""
+    return f"{name}: Conv1d(k={k}, dilation={d}, groups={mod.groups}{extra}; {how})", [layer]
+
+
+def pool_layer(torch: Any, name: str, mod: Any, what: str, C: int) -> tuple[str, list]:
+    """(description, [MaxPool1d | AvgPool1d]) over ``C`` channels."""
+    kind = type(mod).__name__
+    if getattr(mod, "return_indices", False):
+        raise WeightsError(f"{what}: return_indices=True; a stream passes values only")
+    one = lambda v: v[0] if isinstance(v, (tuple, list)) else v  # noqa: E731
+    k, pad = one(mod.kernel_size), one(mod.padding)
+    stride = one(mod.stride) if mod.stride is not None else k
+    try:
+        if isinstance(mod, torch.nn.MaxPool1d):
+            layer = MaxPool1d(C, k, stride, pad, one(mod.dilation))
+        else:
+            layer = AvgPool1d(C, k, stride, pad, mod.count_include_pad)
+    except WeightsError as exc:
+        raise WeightsError(f"{what}: {exc}") from None
+    return f"{name}: {kind}(k={k}, stride={stride}, padding={pad})", [layer]
+
+
+def batchnorm(mod: Any, what: str) -> BatchNorm:
+    """An eval-mode ``nn.BatchNorm1d`` (its running statistics)."""
+    if mod.running_mean is None or mod.running_var is None:
+        raise WeightsError(f"{what}: track_running_stats=False normalises with the "
+                           f"statistics of each batch, which a stream does not have")
+    w = None if mod.weight is None else _array(mod.weight)
+    b = None if mod.bias is None else _array(mod.bias)
+    return BatchNorm(_array(mod.running_mean), _array(mod.running_var), w, b, eps=mod.eps)
+
+
+def layernorm(mod: Any, what: str) -> LayerNorm:
+    """An ``nn.LayerNorm`` over the features of one sample."""
+    if len(mod.normalized_shape) != 1:
+        raise WeightsError(f"{what}: normalized_shape {tuple(mod.normalized_shape)}; only "
+                           f"the feature axis of one sample can be normalised")
+    w = None if mod.weight is None else _array(mod.weight)
+    b = None if getattr(mod, "bias", None) is None else _array(mod.bias)
+    return LayerNorm(mod.normalized_shape[0], w, b, eps=mod.eps)
+
+
+def conv_like(conv: Conv1d, weight: Any = None, bias: Any = None, activation: Any = None) -> Conv1d:
     return Conv1d(conv.weight if weight is None else weight, conv.bias if bias is None else bias,
                   dilation=conv.dilation, groups=conv.groups,
                   activation=conv.activation if activation is None else activation,
                   padding=conv.padding, stride=conv.stride)
 
 
-def _fold(conv: Conv1d, bn: BatchNorm) -> Conv1d:
+def fold(conv: Conv1d, bn: BatchNorm) -> Conv1d:
     """conv then batchnorm as one conv: W' = W * scale[o], b' = b * scale + shift."""
     scale, shift = bn.scale_shift()
     w = np.asarray(conv.weight, np.float64) * scale[:, None, None]
-    return _conv_like(conv, w, np.asarray(conv.bias, np.float64) * scale + shift)
+    return conv_like(conv, w, np.asarray(conv.bias, np.float64) * scale + shift)

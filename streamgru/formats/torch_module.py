@@ -23,6 +23,12 @@ Supported:
   learned initial state, and a residual skip ``out + x[..., a:b]``); the
   functional forms (``torch.relu``, ``F.softmax(y, dim=-1)``, ``y.tanh()``,
   ...) are accepted there too.
+- A ``forward`` that is no chain (residual TCN blocks, sums and products of
+  branches, gated activations, scaling) becomes a graph model
+  (``torch_graph``).
+- ``weight_norm`` (``torch.nn.utils.parametrizations`` or the older
+  ``torch.nn.utils``) on a Conv1d or Linear is folded into its weight
+  (``torch_wnorm``).
 
 Anything else raises ``WeightsError`` naming the module or the operation
 (in a traced forward, its line).
@@ -225,7 +231,9 @@ class _Chain:
             self.add(f"{name}: {type(mod).__name__}", _recurrent_layers(torch, name, mod), initial)
             return
         if isinstance(mod, nn.Linear):
-            self.add(f"{name}: Linear", [Dense(_array(mod.weight), _opt(mod.bias))])
+            from .torch_wnorm import weight
+
+            self.add(f"{name}: Linear", [Dense(weight(torch, mod, name), _opt(mod.bias))])
             return
         if isinstance(mod, (nn.GRUCell, nn.LSTMCell, nn.RNNCell)):
             raise WeightsError(
@@ -303,6 +311,25 @@ def function_activation(what: str, kind: str, node: Any) -> Activation:
 
 
 
+def _graph_model(module: Any, found: dict, dtype: Any) -> Model:
+    """A branching forward (torch_graph): the graph its output node computes."""
+    out = found["graph"]
+    model = Model(out.node, dtype=dtype)
+    layers = ", ".join(sorted({type(layer).__name__ for layer in model.layers}))
+    notes = [f"input {found['input_layout']}"]
+    if out.layout == torch_conv.CF and not out.last:
+        notes.append(f"output {torch_conv.CF}: row t of a stream is y[0, :, t]")
+    metadata = {
+        "format": "pytorch",
+        "source": f"torch module {type(module).__module__}.{type(module).__name__}",
+        "modules": f"graph of {layers} ({'; '.join(notes)})",
+        "conventions": "PyTorch gate order (GRU r,z,n; LSTM i,f,g,o), reset_after GRU",
+        "many_to_one": out.last,
+    }
+    model.metadata.update(metadata)
+    return model
+
+
 def from_module(module: Any, dtype: Any = np.float32) -> Model:
     """Build a Model from a live ``torch.nn.Module``.
 
@@ -311,17 +338,20 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
     module : torch.nn.Module
         A recurrent module, cell, Linear, activation (or a subclass of
         one), an ``nn.Sequential`` of these, or a custom module whose
-        ``forward`` chains them (see ``streamgru.formats.torch_trace``). Its
-        weights are copied; the module is not changed.
+        ``forward`` chains them (see ``streamgru.formats.torch_trace``) or
+        combines them as a small dataflow graph (``torch_graph``: then the
+        Model is a graph model). Its weights are copied; the module is not
+        changed.
     dtype : float32 (default) or float64
 
     Returns
     -------
     Model
         Whose ``stream().process(X)`` equals ``module(X)`` for a single
-        sequence X of shape (T, input_size) (in eval mode); for a
-        many-to-one module (``metadata["many_to_one"]``), row t equals the
-        module's answer for ``X[:t + 1]``.
+        sequence X of shape (T, input_size) (in eval mode; a channels-first
+        module's X[:, :, t] is the stream's sample t); for a many-to-one
+        module (``metadata["many_to_one"]``), row t equals the module's
+        answer for ``X[:t + 1]``.
 
     Raises
     ------
@@ -350,6 +380,8 @@ def from_module(module: Any, dtype: Any = np.float32) -> Model:
         from .torch_trace import trace
 
         found = trace(torch, module, chain, leaf_types(torch))
+    if "graph" in found:
+        return _graph_model(module, found, dtype)
     if not chain.layers:
         raise WeightsError(f"{kind} has no GRU, LSTM, RNN or Linear layer to convert")
     metadata = {

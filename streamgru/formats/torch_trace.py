@@ -1,4 +1,5 @@
-"""A custom module's ``forward``, traced with ``torch.fx``, as a chain of layers.
+"""A custom module's ``forward``, traced with ``torch.fx``, as a chain of layers
+(or, when it is no chain, as a graph: ``torch_graph``).
 
 Recognised in ``forward`` (``x`` is its first argument):
 
@@ -25,30 +26,20 @@ what, and what to write instead.
 from __future__ import annotations
 
 import operator
-import os
-import re
 from typing import Any
 
 import numpy as np
 
 from ..errors import WeightsError
 from . import torch_conv
+from .torch_fx import DOES as _DOES
+from .torch_fx import FxWalk
+from .torch_fx import index_text as _index_text
 from .torch_qlive import quantized_types, recurrent_types
 
 __all__ = ["trace"]
 
-_SHAPE_METHODS = {"size", "dim"}
-_SHAPE_ATTRS = {"shape", "device", "dtype", "ndim", "is_cuda"}
-_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)(?:\n    (?!File)(.*))?')
 _ADD = (operator.add, operator.iadd)
-
-_DOES = {  # what an unsupported operation does, in the words of forward
-    "mul": "multiplies two values", "matmul": "multiplies matrices",
-    "cat": "concatenates tensors", "stack": "stacks tensors", "sum": "sums over an axis",
-    "mean": "averages over an axis", "view": "reshapes the tensor", "reshape": "reshapes the tensor",
-    "permute": "reorders the axes", "transpose": "swaps two axes", "flatten": "flattens axes",
-    "sub": "subtracts two values", "truediv": "divides two values", "add": "adds two values",
-}
 
 
 def _is_lstm(torch: Any, mod: Any) -> bool:
@@ -66,123 +57,10 @@ class _Step:
         self.part = part   # of a final state: "hc", "h" or "c"
 
 
-class _Tracer:
+class _Tracer(FxWalk):
     def __init__(self, torch: Any, module: Any, chain: Any, leaves: tuple) -> None:
-        self.torch = torch
-        self.module = module
+        super().__init__(torch, module, leaves)
         self.chain = chain
-        self.leaves = leaves
-        self.name = type(module).__name__
-
-    # -- messages -------------------------------------------------------------
-    def where(self, node: Any) -> str:
-        """``"Net.forward, line 12 (net.py): return self.fc(y[:, -1])"``."""
-        text = getattr(node, "stack_trace", None) or node.meta.get("stack_trace") or ""
-        torch_dir = os.path.dirname(self.torch.__file__)
-        for m in _FRAME.finditer(text):  # the first frame outside torch is forward's line
-            file, line, func, code = m.groups()
-            if not file.startswith(torch_dir):
-                code = f": {code.strip()}" if code else ""
-                return f"{self.name}.{func}, line {line} ({os.path.basename(file)}){code}"
-        return f"{self.name}.forward"
-
-    def fail(self, node: Any, what: str, change: str) -> WeightsError:
-        return WeightsError(f"{self.where(node)}: {what}; {change}")
-
-    # -- the graph --------------------------------------------------------------
-    def graph(self) -> Any:
-        fx = self.torch.fx
-        leaves = self.leaves
-
-        class Tracer(fx.Tracer):
-            def is_leaf_module(self, m: Any, qualname: str) -> bool:
-                return isinstance(m, leaves) or super().is_leaf_module(m, qualname)
-
-        tracer = Tracer()
-        tracer.record_stack_traces = True
-        try:
-            return tracer.trace(self.module)
-        except Exception as exc:
-            raise WeightsError(
-                f"cannot trace {self.name}.forward with torch.fx ({type(exc).__name__}: {exc}); "
-                f"write forward as a plain chain of supported modules (no branches on tensor "
-                f"values), or use nn.Sequential"
-            ) from None
-
-    def classify(self, graph: Any) -> tuple[Any, dict]:
-        """The input placeholder, and node -> "data" (follows from the input),
-        "shape" (the input's size, device or dtype), "const" (parameters,
-        buffers and what is computed from them and shapes) or "arg"."""
-        kind: dict = {}
-        inp = None
-        for n in graph.nodes:
-            if n.op == "placeholder":
-                if inp is None:
-                    inp, kind[n] = n, "data"
-                    continue
-                if n.users:
-                    raise self.fail(n, f"forward uses its extra argument {n.target!r}",
-                                    "streamgru feeds only the input sequence; keep a state in "
-                                    "the module (nn.Parameter or buffer) instead")
-                kind[n] = "arg"
-                continue
-            ins = {kind[i] for i in n.all_input_nodes}
-            if n.op == "call_method" and n.target in ("to", "type_as") and n.args:
-                # state.to(x) / .type_as(x) take only x's dtype and device
-                first = n.args[0]
-                ins = {kind[first]} if first in kind else set()
-            if (n.op == "call_method" and n.target in _SHAPE_METHODS) or (
-                    n.op == "call_function" and n.target is getattr and n.args[1] in _SHAPE_ATTRS):
-                kind[n] = "shape"
-            elif "data" in ins or n.op == "output":
-                kind[n] = "data"
-            elif ins == {"shape"} and n.op == "call_function" and n.target in (
-                    operator.getitem, operator.mul, operator.add, operator.sub, operator.floordiv):
-                kind[n] = "shape"
-            else:
-                kind[n] = "const"
-        if inp is None:
-            raise WeightsError(f"{self.name}.forward takes no input")
-        return inp, kind
-
-    def const_value(self, arg: Any, inp: Any, dummy: Any) -> Any:
-        """Evaluate a state argument (nodes of kind const/shape) for one
-        sequence: the input is ``dummy``."""
-        fx = self.torch.fx
-        values: dict = {inp: dummy}
-
-        def ev(a: Any) -> Any:
-            return fx.node.map_arg(a, lambda n: values[n])
-
-        needed = []
-
-        def collect(a: Any) -> None:
-            def visit(n: Any) -> Any:
-                if n not in values and n not in needed:
-                    for i in n.all_input_nodes:
-                        visit(i)
-                    needed.append(n)
-                return n
-            fx.node.map_arg(a, visit)
-
-        collect(arg)
-        for n in needed:
-            if n.op == "get_attr":
-                obj = self.module
-                for part in n.target.split("."):
-                    obj = getattr(obj, part)
-                values[n] = obj
-            elif n.op == "call_function":
-                values[n] = n.target(*ev(n.args), **ev(n.kwargs))
-            elif n.op == "call_method":
-                self_obj, *rest = ev(n.args)
-                values[n] = getattr(self_obj, n.target)(*rest, **ev(n.kwargs))
-            elif n.op == "call_module":
-                values[n] = self.module.get_submodule(n.target)(*ev(n.args), **ev(n.kwargs))
-            else:
-                raise self.fail(n, "the initial state depends on an argument of forward",
-                                "compute it from parameters or buffers only")
-        return ev(arg)
 
     # -- recurrent modules --------------------------------------------------------
     def initial(self, node: Any, mod: Any, inp: Any, kind: dict) -> list | None:
@@ -236,16 +114,7 @@ class _Tracer:
         torch = self.torch
         graph = self.graph()
         inp, kind = self.classify(graph)
-        for node in graph.nodes:  # a state computed from the input: say so before its steps fail
-            if node.op == "call_module" and isinstance(
-                    self.module.get_submodule(node.target), recurrent_types(torch)):
-                state = node.args[1] if len(node.args) > 1 else node.kwargs.get("hx")
-                found: list = []
-                torch.fx.node.map_arg(state, found.append)
-                if any(kind.get(s) == "data" for s in found):
-                    raise self.fail(node, "the initial state passed to the recurrent layer is "
-                                    "computed from the input's values", "a stream starts from one "
-                                    "fixed state: pass one built from parameters or buffers, or none")
+        self.refuse_state_from_input(graph, kind)
         steps: dict = {inp: _Step("seq", {"batch_first": None})}
         current, last, skip = inp, False, None
         # Conv1d, norms, pads and layout swaps (formats/torch_conv.py), if the module has any
@@ -254,6 +123,10 @@ class _Tracer:
         for node in graph.nodes:
             if kind[node] != "data" or node is inp:
                 continue
+            if skip is not None and node.op != "output":
+                # (before the conv steps: an activation would fold into the conv before the skip)
+                raise self.fail(node, "an operation follows the residual skip",
+                                "the skip (output plus a slice of the input) must be the last step")
             if node.op == "output" and convs is not None:
                 convs.finish(self.where(node))
             if (convs is not None and node.op != "output"
@@ -269,9 +142,6 @@ class _Tracer:
                                     "its last layer", "return the output of its last layer as one "
                                     "tensor (not a tuple with the state)")
                 continue
-            if skip is not None:
-                raise self.fail(node, "an operation follows the residual skip",
-                                "the skip (output plus a slice of the input) must be the last step")
             srcs = [steps.get(i) for i in node.all_input_nodes]
             if node.op == "call_function" and node.target is operator.getitem:
                 src, idx = node.args[0], node.args[1]
@@ -423,19 +293,21 @@ class _Tracer:
         return node
 
 
-def _index_text(idx: Any) -> str:
-    def one(i: Any) -> str:
-        if i is Ellipsis:
-            return "..."
-        if isinstance(i, slice):
-            text = f"{'' if i.start is None else i.start}:{'' if i.stop is None else i.stop}"
-            return text + ("" if i.step is None else f":{i.step}")
-        return str(i)
-
-    return ", ".join(one(i) for i in (idx if isinstance(idx, tuple) else (idx,)))
-
-
 def trace(torch: Any, module: Any, chain: Any, leaves: tuple) -> dict:
     """Follow ``module.forward`` into ``chain``; returns what the Model
-    needs beyond the layers: ``many_to_one`` and ``input_skip``."""
-    return _Tracer(torch, module, chain, leaves).run()
+    needs beyond the layers: ``many_to_one`` and ``input_skip``. A forward
+    that is no chain becomes a graph (``torch_graph``): then ``graph`` is
+    the Value it returns and ``chain`` is not used."""
+    try:
+        return _Tracer(torch, module, chain, leaves).run()
+    except WeightsError as chain_error:
+        from .torch_graph import GraphWalk
+
+        walk = GraphWalk(torch, module, leaves + torch_conv.conv_modules(torch))
+        try:
+            out = walk.run()
+        except WeightsError as graph_error:
+            # a forward that branches is told what the graph walk found; a chain, the chain's
+            raise (graph_error if walk.branches else chain_error) from None
+        return {"graph": out, "many_to_one": out.last, "input_skip": None,
+                "input_layout": walk.input_layout}
