@@ -111,19 +111,29 @@ def call(layer: Layer, node: Any) -> Node:
     if not isinstance(node, Node):
         raise TypeError(f"{type(layer).__name__} is called on a graph node (sg.Input(...) or "
                         f"another layer's output), got {type(node).__name__}")
-    if layer.input_size != node.size:
-        raise WeightsError(f"{type(layer).__name__} takes {layer.input_size} channels but is "
-                           f"called on a node of {node.size}")
-    if getattr(layer, "latency", 0):
-        raise WeightsError(f"{type(layer).__name__} has a latency of {layer.latency} samples; "
-                           f"a graph's branches must all be causal")
-    return Node(layer, (node,), layer.output_size)
+    return apply(layer, (node,))
 
 
-def flatten(output: Node) -> tuple[int, list[Layer], list[tuple[int, ...]]]:
-    """The graph computing ``output`` as (input size, layers in execution
-    order, and for each layer the numbers of the nodes it reads: 0 is the
-    input, ``j + 1`` the output of layer j). The last layer is the output."""
+def apply(layer: Layer, inputs: tuple[Node, ...]) -> Node:
+    """The node of ``layer`` (a layer, or an ``Elementwise`` op of one or two
+    operands) applied to ``inputs``, their number and sizes checked."""
+    name = type(layer).__name__ if not isinstance(layer, Elementwise) else f"element-wise {layer.op}"
+    want = getattr(layer, "operands", 1)
+    if len(inputs) != want:
+        raise WeightsError(f"{name} reads {want} node(s), not {len(inputs)}")
+    for node in inputs:
+        if layer.input_size != node.size:
+            raise WeightsError(f"{name} takes {layer.input_size} channels but is "
+                               f"called on a node of {node.size}")
+    if getattr(layer, "latency", 0) or getattr(layer, "stride", 1) != 1:
+        raise WeightsError(f"{name} has a latency of {getattr(layer, 'latency', 0)} samples "
+                           f"and a stride of {getattr(layer, 'stride', 1)}; a graph's branches "
+                           f"must all be causal and keep the sample rate")
+    return Node(layer, tuple(inputs), layer.output_size)
+
+
+def _nodes(output: Node) -> list[Node]:
+    """Every node ``output`` depends on (itself included), in creation order."""
     seen: dict[int, Node] = {}
     todo = [output]
     while todo:
@@ -131,7 +141,30 @@ def flatten(output: Node) -> tuple[int, list[Layer], list[tuple[int, ...]]]:
         if n._id not in seen:
             seen[n._id] = n
             todo.extend(n.inputs)
-    nodes = sorted(seen.values(), key=lambda n: n._id)
+    return sorted(seen.values(), key=lambda n: n._id)
+
+
+def map_layers(output: Node, fn: Any) -> Node:
+    """The graph computing ``output`` with every layer ``l`` replaced by
+    ``fn(l)``: called once per layer object, so a layer called twice is
+    still one (shared) layer in the new graph."""
+    new: dict[int, Node] = {}
+    done: dict[int, Layer] = {}
+    for n in _nodes(output):
+        if n.layer is None:
+            new[n._id] = Node(None, (), n.size)
+            continue
+        if id(n.layer) not in done:
+            done[id(n.layer)] = fn(n.layer)
+        new[n._id] = apply(done[id(n.layer)], tuple(new[i._id] for i in n.inputs))
+    return new[output._id]
+
+
+def flatten(output: Node) -> tuple[int, list[Layer], list[tuple[int, ...]]]:
+    """The graph computing ``output`` as (input size, layers in execution
+    order, and for each layer the numbers of the nodes it reads: 0 is the
+    input, ``j + 1`` the output of layer j). The last layer is the output."""
+    nodes = _nodes(output)
     inputs = [n for n in nodes if n.layer is None]
     if len(inputs) != 1 or nodes[0] is not inputs[0]:
         raise WeightsError(f"a graph model has exactly one sg.Input; this one reaches "

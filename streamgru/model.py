@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from .errors import WeightsError
-from .graph import Node, flatten
+from .graph import Node, flatten, map_layers
 from .layers import Layer
 
 __all__ = ["Model"]
@@ -172,7 +172,12 @@ class Model:
         # (float64 layers in a float32 model widen back exactly), and the
         # layers the model computes with, in its dtype
         self._sources = tuple(layers)
-        self._layers = tuple(layer.astype(self._dtype) for layer in layers)
+        # one converted layer per layer object: a layer called twice in a graph stays shared
+        converted: dict[int, Layer] = {}
+        for layer in layers:
+            if id(layer) not in converted:
+                converted[id(layer)] = layer.astype(self._dtype)
+        self._layers = tuple(converted[id(layer)] for layer in layers)
         self._input_size = layers[0].input_size if self._edges is None else input_size
         self._state_size = sum(layer.state_size for layer in self._layers)
         init = np.zeros(self._state_size, self._dtype)
@@ -340,6 +345,9 @@ class Model:
         from .layers.quant import weight_type
 
         kind = weight_type(kind)
+        if self._output is not None:
+            return Model(map_layers(self._output, lambda layer: layer.quantize(kind)), self._dtype,
+                         self._initial_source, self.metadata)
         return Model([layer.quantize(kind) for layer in self._sources], self._dtype,
                      self._initial_source, self.metadata,
                      input_skip=self._input_skip, output_gain=self._output_gain)
@@ -356,7 +364,7 @@ class Model:
         counts: dict = {}
         for layer in self._layers:
             wd = layer.weights_dtype
-            if wd != self._dtype:
+            if wd is not None and wd != self._dtype:  # None: a graph's element-wise op
                 n = sum(getattr(layer, name).size for name in layer._weight_names)
                 counts[wd.name] = (counts.get(wd.name, (0, wd))[0] + n, wd)
         if not counts:

@@ -232,13 +232,6 @@ def _bad(tmp_path, nodes, inits, *words, opset=17, out=4):
 
 
 BAD = {
-    "same": ([conv(auto_pad="SAME_UPPER")], {}, ["node 'c' (Conv)", "auto_pad=SAME_UPPER",
-                                                 "future samples"]),
-    "symmetric": ([conv(pads=[1, 1])], {}, ["node 'c' (Conv)", "padding on the right"]),
-    "short_pad": ([conv(pads=[1, 0])], {}, ["node 'c' (Conv)", "left padding 1",
-                                            "exactly (k-1)*dilation = 2"]),
-    "no_pad": ([conv()], {}, ["left padding 0"]),
-    "strides": ([conv(pads=[2, 0], strides=[2])], {}, ["strides 2", "downsampling"]),
     "chomp_missing": ([conv("X", "Y", pads=[2, 2])], {}, ["output 'Y' comes from node 'c'",
                                                           "causal conv idiom"]),
     "chomp_wrong": ([conv("X", "c", pads=[2, 2]),

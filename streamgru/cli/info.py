@@ -137,10 +137,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if os.path.abspath(args.output) == os.path.abspath(args.input):
         raise CLIError(f"{args.output}: output is the input file; choose another name", 2)
     model = load_model(args.input, args.dtype, args.weights)
-    meta = dict(model.metadata)
-    meta.setdefault("converted_from", os.path.basename(args.input))
-    model = Model(model.layers, model.dtype, model.initial_state, meta,
-                  input_skip=model.input_skip, output_gain=model.output_gain)
+    # the freshly loaded model is ours: note its source (chains and graphs alike)
+    model.metadata.setdefault("converted_from", os.path.basename(args.input))
     try:
         save(model, args.output)
     except WeightsError as exc:

@@ -189,7 +189,8 @@ def save(model: Model, path: str | os.PathLike) -> None:
     """Save ``model`` in the native format, ``.npz`` or ``.safetensors`` by suffix.
 
     The file loads back bit-exact (same layers, flags, dtype and initial
-    state). It is written to a temporary file first and renamed into place,
+    state; for a graph model the same topology, with a layer called on
+    several nodes stored once and loaded back as one layer). It is written to a temporary file first and renamed into place,
     so a failed save leaves any existing file untouched.
 
     Parameters
@@ -200,12 +201,18 @@ def save(model: Model, path: str | os.PathLike) -> None:
 
     Examples
     --------
-    >>> import os, tempfile, streamgru as sg
+    >>> import os, tempfile, numpy as np, streamgru as sg
     >>> from streamgru.data import WATCH_GRU
     >>> m = sg.load(WATCH_GRU)
     >>> p = os.path.join(tempfile.mkdtemp(), "m.safetensors")
     >>> sg.save(m, p)
     >>> sg.load(p) == m
+    True
+    >>> x = sg.Input(1)                                   # a graph model
+    >>> h = sg.Conv1d(np.ones((4, 1, 3)), dilation=2)(x)
+    >>> g = sg.Model(sg.Dense(np.ones((1, 4)))(h + h.act("tanh")))
+    >>> sg.save(g, p)
+    >>> sg.load(p).graph == g.graph == ((0,), (1,), (1, 2), (3,))
     True
     """
     from . import native

@@ -28,9 +28,17 @@ canonical layers; ``keras_layers`` dispatches to ``HANDLERS``.
   (1, C) with ``shared_axes=[1]`` (shared over time), (1, 1) shared by all;
   a slope per time step cannot stream.
 
-Refused: ``padding="same"`` (needs future samples), strides > 1 and pooling
-(downsampling), ``channels_first`` (the conv would run over the features),
-a conv after the time axis is gone, attention and global pooling.
+- ``padding="same"`` (stride 1: ``L // 2`` zeros first, the rest last) and
+  a strided ``"valid"`` conv stream with ``Conv1d``'s latency (step t is
+  Keras's output at t - latency); ``strides=s`` emits one row every s
+  inputs (``Model.stride``, ``step`` returns None between rows).
+- ``MaxPooling1D`` / ``AveragePooling1D`` (``pool_size``, ``strides``,
+  ``padding="valid"``): ``MaxPool1d`` / ``AvgPool1d``.
+
+Refused: ``padding="same"`` with a stride and pooling with
+``padding="same"`` (Keras pads by an amount that depends on the sequence's
+length), ``channels_first`` (the conv would run over the features), a conv
+after the time axis is gone, attention and global pooling.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from ..layers import ELEMENTWISE_ACTIVATIONS, BatchNorm, Conv1d, LayerNorm
+from ..layers import ELEMENTWISE_ACTIVATIONS, AvgPool1d, BatchNorm, Conv1d, LayerNorm, MaxPool1d
 from . import conv_common
 from .keras_graph import Entry, fail
 from .keras_layers import _activation, _apply, _Build, _flag, _number, _weights
@@ -47,10 +55,6 @@ from .keras_layers import _activation, _apply, _Build, _flag, _number, _weights
 __all__ = ["HANDLERS", "REFUSED"]
 
 REFUSED = {
-    "MaxPooling1D": "it downsamples time (one output every pool_size inputs), which is not "
-                    "supported yet",
-    "AveragePooling1D": "it downsamples time (one output every pool_size inputs), which is not "
-                        "supported yet",
     "GlobalMaxPooling1D": "it pools over the whole sequence, which needs its end",
     "GlobalAveragePooling1D": "it pools over the whole sequence, which needs its end",
     "MultiHeadAttention": "attention mixes every time step of the sequence, which needs the future",
@@ -82,11 +86,10 @@ def _time_axis(b: _Build, e: Entry, what: str) -> None:
                                 f"(batch, time, features) streams one sample per time step")
 
 
-def _padding(b: _Build, e: Entry, k: int, d: int) -> str:
-    """How the conv lines up with the stream: "causal", or "valid" (delayed)."""
-    if _ints(b, e, "strides", 1) != 1:
-        raise fail(b.where, e, f"strides {e.config.get('strides')!r}: downsampling convolutions "
-                                f"are not supported yet (one output per input sample only)")
+def _padding(b: _Build, e: Entry, k: int, d: int) -> tuple[str, int]:
+    """How the conv lines up with the stream ("causal"; "valid", streamed
+    ahead; "delayed", Conv1d's own latency) and its stride."""
+    stride = _ints(b, e, "strides", 1)
     pad, L = e.config.get("padding", "valid"), (k - 1) * d
     pending, b.left_pad = b.left_pad, None
     if pending is not None:
@@ -94,14 +97,18 @@ def _padding(b: _Build, e: Entry, k: int, d: int) -> str:
             raise fail(b.where, e, f"follows ZeroPadding1D(({pending}, 0)), but a causal conv "
                                     f"with kernel {k} and dilation {d} needs padding='valid' after a "
                                     f"left pad of exactly (k-1)*d = {L}")
-        return "causal"
-    if pad == "same" and L:
-        raise fail(b.where, e, f"padding='same' centres the kernel on each sample: an output "
-                                f"needs {L - L // 2} future samples, which is not supported yet; "
-                                f"use padding='causal'")
+        return "causal", stride
     if pad not in ("causal", "valid", "same"):
-        raise fail(b.where, e, f"padding {pad!r} is not supported (causal or valid)")
-    return "valid" if pad == "valid" and L else "causal"
+        raise fail(b.where, e, f"padding {pad!r} is not supported (causal, valid or same)")
+    if pad == "same" and L and stride != 1:
+        raise fail(b.where, e, f"padding='same' with strides {stride}: Keras pads by an amount "
+                                f"that depends on the sequence's length, which a stream does not "
+                                f"know; use padding='causal' or 'valid'")
+    if pad == "causal" or not L:
+        return "causal", stride
+    # "same" (L // 2 zeros first, the rest last) and a strided "valid" conv stream with
+    # Conv1d's latency; an unstrided "valid" conv keeps the stream ahead of Keras (valid_delay)
+    return ("valid" if pad == "valid" and stride == 1 else "delayed"), stride
 
 
 def _push_conv(b: _Build, e: Entry, conv: Conv1d, mode: str, act: Any) -> None:
@@ -113,17 +120,21 @@ def _push_conv(b: _Build, e: Entry, conv: Conv1d, mode: str, act: Any) -> None:
         b.valid_layers.add(len(b.layers))
     b.push(conv)
     if act.name in ELEMENTWISE_ACTIVATIONS:
-        b.layers[-1] = Conv1d(conv.weight, conv.bias, dilation=conv.dilation,
-                              groups=conv.groups, activation=act)
+        b.layers[-1] = Conv1d(conv.weight, conv.bias, dilation=conv.dilation, groups=conv.groups,
+                              activation=act, padding=conv.padding, stride=conv.stride)
     else:
         _apply(b, e, act)
+
+
+def _conv_padding(mode: str, e: Entry) -> str:
+    return e.config.get("padding", "valid") if mode == "delayed" else "causal"
 
 
 def _conv1d(b: _Build, e: Entry) -> None:
     _time_axis(b, e, "Conv1D")
     k, d = _ints(b, e, "kernel_size", 1), _ints(b, e, "dilation_rate", 1)
     groups = _ints(b, e, "groups", 1)
-    mode = _padding(b, e, k, d)
+    mode, stride = _padding(b, e, k, d)
     kernel, bias = _weights(b, e, _flag(b, e, "use_bias", True), ("kernel", "bias"))
     kernel = np.asarray(kernel)
     if kernel.ndim != 3 or kernel.shape[0] != k:
@@ -131,14 +142,15 @@ def _conv1d(b: _Build, e: Entry) -> None:
                                 f"got {kernel.shape}")
     conv_common.ring(b.budget, k, d, kernel.shape[1] * groups, f"{b.where}: layer {e.name!r}")
     # Keras kernels are (k, C_in / groups, filters): kernel[i] meets x[t-(k-1-i)d] when causal
-    conv = Conv1d.from_keras(kernel, bias, dilation=d, groups=groups)
+    conv = Conv1d.from_keras(kernel, bias, dilation=d, groups=groups, stride=stride,
+                             padding=_conv_padding(mode, e))
     _push_conv(b, e, conv, mode, _activation(e.config.get("activation"), b, e))
 
 
 def _depthwise(b: _Build, e: Entry) -> None:
     _time_axis(b, e, "DepthwiseConv1D")
     k, d = _ints(b, e, "kernel_size", 1), _ints(b, e, "dilation_rate", 1)
-    mode = _padding(b, e, k, d)
+    mode, stride = _padding(b, e, k, d)
     kernel, bias = _weights(b, e, _flag(b, e, "use_bias", True), ("kernel", "bias"))
     kernel = np.asarray(kernel)
     dm = _ints(b, e, "depth_multiplier", 1)
@@ -149,7 +161,7 @@ def _depthwise(b: _Build, e: Entry) -> None:
     conv_common.ring(b.budget, k, d, C, f"{b.where}: layer {e.name!r}")
     # Keras depthwise (k, C, m): output c*m + j is input c through kernel[:, c, j]
     weight = np.transpose(kernel.reshape(k, C * dm))[:, None, :]
-    conv = Conv1d(weight, bias, dilation=d, groups=C)
+    conv = Conv1d(weight, bias, dilation=d, groups=C, stride=stride, padding=_conv_padding(mode, e))
     _push_conv(b, e, conv, mode, _activation(e.config.get("activation"), b, e))
 
 
@@ -164,6 +176,22 @@ def _zero_padding(b: _Build, e: Entry) -> None:
         raise fail(b.where, e, f"padding {tuple(pad)}: padding on the right needs future "
                                 f"samples; only (p, 0) before a conv streams")
     b.left_pad = pad[0]
+
+
+def _pool(b: _Build, e: Entry) -> None:
+    kind = e.class_name
+    _time_axis(b, e, kind)
+    if b.size is None:
+        raise fail(b.where, e, f"{kind} before any layer with weights, and the model config "
+                                f"gives no input size")
+    k = _ints(b, e, "pool_size", 2)
+    stride = k if e.config.get("strides") is None else _ints(b, e, "strides", k)
+    if e.config.get("padding", "valid") != "valid":
+        raise fail(b.where, e, f"padding={e.config.get('padding')!r}: Keras pads by an amount "
+                                f"that depends on the sequence's length; only 'valid' streams")
+    # Keras's valid pool: window j is x[j*s .. j*s + k - 1], emitted once its last sample is in
+    layer = (MaxPool1d if kind == "MaxPooling1D" else AvgPool1d)(b.size, k, stride)
+    b.push(layer)
 
 
 def _feature_axis(b: _Build, e: Entry, what: str) -> None:
@@ -221,4 +249,5 @@ def _prelu(b: _Build, e: Entry) -> None:
 
 
 HANDLERS = {"Conv1D": _conv1d, "DepthwiseConv1D": _depthwise, "ZeroPadding1D": _zero_padding,
+            "MaxPooling1D": _pool, "AveragePooling1D": _pool,
             "BatchNormalization": _batchnorm, "LayerNormalization": _layernorm, "PReLU": _prelu}

@@ -8,6 +8,14 @@ it is the header's ``__metadata__["streamgru"]`` string. The containers
 themselves are read and written by ``native_files``; this module turns a
 description and its tensors into a Model and back.
 
+A graph model (``sg.Model(node)``) is written as version 4: ``layers``
+lists each distinct layer once (a layer object called on several nodes is
+one entry, its tensors stored once) and ``graph`` holds the topology, a
+data-only list of nodes (which layer or element-wise op, which earlier
+nodes it reads, its size; ``native_graph`` describes and checks it). Chain
+files are written exactly as before (version 1, 2 or 3), so older readers
+keep reading them and refuse a graph file by its version.
+
 Loading reads the description first and then only the tensors it names,
 each charged to the load's budget before it is allocated.
 """
@@ -25,6 +33,7 @@ from ..errors import WeightsError
 from ..layers import LAYER_TYPES
 from ..layers.quant import QuantizedWeight, weight_type
 from ..model import Model
+from . import native_graph
 from .guard import Budget, read_regular
 from .native_files import META_KEY, Getter, npz_bytes, read_npz, read_safetensors, safetensors_bytes
 
@@ -40,7 +49,11 @@ VERSION_SKIP_GAIN = 2
 # .safetensors) and int8 adds ``<name>.scale`` (float32, one per row).
 # Written only when a layer has one, so older readers refuse such a file.
 VERSION_QUANT = 3
-READS = (VERSION, VERSION_SKIP_GAIN, VERSION_QUANT)
+# version 4 adds a graph model's topology: ``graph`` (native_graph.py) lists
+# the nodes, ``layers`` each distinct layer once (shared weights stored
+# once). Written only for a graph model; it may also hold quantized weights.
+VERSION_GRAPH = 4
+READS = (VERSION, VERSION_SKIP_GAIN, VERSION_QUANT, VERSION_GRAPH)
 
 
 # ----------------------------------------------------------------------------
@@ -51,7 +64,11 @@ def _describe(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
     tensors: dict[str, np.ndarray] = {}
     layers = []
     quantized = False
-    for i, layer in enumerate(model.layers):
+    graph = None
+    distinct = model.layers
+    if model.graph is not None:
+        distinct, graph = native_graph.describe(model)
+    for i, layer in enumerate(distinct):
         names = []
         stored = {}
         for name, arr in layer.arrays().items():
@@ -83,6 +100,8 @@ def _describe(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
                     output_gain=model.output_gain)
     if quantized:
         desc["version"] = VERSION_QUANT
+    if graph is not None:
+        desc.update(version=VERSION_GRAPH, graph=graph)
     return desc, tensors
 
 
@@ -147,42 +166,59 @@ def _build(desc: Any, names: list[str], get: Getter, path: str, budget: Budget) 
                            f"{type(metadata).__name__}, not a JSON object)")
     budget.count(len(layer_descs), "layers")
     present = set(names)
-    layers = []
-    for i, ld in enumerate(layer_descs):
-        kind, config, arrays = (ld.get("kind"), ld.get("config"), ld.get("arrays")) \
-            if isinstance(ld, dict) else (None, None, None)
-        if not (isinstance(kind, str) and isinstance(config, dict) and isinstance(arrays, list)
-                and all(isinstance(a, str) for a in arrays)):
-            raise WeightsError(f"{path}: layer {i}: malformed description {ld!r:.200}")
-        cls = LAYER_TYPES.get(kind)
-        if cls is None:
-            raise WeightsError(f"{path}: layer {i}: unknown kind {kind!r:.50}")
-        stored = ld.get("quantized", {})
-        if not (isinstance(stored, dict) and set(stored) <= set(arrays)):
-            raise WeightsError(f"{path}: layer {i}: malformed description (quantized "
-                               f"{stored!r:.100} does not name its arrays)")
-        tensors = {}
-        for name in arrays:
-            key = f"layers.{i}.{name}"
-            if key not in present:
-                raise WeightsError(f"{path}: tensor {key} is missing")
-            tensors[name] = (_quantized(stored[name], get, present, key, path) if name in stored
-                             else get(key))
-        try:
-            layers.append(cls.from_config(config, tensors))
-        except WeightsError as exc:
-            raise WeightsError(f"{path}: layer {i} ({kind}): {exc}") from None
-        # what a config of the wrong shape does to from_config (a missing key,
-        # a list where a number belongs, a number beyond float range)
-        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            raise WeightsError(f"{path}: layer {i} ({kind}): malformed config "
-                               f"({type(exc).__name__}: {exc})") from None
+    graph = desc.get("graph")
+    if graph is not None and version != VERSION_GRAPH:
+        raise WeightsError(f"{path}: a graph description in a version {version} file (graphs "
+                           f"are version {VERSION_GRAPH})")
+    built: dict[int, Any] = {}
+
+    def layer(i: int) -> Any:
+        if i not in built:
+            built[i] = _layer(i, layer_descs[i], get, present, path)
+        return built[i]
+
+    if graph is None:
+        layers: Any = [layer(i) for i in range(len(layer_descs))]
+    else:
+        layers = native_graph.build(graph, len(layer_descs), layer, dtype, path, budget)
     init = get("initial_state") if "initial_state" in present else None
     try:
         return Model(layers, dtype=dtype, initial_state=init, metadata=metadata,
                      input_skip=desc.get("input_skip"), output_gain=desc.get("output_gain", 1.0))
     except WeightsError as exc:
         raise WeightsError(f"{path}: {exc}") from None
+
+
+def _layer(i: int, ld: Any, get: Getter, present: set, path: str) -> Any:
+    """Layer ``i`` from its description ``ld``, reading the tensors it names."""
+    kind, config, arrays = (ld.get("kind"), ld.get("config"), ld.get("arrays")) \
+        if isinstance(ld, dict) else (None, None, None)
+    if not (isinstance(kind, str) and isinstance(config, dict) and isinstance(arrays, list)
+            and all(isinstance(a, str) for a in arrays)):
+        raise WeightsError(f"{path}: layer {i}: malformed description {ld!r:.200}")
+    cls = LAYER_TYPES.get(kind)
+    if cls is None:
+        raise WeightsError(f"{path}: layer {i}: unknown kind {kind!r:.50}")
+    stored = ld.get("quantized", {})
+    if not (isinstance(stored, dict) and set(stored) <= set(arrays)):
+        raise WeightsError(f"{path}: layer {i}: malformed description (quantized "
+                           f"{stored!r:.100} does not name its arrays)")
+    tensors = {}
+    for name in arrays:
+        key = f"layers.{i}.{name}"
+        if key not in present:
+            raise WeightsError(f"{path}: tensor {key} is missing")
+        tensors[name] = (_quantized(stored[name], get, present, key, path) if name in stored
+                         else get(key))
+    try:
+        return cls.from_config(config, tensors)
+    except WeightsError as exc:
+        raise WeightsError(f"{path}: layer {i} ({kind}): {exc}") from None
+    # what a config of the wrong shape does to from_config (a missing key,
+    # a list where a number belongs, a number beyond float range)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise WeightsError(f"{path}: layer {i} ({kind}): malformed config "
+                           f"({type(exc).__name__}: {exc})") from None
 
 
 # ----------------------------------------------------------------------------

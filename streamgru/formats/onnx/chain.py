@@ -28,7 +28,8 @@ def _last_dense(s: _Stream) -> Dense | Conv1d | None:
 
 
 def _conv_like(conv: Conv1d, weight: Any, bias: Any, act: Any = None) -> Conv1d:
-    return Conv1d(weight, bias, dilation=conv.dilation, groups=conv.groups, activation=act)
+    return Conv1d(weight, bias, dilation=conv.dilation, groups=conv.groups, activation=act,
+                  padding=conv.padding, stride=conv.stride)
 
 
 def _square(g: _Graph, s: _Stream, what: str) -> None:

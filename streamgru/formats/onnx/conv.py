@@ -1,5 +1,6 @@
-"""Convolution and normalisation ops on the stream: ``Pad``, ``Conv``,
-``BatchNormalization``, ``LayerNormalization`` and ``PRelu``.
+"""Convolution, pooling and normalisation ops on the stream: ``Pad``, ``Conv``,
+``MaxPool``, ``AveragePool``, ``BatchNormalization``, ``LayerNormalization``
+and ``PRelu``.
 
 A ``Conv`` streams when it runs over time on a channels-first stream
 (batch, features, time) and sees exactly ``L = (k-1)*dilation`` zeros before
@@ -13,11 +14,17 @@ the first sample and none after the last (the causal conv, ``Conv1d``):
 - ``pads = [L, L]`` followed at once by a ``Slice`` that drops the last L
   time steps (the TCN "chomp" ``x[:, :, :-L]``).
 
-Weight norm arrives as ``ReduceL2`` / ``Div`` / ``Mul`` on the kernel, which
-are constants and folded before the Conv sees them. Refused, naming the node:
-``auto_pad`` SAME_* and right-hand padding (they need future samples: "same"
-padding's latency is not supported yet), strides > 1 (downsampling), a kernel
-of more than one spatial axis, a conv over an axis that is not time.
+Any other zero padding streams too: ``pads = [l, r]`` (and ``auto_pad``
+SAME_UPPER / SAME_LOWER at stride 1) with ``l <= L`` is a conv delayed by
+``L - l`` samples (``Model.latency``), and ``strides = s`` emits one row
+every s inputs (``Model.stride``). ``MaxPool`` and ``AveragePool`` over
+time (kernel_shape, strides, pads, dilations, count_include_pad; floor
+mode) are ``MaxPool1d`` / ``AvgPool1d``. Weight norm arrives as ``ReduceL2``
+/ ``Div`` / ``Mul`` on the kernel, which are constants and folded before the
+Conv sees them. Refused, naming the node: more zeros on the left than the
+kernel reaches back (outputs before the first sample), SAME padding with a
+stride (it depends on the sequence's length), ``ceil_mode=1``, a kernel of
+more than one spatial axis, a conv or pool over an axis that is not time.
 ``BatchNormalization`` (inference form, channel axis 1 = the features) folds
 into a Conv or Dense right before it, else is a ``BatchNorm`` layer;
 ``LayerNormalization`` must normalise the features only; ``PRelu``'s slope
@@ -31,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import WeightsError
-from ...layers import BatchNorm, Conv1d, LayerNorm
+from ...layers import AvgPool1d, BatchNorm, Conv1d, LayerNorm, MaxPool1d
 from .. import conv_common
 from .chain import _affine, _append, _feature_vector, _last_dense
 from .values import (_Graph, _Pending, _Stream, _describe_axes, _int_list, _materialize,
@@ -108,36 +115,78 @@ def _h_conv(g: _Graph, node: Any, ins: list, at: dict) -> list:
     group = int(at.get("group", 1))
     dil = [int(v) for v in at.get("dilations", [1])]
     strides = [int(v) for v in at.get("strides", [1])]
-    if len(dil) != 1 or len(strides) != 1 or dil[0] < 1:
+    if len(dil) != 1 or len(strides) != 1 or dil[0] < 1 or strides[0] < 1:
         raise WeightsError(f"{g.where()}: dilations {dil} / strides {strides} for a 1-D conv")
-    if strides[0] != 1:
-        raise g.fail(f"strides {strides[0]}: downsampling convolutions are not supported yet "
-                     f"(one output per input sample only)")
     if at.get("kernel_shape", [k]) != [k]:
         raise WeightsError(f"{g.where()}: kernel_shape {at['kernel_shape']} but W has k = {k}")
-    d, L = dil[0], (k - 1) * dil[0]
-    auto = at.get("auto_pad", "NOTSET")
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
-        raise g.fail(f"auto_pad={auto} centres the kernel: an output needs future samples, which "
-                     f"is not supported yet (only causal padding streams)")
-    pads = [0, 0] if auto == "VALID" else [int(p) for p in at.get("pads", [0, 0])]
-    if len(pads) != 2 or min(pads) < 0:
-        raise WeightsError(f"{g.where()}: pads {pads} for a 1-D conv")
+    d, L, stride = dil[0], (k - 1) * dil[0], strides[0]
+    pads = _pads(g, at, L, stride, "Conv")
     left, right = before + pads[0], pads[1]
-    if right and not (right == left == L and not before):
-        raise g.fail(f"pads {pads}: padding on the right needs future samples; only the causal "
-                     f"form streams (pads [{L}, 0], or [{L}, {L}] then slicing off the last {L})")
-    if left != L:
-        raise g.fail(f"left padding {left}, but a streamed conv with kernel {k} and dilation {d} "
-                     f"needs exactly (k-1)*dilation = {L} (less shortens the sequence, more "
-                     f"delays it)")
     if W.shape[1] * group != x.features:
         raise WeightsError(f"{g.where()}: tensor {node.input[1]!r} of shape {W.shape} with group "
                            f"{group} takes {W.shape[1] * group} channels, the stream has {x.features}")
     conv_common.ring(g.budget, k, d, x.features, g.where())
-    # ONNX Conv weights are torch's: (M, C/group, k), already canonical
-    out = _append(x, Conv1d(W, B, dilation=d, groups=group), features=int(W.shape[0]))
-    return [_Pending(out, "chomp", L, node.name) if right else out]
+    chomp = right and right == left == L and not before and stride == 1
+    # ONNX Conv weights are torch's: (M, C/group, k), already canonical; zeros
+    # on the left beyond none delay the output (Conv1d's latency), and zeros on
+    # the right only add outputs after the last sample, which a stream never reaches
+    try:
+        conv = Conv1d(W, B, dilation=d, groups=group, stride=stride,
+                      padding=(left, 0 if chomp else right))
+    except WeightsError as exc:
+        raise g.fail(f"pads {pads}: {exc}") from None
+    out = _append(x, conv, features=int(W.shape[0]),
+                  steps=g.steps_after(x, left, 0 if chomp else right, L, stride))
+    return [_Pending(out, "chomp", L, node.name) if chomp else out]
+
+
+def _pads(g: _Graph, at: dict, L: int, stride: int, op: str) -> list[int]:
+    """``[left, right]`` zeros of a 1-D Conv or pool from ``pads`` / ``auto_pad``
+    (``L``: the samples its window reaches back)."""
+    auto = at.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        if stride != 1:
+            raise g.fail(f"auto_pad={auto} with strides {stride}: the padding depends on the "
+                         f"sequence's length, which a stream does not know")
+        # SAME_UPPER puts the odd zero at the end, SAME_LOWER at the start
+        return [L // 2, L - L // 2] if auto == "SAME_UPPER" else [L - L // 2, L // 2]
+    if auto not in ("NOTSET", "VALID"):
+        raise WeightsError(f"{g.where()}: auto_pad {auto!r} is not an ONNX padding mode")
+    pads = [0, 0] if auto == "VALID" else [int(p) for p in at.get("pads", [0, 0])]
+    if len(pads) != 2 or min(pads) < 0:
+        raise WeightsError(f"{g.where()}: pads {pads} for a 1-D {op}")
+    return pads
+
+
+def _h_pool(g: _Graph, node: Any, ins: list, at: dict) -> list:
+    # MaxPool-12/22, AveragePool-19/22 over time on (N, C, T): kernel_shape, strides (default 1),
+    # pads, dilations, auto_pad, ceil_mode; AveragePool's count_include_pad defaults to 0
+    op, x = node.op_type, ins[0]
+    if not isinstance(x, _Stream):
+        raise g.fail(f"{op} of a {type(x).__name__}")
+    _channels_first(g, x, op)
+    if len(node.output) > 1 and node.output[1]:
+        raise g.fail("MaxPool's Indices output: a stream passes values only")
+    kernel = [int(v) for v in at.get("kernel_shape", [])]
+    strides = [int(v) for v in at.get("strides", [1] * max(len(kernel), 1))]
+    dil = [int(v) for v in at.get("dilations", [1] * max(len(kernel), 1))]
+    if len(kernel) != 1 or len(strides) != 1 or len(dil) != 1 or min(kernel + strides + dil) < 1:
+        raise WeightsError(f"{g.where()}: kernel_shape {kernel} / strides {strides} / dilations "
+                           f"{dil} for a pool over time (one axis)")
+    if int(at.get("ceil_mode", 0)):
+        raise g.fail("ceil_mode=1: only floor mode (the default) is supported")
+    (k,), (stride,), (d,) = kernel, strides, dil
+    left, right = _pads(g, at, (k - 1) * d, stride, op)  # the right zeros only shape the end
+    try:
+        if op == "MaxPool":
+            layer = MaxPool1d(x.features, k, stride, left, d)
+        else:
+            if d != 1:
+                raise WeightsError(f"dilations {d}: a dilated average pool is not supported")
+            layer = AvgPool1d(x.features, k, stride, left, bool(int(at.get("count_include_pad", 0))))
+    except WeightsError as exc:
+        raise g.fail(str(exc)) from None
+    return [_append(x, layer, steps=g.steps_after(x, left, right, (k - 1) * d, stride))]
 
 
 def _h_chomp(g: _Graph, node: Any, pending: _Pending, ins: list) -> list:
@@ -230,4 +279,5 @@ def _features_of_conv(weight: tuple, node: Any) -> int | None:
 
 
 CONV_HANDLERS = {"Pad": _h_pad, "Conv": _h_conv, "BatchNormalization": _h_batchnorm,
-                 "LayerNormalization": _h_layernorm, "PRelu": _h_prelu}
+                 "LayerNormalization": _h_layernorm, "PRelu": _h_prelu, "MaxPool": _h_pool,
+                 "AveragePool": _h_pool}

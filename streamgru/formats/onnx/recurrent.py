@@ -141,8 +141,8 @@ def _h_recurrent(g: _Graph, node: Any, ins: list, at: dict) -> list:
         y_axes, yh_axes = (("T",), (), batch, ("F",)), ((), batch, ("F",))
     else:
         y_axes, yh_axes = (batch, ("T",), (), ("F",)), (batch, (), ("F",))
-    y = _Stream(y_axes, H, layers)
-    y_h = _Stream(yh_axes, H, layers, last=True)
+    y = _Stream(y_axes, H, layers, steps=x.steps)
+    y_h = _Stream(yh_axes, H, layers, last=True, steps=x.steps)
     outs: list = [y, y_h]
     if lstm:
         outs.append(_Poison(g.fail("Y_c (the cell state) is not an output a stream produces")))

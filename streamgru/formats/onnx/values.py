@@ -75,6 +75,9 @@ class _Stream:
     # (stream, scale, shift) when this stream is ``stream * scale + shift``
     # (per feature): lets patterns such as GELU's erf form be recognised
     origin: tuple | None = field(default=None, compare=False, repr=False)
+    # the offline length of the time axis where it is not the input's (after
+    # an unpadded or strided conv, a pool): an int, or "?" when the input's is symbolic
+    steps: Any = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,17 @@ class _Graph:
         return tuple(a for a in axis if not self.unit_atom(a))
 
     def atom_size(self, s: _Stream, atom: str) -> Any:
+        if atom == "T" and s.steps is not None:
+            return s.steps
         return s.features if atom == "F" else self.sizes[atom]
+
+    def steps_after(self, s: _Stream, left: int, right: int, reach: int, stride: int) -> Any:
+        """The offline time length after a window reaching ``reach`` samples
+        back, over ``s`` padded by ``left`` and ``right`` zeros, every ``stride``."""
+        n = self.atom_size(s, "T")
+        if left + right == reach and stride == 1:
+            return s.steps
+        return (n + left + right - reach - 1) // stride + 1 if isinstance(n, int) else "?"
 
     def axis_size(self, s: _Stream, axis: tuple) -> Any:
         known, syms = 1, []
