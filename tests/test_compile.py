@@ -143,3 +143,24 @@ def test_the_fast_step_for_some_kinds_matches_the_one_for_all(dtype):
         outs.append((Y, s.get_state()))
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+
+def test_every_kernel_variant_has_a_name_of_its_own():
+    """Closures made once per weight type or mask carry it in their name
+    (config.variant): numba names compiled code after the qualified name and
+    a per-process counter, so two variants compiled in different processes
+    (one loaded from the disk cache) could otherwise share a symbol."""
+    from streamgru.kernels import dense, gru, lstm, rnn
+
+    for module in (gru, lstm, rnn):
+        names = [k.py_func.__qualname__ for k in module.SEQ + module.ROWS]
+        assert len(set(names)) == len(names), names
+    names = [k.py_func.__qualname__ for k in dense.STORED.values()]
+    assert len(set(names)) == len(names), names
+    masks = (kinds.ALL, 9, 32769)
+    names = [fastcall._builtin_body(dt, k).__qualname__ for dt in (np.float32, np.float64)
+             for k in masks]
+    assert len(set(names)) == len(names), names
+    names = [network._masked(name, k).py_func.__qualname__ for name in ("step", "process")
+             for k in (32769, 36864)]
+    assert len(set(names)) == len(names), names

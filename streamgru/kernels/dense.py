@@ -16,7 +16,7 @@ import numpy as np
 
 from . import activations as act
 from . import simd
-from .config import jit_fast
+from .config import jit_fast, variant
 from .layout import (
     H_SC_GX, KIND_DENSE, M_ACT0, M_IN, M_OUT, M_P, M_W0, M_W1, P_ALPHA0, P_BETA0, WQ_BFLOAT16,
     WQ_FLOAT, WQ_FLOAT16, WQ_INT8,
@@ -99,7 +99,7 @@ def _stored_variant(q):
             for k in range(O):
                 dst[U(o + k)] = sc[U(row + k)]
             act.apply(dst, o, o + O, meta[r + M_ACT0], w[p + P_ALPHA0], w[p + P_BETA0])
-    return jit_fast(seq_stored)
+    return jit_fast(variant(seq_stored, q=q))
 
 
 # the kernel of each reduced weight type (closures over the type code alone)

@@ -46,7 +46,7 @@ from numba.core.compiler_lock import global_compiler_lock
 from numba.extending import intrinsic
 
 from .cache import attach
-from .config import JIT_OPTIONS
+from .config import JIT_OPTIONS, variant
 from .kinds import ALL
 from .network import step_body
 from .pointers import address, array_at
@@ -149,7 +149,9 @@ def _builtin_body(dtype, kinds):
     def fast_step(self, args, nargs):
         return _fast_step(self, args, nargs, el, kinds)
 
-    return fast_step
+    # its own symbol name per variant (config.variant): a C function's
+    # address is looked up by that name
+    return variant(fast_step, dtype=el.__name__, kinds=kinds)
 
 
 class _CFunc(CFunc):

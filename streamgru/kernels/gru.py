@@ -16,7 +16,7 @@ from numba.extending import overload
 from ..layers.quant import QuantizedWeight
 from . import activations as act
 from . import simd
-from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
+from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast, variant
 from .layout import (
     F_CLIP, F_RESET_AFTER, H_SC_GH, H_SC_GX, H_SC_TMP, KIND_GRU, M_ACT0, M_ACT1,
     M_HID, M_IN, M_P, M_STATE, M_FLAGS, M_W0, M_W1, M_W2, M_W3, M_W4, P_ALPHA0,
@@ -229,13 +229,13 @@ def _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
 def _seq_variant(q):
     def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
         _seq(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc)
-    return jit_fast(seq)
+    return jit_fast(variant(seq, q=q))
 
 
 def _rows_variant(q):
     def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
         _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
-    return jit_fast(rows)
+    return jit_fast(variant(rows, q=q))
 
 
 def _seq_of(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, types
 
 from . import graph, rate, skip
-from .config import JIT_OPTIONS, jit, locked
+from .config import JIT_OPTIONS, jit, locked, variant
 from .kinds import ALL
 from .kinds import rows as kinds_rows
 from .kinds import seq as kinds_seq
@@ -320,7 +320,7 @@ def _masked(name: str, kinds: int):
             return batch_process_body(X, Y, w, meta, states, sc, i0, i1, kinds)
     else:
         return ENTRY_POINTS[name]
-    return jit(fn)
+    return jit(variant(fn, **{name: kinds}))
 
 
 def _serves(kinds: int) -> int:

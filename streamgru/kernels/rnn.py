@@ -10,7 +10,7 @@ from numba import njit
 
 from . import activations as act
 from . import simd
-from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
+from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast, variant
 from .simd import U
 from .layout import (
     F_CLIP, H_SC_GX, KIND_RNN, M_ACT0, M_FLAGS, M_HID, M_IN, M_P, M_STATE,
@@ -105,13 +105,13 @@ def _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
 def _seq_variant(q):
     def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
         _seq(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc)
-    return jit_fast(seq)
+    return jit_fast(variant(seq, q=q))
 
 
 def _rows_variant(q):
     def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
         _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
-    return jit_fast(rows)
+    return jit_fast(variant(rows, q=q))
 
 
 # one kernel per stored weight type (layout.WQ_*), compiled on first use;
