@@ -483,7 +483,9 @@ def pool_offline(layer, X):
     average divides by k (count_include_pad) or by the samples in the window."""
     X = np.asarray(X, dtype=np.float64)
     k, s, p, d = layer.kernel_size, layer.stride, layer.padding, layer.dilation
-    n = max(0, (len(X) + 2 * p - (k - 1) * d - 1) // s + 1)
+    # no samples (an earlier pool or stride left none): torch refuses such an
+    # input, and a stream that has seen no sample has emitted no row
+    n = max(0, (len(X) + 2 * p - (k - 1) * d - 1) // s + 1) if len(X) else 0
     Y = np.zeros((n, X.shape[1]))
     for j in range(n):
         idx = [j * s - p + i * d for i in range(k)]
