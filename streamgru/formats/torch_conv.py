@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..layers import AvgPool1d, BatchNorm, Conv1d, LayerNorm, MaxPool1d, PReLU
+from .torch_wnorm import as_array as _array
 
 CF, TF = "channels-first (N, C, T)", "batch-first (N, T, C)"
 
@@ -63,9 +64,6 @@ def traceable(torch: Any, module: Any) -> Any:
     return module if isinstance(module, torch.nn.Sequential) else torch.nn.Sequential(module)
 
 
-def _array(t: Any) -> np.ndarray:
-    # float64 keeps every source precision exactly; the Model converts to its dtype
-    return t.detach().to("cpu").double().numpy()
 
 
 def _swap_dims(node: Any) -> bool | None:

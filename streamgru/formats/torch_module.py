@@ -44,6 +44,7 @@ from ..errors import WeightsError
 from ..layers import GRU, LSTM, RNN, Activation, Dense, Layer, make_activation
 from ..model import Model
 from . import torch_conv, torch_qlive
+from .torch_wnorm import as_array as _array
 
 __all__ = ["from_module"]
 
@@ -74,9 +75,6 @@ def _import_torch():
     return torch
 
 
-def _array(t: Any) -> np.ndarray:
-    # float64 keeps every source precision exactly; the Model converts to its dtype
-    return t.detach().to("cpu").double().numpy()
 
 
 def _opt(t: Any) -> np.ndarray | None:

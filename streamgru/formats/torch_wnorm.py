@@ -18,10 +18,12 @@ import numpy as np
 
 from ..errors import WeightsError
 
-__all__ = ["weight"]
+__all__ = ["as_array", "weight"]
 
 
-def _array(t: Any) -> np.ndarray:
+def as_array(t: Any) -> np.ndarray:
+    """A tensor as float64 numpy: every source precision kept exactly (the
+    Model converts to its dtype)."""
     return t.detach().to("cpu").double().numpy()
 
 
@@ -44,11 +46,11 @@ def weight(torch: Any, mod: Any, name: str) -> np.ndarray:
                 f"{', '.join(kinds)}; streamgru folds weight_norm only (or call "
                 f"torch.nn.utils.parametrize.remove_parametrizations(module, 'weight') first)")
         # parametrizations.weight_norm: original0 is g, original1 is v
-        return _fold(_array(plist.original0), _array(plist.original1), plist[0].dim)
+        return _fold(as_array(plist.original0), as_array(plist.original1), plist[0].dim)
     from torch.nn.utils.weight_norm import WeightNorm
 
     for hook in mod._forward_pre_hooks.values():
         if isinstance(hook, WeightNorm) and hook.name == "weight":
             # torch.nn.utils.weight_norm: weight_g, weight_v; weight is set by the hook
-            return _fold(_array(mod.weight_g), _array(mod.weight_v), hook.dim)
-    return _array(mod.weight)
+            return _fold(as_array(mod.weight_g), as_array(mod.weight_v), hook.dim)
+    return as_array(mod.weight)
