@@ -29,11 +29,11 @@ FAST_FLAGS = {"contract", "reassoc"}
 def variant(fn, **constants):
     """``fn``, a closure made once per value of its ``constants``, named
     after them (``seq`` -> ``seq_q1``). numba names a compiled function
-    after its qualified name, its argument types and a per-process counter:
-    two variants of one closure compiled in different processes (one of them
-    loaded from the disk cache) can get the same symbol name, and the JIT
-    then resolves every call, and the address of a C function, to whichever
-    body it loaded first, which runs the wrong variant."""
+    after its qualified name, its argument types and a per-process counter,
+    and needs that name to be unique ("else the wrong function can be chosen
+    at link time", its lowering says): two variants of one closure compiled
+    in different processes (one of them loaded from the disk cache) could
+    otherwise get the same symbol name."""
     tag = "_".join(f"{k}{v}" for k, v in constants.items())
     fn.__name__ = f"{fn.__name__}_{tag}"
     fn.__qualname__ = f"{fn.__qualname__}_{tag}"
