@@ -120,12 +120,12 @@ def _fast_step(self, args, nargs, el, kinds):
             and oa[_DATA] < xa[_DATA] + x.size * x.itemsize):
         return _decline(self)
     buf = array_at(table[T_BUF], table[T_NBUF], el)
-    if table[T_SAVE_THREAD] != 0:
-        tstate = _save_thread(table[T_SAVE_THREAD])
-        status = step_body(x, out, buf, kinds)
+    # one call of step_body (each inlined copy costs compile time)
+    release = table[T_SAVE_THREAD] != 0
+    tstate = _save_thread(table[T_SAVE_THREAD]) if release else 0
+    status = step_body(x, out, buf, kinds)
+    if release:
         _restore_thread(table[T_RESTORE_THREAD], tstate)
-    else:
-        status = step_body(x, out, buf, kinds)
     # reference counts only with the GIL held
     if status != 0:
         return _decline(self)

@@ -11,7 +11,7 @@ accumulates in place). So a step of a graph costs what its layers cost,
 plus copying the input in and the output out.
 
 ``run`` (T steps of one stream) and ``run_rows`` (one step of B streams)
-are inlined into network.py's entry points; they are typed as no-ops
+are called by network.py's entry points; they are typed as no-ops
 unless the literal kinds mask has the GRAPH bit (kinds.py), so chain
 models compile nothing of this file.
 """
@@ -150,13 +150,16 @@ def _has_graph(kinds) -> bool | None:
     return bool(kinds.literal_value & GRAPH)
 
 
-@overload(run, inline="always", prefer_literal=True)
+# not inlined: numba compiles an inlined overload's body as a function of its
+# own anyway (to type it), and inlining it then re-types and re-lowers it in
+# every entry point; a call per model step costs nothing measurable
+@overload(run, prefer_literal=True, jit_options=JIT_OPTIONS)
 def _run_typed(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
     on = _has_graph(kinds)
     return None if on is None else (_graph_seq if on else _noop_seq)
 
 
-@overload(run_rows, inline="always", prefer_literal=True)
+@overload(run_rows, prefer_literal=True, jit_options=JIT_OPTIONS)
 def _run_rows_typed(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
     on = _has_graph(kinds)
     return None if on is None else (_graph_rows if on else _noop_rows)

@@ -11,11 +11,11 @@ it. G (``row_width``) is the padded row of gate pre-activations in scratch.
 
 import numpy as np
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic
 
 from ..layers.quant import QuantizedWeight
 from . import activations as act
-from . import simd
+from . import direct, simd
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast, variant
 from .layout import (
     F_CLIP, F_RESET_AFTER, H_SC_GH, H_SC_GX, H_SC_TMP, KIND_GRU, M_ACT0, M_ACT1,
@@ -238,22 +238,21 @@ def _rows_variant(q):
     return jit_fast(variant(rows, q=q))
 
 
-def _seq_of(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
-    """A call of ``SEQ[q]`` for a literal ``q`` (a direct call of that one
-    kernel: indexing the tuple in compiled code would make its four
+@intrinsic
+def _seq_of(typingctx, q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+    """A call of ``SEQ[q]`` for a literal ``q``: a direct call of that one
+    kernel (indexing the tuple in compiled code would make its four
     dispatchers first-class function values, called indirectly)."""
-    raise NotImplementedError("compiled code only")
-
-
-@overload(_seq_of, inline="always", prefer_literal=True)
-def _seq_of_typed(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
-    if not isinstance(q, types.IntegerLiteral):
+    if direct.literal(q) is None:
         return None
-    kernel = SEQ[q.literal_value]
+    argtys = (src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc)
+    fnty, sig = direct.resolve(typingctx, SEQ[q.literal_value], argtys)
 
-    def call(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
-        kernel(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc)
-    return call
+    def codegen(context, builder, signature, args):
+        direct.call(context, builder, fnty, sig, args[1:], argtys)
+        return context.get_dummy_value()
+
+    return types.none(q, *argtys), codegen
 
 
 # one kernel per stored weight type (layout.WQ_*), compiled on first use;

@@ -20,16 +20,14 @@ types; a quantized model's entry points are compiled for its own mask
 """
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import types
+from numba.extending import intrinsic
 
-from . import conv, dense, elementwise, gru, lstm, norm, pool, rnn
-from .config import JIT_OPTIONS
+from . import conv, dense, direct, elementwise, gru, lstm, norm, pool, rnn
 from .layout import (
     H_GRAPH, H_NLAYERS, HEADER, KIND_AVGPOOL, KIND_BATCHNORM, KIND_CONV, KIND_DENSE,
     KIND_ELEMENTWISE, KIND_GRU, KIND_LAYERNORM, KIND_LSTM, KIND_MASK, KIND_MAXPOOL, KIND_PRELU,
-    KIND_RNN, M_KIND, ROW,
-    WQ_SHIFT, WQ_TYPES,
+    KIND_RNN, M_KIND, ROW, WQ_SHIFT,
 )
 
 # the three per-sample norm kinds share one kernel module, so one bit; so do the pools
@@ -46,9 +44,6 @@ def bit(code: int) -> int:
     return BITS[code & KIND_MASK] << (_TYPE_BITS * (code >> WQ_SHIFT))
 
 
-_inline = njit(inline="always", **JIT_OPTIONS)
-
-
 def mask_of(meta: np.ndarray) -> int:
     """The mask of the layer kinds in a plan's ``meta``."""
     rows = HEADER + ROW * np.arange(int(meta[H_NLAYERS]))
@@ -58,145 +53,77 @@ def mask_of(meta: np.ndarray) -> int:
     return mask | (GRAPH if meta[H_GRAPH] else 0)
 
 
-# Every layer call below has one form: (src, s0, ss, dst, d0, ds, n, w, meta,
-# r, st, sb, sst, sc); n is T for a sequence, B for rows of streams, and
-# ``sst`` (the stride between streams' states) is unused by a sequence.
-
-def _sequence(kernel):
-    """The layer call form of a kind's ``seq`` kernel (which takes no ``sst``)."""
-    @_inline
-    def call(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-        kernel(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sc)
-    return call
+# The two call forms, by argument name: n is T for a sequence, B for rows of
+# streams; ``sst`` (the stride between streams' states) only rows have.
+SEQ_FORM = ("src", "s0", "ss", "dst", "d0", "ds", "n", "w", "meta", "r", "st", "sb", "sc")
+ROWS_FORM = SEQ_FORM[:-1] + ("sst", "sc")
+# what each kernel takes, in its order
+_RECURRENT = SEQ_FORM           # a kind's seq (and conv's, pool's)
+_PLAIN = SEQ_FORM[:10]          # stateless: Dense, the norms
+_WITH_SCRATCH = _PLAIN + ("sc",)  # stored Dense, element-wise ops
 
 
-def _stored_dense(kernel):
-    """The layer call form of Dense with reduced-precision weights."""
-    @_inline
-    def call(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-        kernel(src, s0, ss, dst, d0, ds, n, w, meta, r, sc)
-    return call
+def _table(form):
+    """(kind code, kernel, its arguments) of every layer kernel of ``form``."""
+    seq = form is SEQ_FORM
+    entries = []
+    for code, module in ((KIND_GRU, gru), (KIND_LSTM, lstm), (KIND_RNN, rnn)):
+        for q, kernel in enumerate(module.SEQ if seq else module.ROWS):
+            entries.append((code | q << WQ_SHIFT, kernel, _RECURRENT if seq else ROWS_FORM))
+    entries.append((KIND_DENSE, dense.seq, _PLAIN))
+    entries += [(KIND_DENSE | q << WQ_SHIFT, k, _WITH_SCRATCH) for q, k in dense.STORED.items()]
+    entries.append((KIND_CONV, conv.seq, _RECURRENT) if seq else (KIND_CONV, conv.rows, ROWS_FORM))
+    entries += [(k, norm.seq, _PLAIN) for k in (KIND_BATCHNORM, KIND_LAYERNORM, KIND_PRELU)]
+    if seq:  # a pool changes the row count: never run on rows of streams
+        entries += [(k, pool.seq, _RECURRENT) for k in (KIND_MAXPOOL, KIND_AVGPOOL)]
+    entries.append((KIND_ELEMENTWISE, elementwise.seq, _WITH_SCRATCH))
+    return entries
 
 
-@_inline
-def _noop(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    pass
+def _typer(form):
+    """The typing of a call ``(kinds, kind, *form)`` that runs the kernel of
+    ``kind`` (a run-time code) among the kernels whose bits the literal mask
+    ``kinds`` has: a chain of ``if kind == code`` and direct calls.
 
+    An intrinsic (direct.py), so the choice costs no compile time."""
+    table = _table(form)
 
-_conv_seq = _sequence(conv.seq)
-_pool_seq = _sequence(pool.seq)
-
-
-@_inline
-def _elementwise(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    # graph ops: stateless, their second operand in the scratch
-    elementwise.seq(src, s0, ss, dst, d0, ds, n, w, meta, r, sc)
-
-
-@_inline
-def _dense(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    # stateless: a sequence and rows of streams are the same n rows
-    dense.seq(src, s0, ss, dst, d0, ds, n, w, meta, r)
-
-
-@_inline
-def _norm(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    # stateless per-sample kinds (BatchNorm, LayerNorm, PReLU), like Dense
-    norm.seq(src, s0, ss, dst, d0, ds, n, w, meta, r)
-
-
-def _when(code, kernels):
-    """A call ``(kinds, kind, *layer args)`` that runs ``kernels[q]`` if
-    ``kind == code | q << WQ_SHIFT``, for each weight type ``q`` whose bit
-    the literal mask ``kinds`` has; typed as a no-op when it has none.
-    ``kernels`` maps weight types to layer calls (or is one, for q = 0)."""
-    if not isinstance(kernels, dict):
-        kernels = {0: kernels}
-
-    def call(kinds, kind, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-        raise NotImplementedError("compiled code only")
-
-    @overload(call, inline="always", prefer_literal=True)
-    def _typed(kinds, kind, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-        if not isinstance(kinds, types.IntegerLiteral):
+    def typer(typingctx, kinds, kind, args):
+        mask = direct.literal(kinds)
+        if mask is None:
             return None
-        on = [q for q in kernels if kinds.literal_value & bit(code | q << WQ_SHIFT)]
-        if len(on) == 1:
-            c0, k0 = code | on[0] << WQ_SHIFT, kernels[on[0]]
+        given = dict(zip(form, args))
+        calls = [(code, *direct.resolve(typingctx, kernel, [given[a] for a in names]),
+                  [form.index(a) for a in names])
+                 for code, kernel, names in table if mask & bit(code)]
 
-            def run(kinds, kind, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-                if kind == c0:
-                    k0(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
-            return run
-        if on:
-            # several weight types of this kind in one model: up to four
-            # branches, the unused ones never taken (code -1) and no-ops
-            pad = len(WQ_TYPES) - len(on)
-            c0, c1, c2, c3 = [code | q << WQ_SHIFT for q in on] + [-1] * pad
-            k0, k1, k2, k3 = [kernels[q] for q in on] + [_noop] * pad
+        def codegen(context, builder, signature, llargs):
+            kind_v = context.cast(builder, llargs[1], signature.args[1], types.int64)
+            for code, fnty, sig, where in calls:
+                is_it = builder.icmp_signed("==", kind_v, context.get_constant(types.int64, code))
+                with builder.if_then(is_it):
+                    direct.call(context, builder, fnty, sig, [llargs[2 + i] for i in where],
+                                [args[i] for i in where])
+            return context.get_dummy_value()
 
-            def run_any(kinds, kind, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-                if kind == c0:
-                    k0(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
-                elif kind == c1:
-                    k1(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
-                elif kind == c2:
-                    k2(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
-                elif kind == c3:
-                    k3(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc)
-            return run_any
+        return types.none(kinds, kind, *args), codegen
 
-        def skip(kinds, kind, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-            pass
-        return skip
-
-    return call
+    return typer
 
 
-_NORMS = (KIND_BATCHNORM, KIND_LAYERNORM, KIND_PRELU)
-_DENSE = {0: _dense, **{q: _stored_dense(k) for q, k in dense.STORED.items()}}
-_SEQ = ([_when(KIND_GRU, dict(enumerate(map(_sequence, gru.SEQ)))),
-         _when(KIND_LSTM, dict(enumerate(map(_sequence, lstm.SEQ)))),
-         _when(KIND_RNN, dict(enumerate(map(_sequence, rnn.SEQ)))),
-         _when(KIND_DENSE, _DENSE), _when(KIND_CONV, _conv_seq)]
-        + [_when(k, _norm) for k in _NORMS]
-        + [_when(KIND_MAXPOOL, _pool_seq), _when(KIND_AVGPOOL, _pool_seq),
-           _when(KIND_ELEMENTWISE, _elementwise)])
-_ROWS = ([_when(KIND_GRU, dict(enumerate(gru.ROWS))), _when(KIND_LSTM, dict(enumerate(lstm.ROWS))),
-          _when(KIND_RNN, dict(enumerate(rnn.ROWS))),
-          _when(KIND_DENSE, _DENSE), _when(KIND_CONV, conv.rows)]
-         + [_when(k, _norm) for k in _NORMS] + [_when(KIND_ELEMENTWISE, _elementwise)])
-_s_gru, _s_lstm, _s_rnn, _s_dense, _s_conv, _s_bn, _s_ln, _s_prelu, _s_max, _s_avg, _s_ew = _SEQ
-_r_gru, _r_lstm, _r_rnn, _r_dense, _r_conv, _r_bn, _r_ln, _r_prelu, _r_ew = _ROWS
+_seq_typer, _rows_typer = _typer(SEQ_FORM), _typer(ROWS_FORM)
 
 
-@_inline
-def seq(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
+@intrinsic(prefer_literal=True)
+def seq(typingctx, kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     """T steps of one stream through the layer at meta row ``r`` (of ``kind``)."""
-    _s_gru(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
-    _s_lstm(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
-    _s_rnn(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
-    _s_dense(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
-    _s_conv(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
-    _s_bn(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
-    _s_ln(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
-    _s_prelu(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
-    _s_max(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
-    _s_avg(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
-    _s_ew(kinds, kind, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, 0, sc)
+    return _seq_typer(typingctx, kinds, kind, (src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc))
 
 
-@_inline
-def rows(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
+@intrinsic(prefer_literal=True)
+def rows(typingctx, kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     """One step of B streams through the layer at meta row ``r`` (of ``kind``).
     Not for the kinds that change the row count (pools, a delayed or
     strided conv): a model with one runs each stream through ``seq``."""
-    _r_gru(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
-    _r_lstm(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
-    _r_rnn(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
-    _r_dense(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
-    _r_conv(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
-    _r_bn(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
-    _r_ln(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
-    _r_prelu(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
-    _r_ew(kinds, kind, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
+    return _rows_typer(typingctx, kinds, kind,
+                       (src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc))

@@ -12,10 +12,13 @@ only once per group. The axpy form (outputs loaded and stored for every few
 rows) cost twice the memory traffic, and its scalar tail ran for every size
 that was not a multiple of 32.
 
-numba does not expose vector types, so the group loops are ``@intrinsic``s
-that emit LLVM vector IR (``<L x float>`` and ``llvm.fma``); on CPUs without
-AVX-512 LLVM splits each vector into two. With ``NUMBA_DISABLE_JIT=1`` the
-same functions run as numpy code.
+numba does not expose vector types, so the products (``qgemv``, ``qgemm``,
+``qproject`` and their float forms) are ``@intrinsic``s that emit LLVM
+vector IR (``<L x float>`` and ``llvm.fma``) straight into the kernel that
+calls them; on CPUs without AVX-512 LLVM splits each vector into two. Being
+intrinsics, they cost the kernels no numba typing or IR inlining (as numba
+functions inlined with ``inline="always"`` they took most of a first
+compile). With ``NUMBA_DISABLE_JIT=1`` the same functions run as numpy code.
 
 Reduced-precision weights (``q``, a compile-time weight type: WQ_INT8,
 WQ_FLOAT16, WQ_BFLOAT16 from layout.py; WQ_FLOAT is the model's own float)
@@ -72,120 +75,295 @@ def _widen(builder, raw, q, vec):
     return f32 if isinstance(vec.element, ir.FloatType) else builder.fpext(f32, vec)
 
 
-def _group_kernel(R, NB):
-    """Intrinsic: for r < R and the NB blocks of one group,
+class _Operands:
+    """What a product's code needs, read off an intrinsic's arguments: the
+    data pointers of acc, v and w, the float type, the vector type and its
+    length L, and the weight type ``wq``."""
+
+    def __init__(self, context, builder, wq, acc_ty, acc, v_ty, v, w_ty, w):
+        self.builder = builder
+        self.wq = wq
+        self.ap = context.make_array(acc_ty)(context, builder, acc).data
+        self.vp = context.make_array(v_ty)(context, builder, v).data
+        self.wp = context.make_array(w_ty)(context, builder, w).data
+        fty = self.ap.type.pointee
+        self.bits = 32 if isinstance(fty, ir.FloatType) else 64
+        self.L = VECTOR_BYTES * 8 // self.bits
+        self.vec = ir.VectorType(fty, self.L)
+        self.fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(self.vec, [self.vec] * 3),
+            f"llvm.fma.v{self.L}f{self.bits}")
+
+    def c(self, n):
+        return ir.Constant(ir.IntType(64), n)
+
+    def vload(self, ptr, off):
+        b = self.builder
+        return b.load(b.bitcast(b.gep(ptr, [off]), self.vec.as_pointer()), align=self.bits // 8)
+
+    def wload(self, off):
+        """The weight vector at stored element ``off`` of w, as floats."""
+        if self.wq == WQ_FLOAT:
+            return self.vload(self.wp, off)
+        b = self.builder
+        ety = ir.IntType(8 if self.wq == WQ_INT8 else 16)
+        qp = b.bitcast(self.wp, ety.as_pointer())
+        raw = b.load(b.bitcast(b.gep(qp, [off]), ir.VectorType(ety, self.L).as_pointer()),
+                     align=ety.width // 8)
+        return _widen(b, raw, self.wq, self.vec)
+
+    def stored(self, w0):
+        """The offset ``w0`` (in w's float elements) in stored elements."""
+        if self.wq == WQ_FLOAT:
+            return w0
+        per = self.bits // (8 if self.wq == WQ_INT8 else 16)
+        return self.builder.mul(w0, self.c(per))
+
+
+def _emit_group(o, R, NB, a0, astride, v0, vstride, w0, nr, s0):
+    """Code for, r < R and the NB blocks of one group:
     acc[a0 + r*astride + c] += sum_j v[v0 + r*vstride + j] * W[j*NB*L + c],
-    c < NB*L; R*NB vector accumulators live in registers over all j < nr.
-
-    ``q`` (a literal) is the stored weight type. WQ_FLOAT: W starts at
-    ``w[w0]``. Otherwise W's values start at stored element ``w0`` of ``w``'s
-    bytes (seen as int8 or 16-bit elements), and for WQ_INT8 the sums are
+    c < NB*L, with R*NB vector accumulators held in registers over all
+    j < nr. W starts at stored element ``w0``; for int8 the sums are
     multiplied by the scales ``w[s0 + c]`` before they are added to acc."""
+    b, c, L = o.builder, o.c, o.L
+    undef = ir.Constant(o.vec, ir.Undefined)
+    splat = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
+    zero32 = ir.Constant(ir.IntType(32), 0)
+    zero = ir.Constant(o.vec, [0.0] * L)
+    arow = [b.add(a0, b.mul(astride, c(r))) for r in range(R)]
+    vrow = [b.add(v0, b.mul(vstride, c(r))) for r in range(R)]
+    slots = [[cgutils.alloca_once(b, o.vec) for _ in range(NB)] for _ in range(R)]
+    for r in range(R):
+        for k in range(NB):
+            # int8 sums start at zero: they are scaled once, at the end
+            start = zero if o.wq == WQ_INT8 else o.vload(o.ap, b.add(arow[r], c(k * L)))
+            b.store(start, slots[r][k])
 
-    @intrinsic
-    def group(typingctx, q, acc, a0, astride, v, v0, vstride, w, w0, nr, s0):
-        if not isinstance(q, types.IntegerLiteral):
-            return None
-        wq = q.literal_value
+    def rows(j, sl):
+        """Add input row j's products into the accumulators ``sl``."""
+        wrow = b.add(w0, b.mul(j, c(NB * L)))
+        ws = [o.wload(b.add(wrow, c(k * L))) for k in range(NB)]
+        for r in range(R):
+            x = b.load(b.gep(o.vp, [b.add(vrow[r], j)]))
+            xv = b.shuffle_vector(b.insert_element(undef, x, zero32), undef, splat)
+            for k in range(NB):
+                b.store(b.call(o.fma, [ws[k], xv, b.load(sl[r][k])]), sl[r][k])
 
-        def codegen(context, builder, sig, args):
-            _, acc_, a0_, as_, v_, v0_, vs_, w_, w0_, nr_, s0_ = args
-            ap = context.make_array(sig.args[1])(context, builder, acc_).data
-            vp = context.make_array(sig.args[4])(context, builder, v_).data
-            wp = context.make_array(sig.args[7])(context, builder, w_).data
-            fty = ap.type.pointee
-            bits = 32 if isinstance(fty, ir.FloatType) else 64
-            L = VECTOR_BYTES * 8 // bits
-            vec = ir.VectorType(fty, L)
-            vptr = vec.as_pointer()
-            i64 = ir.IntType(64)
-            align = bits // 8
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{L}f{bits}"
-            )
-            splat = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
-            undef = ir.Constant(vec, ir.Undefined)
-            zero32 = ir.Constant(ir.IntType(32), 0)
-
-            def c(n):
-                return ir.Constant(i64, n)
-
-            def vload(ptr, off):
-                return builder.load(builder.bitcast(builder.gep(ptr, [off]), vptr), align=align)
-
-            if wq == WQ_FLOAT:
-                def wload(off):
-                    return vload(wp, off)
-            else:
-                ety = ir.IntType(8 if wq == WQ_INT8 else 16)
-                qp = builder.bitcast(wp, ety.as_pointer())
-                qvptr = ir.VectorType(ety, L).as_pointer()
-
-                def wload(off):
-                    raw = builder.load(builder.bitcast(builder.gep(qp, [off]), qvptr),
-                                       align=ety.width // 8)
-                    return _widen(builder, raw, wq, vec)
-
-            zero = ir.Constant(vec, [0.0] * L)
-            arow = [builder.add(a0_, builder.mul(as_, c(r))) for r in range(R)]
-            vrow = [builder.add(v0_, builder.mul(vs_, c(r))) for r in range(R)]
-            slots = [[cgutils.alloca_once(builder, vec) for _ in range(NB)] for _ in range(R)]
-            for r in range(R):
-                for b in range(NB):
-                    # int8 sums start at zero: they are scaled once, at the end
-                    start = zero if wq == WQ_INT8 else vload(ap, builder.add(arow[r], c(b * L)))
-                    builder.store(start, slots[r][b])
-
-            def rows(j, sl):
-                """Add input row j's products into the accumulators ``sl``."""
-                wrow = builder.add(w0_, builder.mul(j, c(NB * L)))
-                ws = [wload(builder.add(wrow, c(b * L))) for b in range(NB)]
-                for r in range(R):
-                    x = builder.load(builder.gep(vp, [builder.add(vrow[r], j)]))
-                    xv = builder.shuffle_vector(builder.insert_element(undef, x, zero32), undef, splat)
-                    for b in range(NB):
-                        builder.store(builder.call(fma, [ws[b], xv, builder.load(sl[r][b])]), sl[r][b])
-
-            if R >= ROWS:
-                with cgutils.for_range(builder, nr_) as loop:
-                    rows(loop.index, slots)
-            else:
-                # one vector: even and odd rows into two sets of accumulators,
-                # which halves the chain of dependent FMAs (the latency of a
-                # step when the weights are few and sit in L1)
-                odd = [[cgutils.alloca_once(builder, vec) for _ in range(NB)] for _ in range(R)]
-                for r in range(R):
-                    for b in range(NB):
-                        builder.store(zero, odd[r][b])
-                with cgutils.for_range(builder, builder.ashr(nr_, c(1))) as loop:
-                    j = builder.shl(loop.index, c(1))
-                    rows(j, slots)
-                    rows(builder.add(j, c(1)), odd)
-                with builder.if_then(builder.icmp_signed("!=", builder.and_(nr_, c(1)), c(0))):
-                    rows(builder.sub(nr_, c(1)), slots)
-                for r in range(R):
-                    for b in range(NB):
-                        builder.store(builder.fadd(builder.load(slots[r][b]), builder.load(odd[r][b])),
-                                      slots[r][b])
-            scales = ([vload(wp, builder.add(s0_, c(b * L))) for b in range(NB)]
-                      if wq == WQ_INT8 else None)
-            for r in range(R):
-                for b in range(NB):
-                    p = builder.bitcast(builder.gep(ap, [builder.add(arow[r], c(b * L))]), vptr)
-                    total = builder.load(slots[r][b])
-                    if scales is not None:
-                        total = builder.call(fma, [total, scales[b], builder.load(p, align=align)])
-                    builder.store(total, p, align=align)
-            return context.get_dummy_value()
-
-        return types.none(q, acc, a0, astride, v, v0, vstride, w, w0, nr, s0), codegen
-
-    return group
+    if R >= ROWS:
+        with cgutils.for_range(b, nr) as loop:
+            rows(loop.index, slots)
+    else:
+        # one vector: even and odd rows into two sets of accumulators, which
+        # halves the chain of dependent FMAs (the latency of a step when the
+        # weights are few and sit in L1)
+        odd = [[cgutils.alloca_once(b, o.vec) for _ in range(NB)] for _ in range(R)]
+        for r in range(R):
+            for k in range(NB):
+                b.store(zero, odd[r][k])
+        with cgutils.for_range(b, b.ashr(nr, c(1))) as loop:
+            j = b.shl(loop.index, c(1))
+            rows(j, slots)
+            rows(b.add(j, c(1)), odd)
+        with b.if_then(b.icmp_signed("!=", b.and_(nr, c(1)), c(0))):
+            rows(b.sub(nr, c(1)), slots)
+        for r in range(R):
+            for k in range(NB):
+                b.store(b.fadd(b.load(slots[r][k]), b.load(odd[r][k])), slots[r][k])
+    scales = [o.vload(o.wp, b.add(s0, c(k * L))) for k in range(NB)] if o.wq == WQ_INT8 else None
+    for r in range(R):
+        for k in range(NB):
+            p = b.bitcast(b.gep(o.ap, [b.add(arow[r], c(k * L))]), o.vec.as_pointer())
+            total = b.load(slots[r][k])
+            if scales is not None:
+                total = b.call(o.fma, [total, scales[k], b.load(p, align=o.bits // 8)])
+            b.store(total, p, align=o.bits // 8)
 
 
-_K = {(R, NB): _group_kernel(R, NB) for R in (1, ROWS) for NB in range(1, GROUP + 1)}
-_r1b1, _r1b2, _r1b3, _r1b4 = (_K[1, nb] for nb in range(1, 5))
-_r4b1, _r4b2, _r4b3, _r4b4 = (_K[ROWS, nb] for nb in range(1, 5))
+def _emit_rest(o, R, rest, a0, astride, v0, vstride, w0, nr, s0):
+    """The group of ``rest`` (a run-time value, 0 to 3) blocks that ends the panels."""
+    b = o.builder
+    for n in (3, 2, 1):
+        with b.if_then(b.icmp_signed("==", rest, o.c(n))):
+            _emit_group(o, R, n, a0, astride, v0, vstride, w0, nr, s0)
+
+
+def _emit_gemv(o, a0, v0, w0, nr, nc, backward=False):
+    """acc[a0 + k] += sum_{j < nr} v[v0 + j] * W^T[j, k], k < nc (padded),
+    W^T's panels at w[w0:] (scales just before them for int8), group by
+    group from the first or, ``backward``, from the last."""
+    b, c, L = o.builder, o.c, o.L
+    nb = b.sdiv(nc, c(L))
+    span = b.mul(nr, c(L))  # weights per block
+    ws = o.stored(w0)
+    s0 = b.sub(w0, nc)  # int8 scales (unused otherwise)
+    nfull = b.ashr(nb, c(2))  # whole groups of four blocks
+    rest = b.sub(nb, b.shl(nfull, c(2)))
+    tail = b.shl(nfull, c(2))  # the first block of the last, partial group
+
+    def at(blk):
+        """(acc offset, stored weight offset, scale offset) of block ``blk``."""
+        return (b.add(a0, b.mul(blk, c(L))), b.add(ws, b.mul(blk, span)),
+                b.add(s0, b.mul(blk, c(L))))
+
+    def full(i):
+        a, wb, sb = at(b.shl(i, c(2)))
+        _emit_group(o, 1, GROUP, a, c(0), v0, c(0), wb, nr, sb)
+
+    def last():
+        a, wb, sb = at(tail)
+        _emit_rest(o, 1, rest, a, c(0), v0, c(0), wb, nr, sb)
+
+    if backward:
+        last()
+        with cgutils.for_range(b, nfull) as loop:
+            full(b.sub(b.sub(nfull, c(1)), loop.index))
+    else:
+        with cgutils.for_range(b, nfull) as loop:
+            full(loop.index)
+        last()
+
+
+def _emit_gemm(o, a0, astride, v0, vstride, w0, nr, nc, R):
+    """``_emit_gemv`` for R vectors: row r reads v[v0 + r*vstride:] and adds
+    into acc[a0 + r*astride:]; rows go four at a time, so each weight vector
+    loaded feeds four FMAs, and the last R % 4 one by one."""
+    b, c, L = o.builder, o.c, o.L
+    nb = b.sdiv(nc, c(L))
+    span = b.mul(nr, c(L))
+    ws = o.stored(w0)
+    s0 = b.sub(w0, nc)
+    nfull = b.ashr(nb, c(2))
+    rest = b.sub(nb, b.shl(nfull, c(2)))
+    tail = b.shl(nfull, c(2))
+    quads = b.ashr(R, c(2))
+    with cgutils.for_range(b, quads) as rl:
+        r = b.shl(rl.index, c(2))
+        ar = b.add(a0, b.mul(r, astride))
+        vr = b.add(v0, b.mul(r, vstride))
+        with cgutils.for_range(b, nfull) as bl:
+            blk = b.shl(bl.index, c(2))
+            _emit_group(o, ROWS, GROUP, b.add(ar, b.mul(blk, c(L))), astride, vr, vstride,
+                        b.add(ws, b.mul(blk, span)), nr, b.add(s0, b.mul(blk, c(L))))
+        _emit_rest(o, ROWS, rest, b.add(ar, b.mul(tail, c(L))), astride, vr, vstride,
+                   b.add(ws, b.mul(tail, span)), nr, b.add(s0, b.mul(tail, c(L))))
+    with cgutils.for_range(b, b.sub(R, b.shl(quads, c(2)))) as rl:
+        r = b.add(b.shl(quads, c(2)), rl.index)
+        _emit_gemv(o, b.add(a0, b.mul(r, astride)), b.add(v0, b.mul(r, vstride)), w0, nr, nc)
+
+
+# The drivers are intrinsics (see the module docstring): numba functions
+# inlined at the IR level re-run numba's front end and deep-copy the callee's
+# IR at every call site, then type the result again.
+_I64 = types.int64
+
+
+def _weight_type(q):
+    """The literal weight type ``q``'s value (None if not a literal)."""
+    return q.literal_value if isinstance(q, types.IntegerLiteral) else None
+
+
+@intrinsic
+def qgemv(typingctx, q, acc, a0, v, v0, w, w0, nr, nc):
+    """acc[a0 + k] += sum_{j < nr} v[v0 + j] * W^T[j, k] for k < nc, with W^T
+    packed by ``pack_panels`` (weight type ``q``, a literal: ``pack_stored``)
+    at ``w[w0:]``; nc is the padded column count."""
+    wq = _weight_type(q)
+    if wq is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        _, acc_, a0_, v_, v0_, w_, w0_, nr_, nc_ = args
+        o = _Operands(context, builder, wq, sig.args[1], acc_, sig.args[3], v_, sig.args[5], w_)
+        _emit_gemv(o, a0_, v0_, w0_, nr_, nc_)
+        return context.get_dummy_value()
+
+    return types.none(q, acc, _I64, v, _I64, w, _I64, _I64, _I64), codegen
+
+
+@intrinsic
+def qgemv_backward(typingctx, q, acc, a0, v, v0, w, w0, nr, nc):
+    """``qgemv`` visiting the weight groups last to first. A sequence
+    alternates the two directions: the weights one step read last are the
+    first the next step reads, while they are still in L1, so a W_hh up to
+    about twice the L1's size is partly served from there."""
+    wq = _weight_type(q)
+    if wq is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        _, acc_, a0_, v_, v0_, w_, w0_, nr_, nc_ = args
+        o = _Operands(context, builder, wq, sig.args[1], acc_, sig.args[3], v_, sig.args[5], w_)
+        _emit_gemv(o, a0_, v0_, w0_, nr_, nc_, backward=True)
+        return context.get_dummy_value()
+
+    return types.none(q, acc, _I64, v, _I64, w, _I64, _I64, _I64), codegen
+
+
+@intrinsic
+def qgemv_step(typingctx, q, acc, a0, v, v0, w, w0, nr, nc, t):
+    """The recurrent product of step ``t`` of a sequence: ``qgemv`` on even
+    steps, ``qgemv_backward`` on odd ones (the same sums, bit for bit), so
+    each step starts on the part of W_hh still in L1."""
+    wq = _weight_type(q)
+    if wq is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        _, acc_, a0_, v_, v0_, w_, w0_, nr_, nc_, t_ = args
+        o = _Operands(context, builder, wq, sig.args[1], acc_, sig.args[3], v_, sig.args[5], w_)
+        odd = builder.icmp_signed("!=", builder.and_(t_, o.c(1)), o.c(0))
+        with builder.if_else(odd) as (then, otherwise):
+            with then:
+                _emit_gemv(o, a0_, v0_, w0_, nr_, nc_, backward=True)
+            with otherwise:
+                _emit_gemv(o, a0_, v0_, w0_, nr_, nc_)
+        return context.get_dummy_value()
+
+    return types.none(q, acc, _I64, v, _I64, w, _I64, _I64, _I64, _I64), codegen
+
+
+@intrinsic
+def qgemm(typingctx, q, acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):
+    """``qgemv`` for R vectors at once: row r reads ``v[v0 + r*vstride:]`` and
+    adds into ``acc[a0 + r*astride:]``. Rows go four at a time, so each
+    weight vector loaded feeds four FMAs."""
+    wq = _weight_type(q)
+    if wq is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        _, acc_, a0_, as_, v_, v0_, vs_, w_, w0_, nr_, nc_, R_ = args
+        o = _Operands(context, builder, wq, sig.args[1], acc_, sig.args[4], v_, sig.args[7], w_)
+        _emit_gemm(o, a0_, as_, v0_, vs_, w0_, nr_, nc_, R_)
+        return context.get_dummy_value()
+
+    return types.none(q, acc, _I64, _I64, v, _I64, _I64, w, _I64, _I64, _I64, _I64), codegen
+
+
+@intrinsic
+def qproject(typingctx, q, src, s0, ss, T, I, G, w, wx, bias, acc, a0):
+    """acc[a0 + t*G + k] = bias[k] + sum_j src[s0 + t*ss + j] * W^T[j, k] for
+    t < T, k < G: a tile's input projections (W^T panels of weight type
+    ``q`` at ``w[wx:]``, the bias, padded to G, at ``w[bias:]``)."""
+    wq = _weight_type(q)
+    if wq is None:
+        return None
+
+    def codegen(context, builder, sig, args):
+        _, src_, s0_, ss_, T_, I_, G_, w_, wx_, bias_, acc_, a0_ = args
+        o = _Operands(context, builder, wq, sig.args[10], acc_, sig.args[1], src_, sig.args[7], w_)
+        b = builder
+        with cgutils.for_range(b, T_) as tl:
+            row = b.add(a0_, b.mul(tl.index, G_))
+            with cgutils.for_range(b, G_) as kl:
+                b.store(b.load(b.gep(o.wp, [b.add(bias_, kl.index)])),
+                        b.gep(o.ap, [b.add(row, kl.index)]))
+        _emit_gemm(o, a0_, G_, s0_, ss_, wx_, I_, G_, T_)
+        return context.get_dummy_value()
+
+    return (types.none(q, src, _I64, _I64, _I64, _I64, _I64, w, _I64, _I64, acc, _I64),
+            codegen)
 
 
 @_inline
@@ -194,28 +372,6 @@ def width(n, w):
     row stride of a product's outputs (products write whole vectors)."""
     L = 64 // w.itemsize
     return -(-n // L) * L
-
-
-@_inline
-def _stored(q, w, w0):
-    """The offset ``w0`` (in ``w``'s elements) in elements of weight type ``q``."""
-    if q == WQ_FLOAT:
-        return w0
-    if q == WQ_INT8:
-        return w0 * w.itemsize
-    return w0 * (w.itemsize // 2)
-
-
-@_inline
-def qproject(q, src, s0, ss, T, I, G, w, wx, bias, acc, a0):
-    """acc[a0 + t*G + k] = bias[k] + sum_j src[s0 + t*ss + j] * W^T[j, k] for
-    t < T, k < G: a tile's input projections (W^T panels of weight type
-    ``q`` at ``w[wx:]``, the bias, padded to G, at ``w[bias:]``)."""
-    for t in range(T):
-        row = a0 + t * G
-        for k in range(G):
-            acc[U(row + k)] = w[U(bias + k)]
-    qgemm(q, acc, a0, G, src, s0, ss, w, wx, I, G, T)
 
 
 @_inline
@@ -251,95 +407,6 @@ def matvec_flat(acc, a0, v, v0, w, w0, nr, nc):
         for k in range(nc):
             acc[U(a0 + k)] += xj * w[U(r0 + k)]
         j += 1
-
-
-@_inline
-def _last_group(q, acc, a0, v, v0, w, w0, nr, rest, s0):
-    """The product for a group of ``rest`` < 4 blocks (the panels' last)."""
-    if rest == 3:
-        _r1b3(q, acc, a0, 0, v, v0, 0, w, w0, nr, s0)
-    elif rest == 2:
-        _r1b2(q, acc, a0, 0, v, v0, 0, w, w0, nr, s0)
-    elif rest == 1:
-        _r1b1(q, acc, a0, 0, v, v0, 0, w, w0, nr, s0)
-
-
-@_inline
-def qgemv(q, acc, a0, v, v0, w, w0, nr, nc):
-    """acc[a0 + k] += sum_{j < nr} v[v0 + j] * W^T[j, k] for k < nc, with W^T
-    packed by ``pack_panels`` (weight type ``q``: ``pack_stored``) at
-    ``w[w0:]``; nc is the padded column count."""
-    L = 64 // w.itemsize
-    nb = nc // L
-    span = nr * L  # weights per block
-    ws = _stored(q, w, w0)
-    s0 = w0 - nc  # int8 scales (unused otherwise)
-    b = 0
-    while b + 4 <= nb:
-        _r1b4(q, acc, a0 + b * L, 0, v, v0, 0, w, ws + b * span, nr, s0 + b * L)
-        b += 4
-    _last_group(q, acc, a0 + b * L, v, v0, w, ws + b * span, nr, nb - b, s0 + b * L)
-
-
-@_inline
-def qgemv_backward(q, acc, a0, v, v0, w, w0, nr, nc):
-    """``qgemv`` visiting the weight groups last to first. A sequence
-    alternates the two directions: the weights one step read last are the
-    first the next step reads, while they are still in L1, so a W_hh up to
-    about twice the L1's size is partly served from there."""
-    L = 64 // w.itemsize
-    nb = nc // L
-    span = nr * L
-    ws = _stored(q, w, w0)
-    s0 = w0 - nc
-    b = nb - nb % 4
-    _last_group(q, acc, a0 + b * L, v, v0, w, ws + b * span, nr, nb - b, s0 + b * L)
-    while b >= 4:
-        b -= 4
-        _r1b4(q, acc, a0 + b * L, 0, v, v0, 0, w, ws + b * span, nr, s0 + b * L)
-
-
-@_inline
-def qgemv_step(q, acc, a0, v, v0, w, w0, nr, nc, t):
-    """The recurrent product of step ``t`` of a sequence: ``qgemv`` on even
-    steps, ``qgemv_backward`` on odd ones (the same sums, bit for bit), so
-    each step starts on the part of W_hh still in L1."""
-    if t & 1:
-        qgemv_backward(q, acc, a0, v, v0, w, w0, nr, nc)
-    else:
-        qgemv(q, acc, a0, v, v0, w, w0, nr, nc)
-
-
-@_inline
-def qgemm(q, acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):
-    """``qgemv`` for R vectors at once: row r reads ``v[v0 + r*vstride:]`` and
-    adds into ``acc[a0 + r*astride:]``. Rows go four at a time, so each
-    weight vector loaded feeds four FMAs."""
-    L = 64 // w.itemsize
-    nb = nc // L
-    span = nr * L
-    ws = _stored(q, w, w0)
-    s0 = w0 - nc
-    r = 0
-    while r + 4 <= R:
-        ar = a0 + r * astride
-        vr = v0 + r * vstride
-        b = 0
-        while b + 4 <= nb:
-            _r4b4(q, acc, ar + b * L, astride, v, vr, vstride, w, ws + b * span, nr, s0 + b * L)
-            b += 4
-        rest = nb - b
-        o, wb, sb = ar + b * L, ws + b * span, s0 + b * L
-        if rest == 3:
-            _r4b3(q, acc, o, astride, v, vr, vstride, w, wb, nr, sb)
-        elif rest == 2:
-            _r4b2(q, acc, o, astride, v, vr, vstride, w, wb, nr, sb)
-        elif rest == 1:
-            _r4b1(q, acc, o, astride, v, vr, vstride, w, wb, nr, sb)
-        r += 4
-    while r < R:
-        qgemv(q, acc, a0 + r * astride, v, v0 + r * vstride, w, w0, nr, nc)
-        r += 1
 
 
 # the float forms (conv.py and every float kernel)
@@ -394,6 +461,11 @@ if config.DISABLE_JIT:  # pragma: no cover - exercised only with NUMBA_DISABLE_J
             o = a0 + r * astride
             s = v0 + r * vstride
             acc[o : o + nc] += v[s : s + nr] @ wt
+
+    def qproject(q, src, s0, ss, T, I, G, w, wx, bias, acc, a0):  # noqa: F811
+        for t in range(T):
+            acc[a0 + t * G : a0 + (t + 1) * G] = w[bias : bias + G]
+        qgemm(q, acc, a0, G, src, s0, ss, w, wx, I, G, T)
 
     def gemv(acc, a0, v, v0, w, w0, nr, nc):  # noqa: F811
         qgemv(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc)
