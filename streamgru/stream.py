@@ -15,7 +15,7 @@ from .errors import InputError
 from .inputs import (
     _as_input, _check_out, _new_state, _nonfinite, _overlaps, _refuse_overlap, _shape,
 )
-from .kernels import config, fastcall, kinds, network
+from .kernels import calls, config, fastcall, network
 
 __all__ = ["Stream", "StreamBatch"]
 
@@ -64,7 +64,7 @@ class Stream:
     """
 
     __slots__ = ("_model", "_w", "_meta", "_buf", "_state", "_dtype", "_xshape", "_oshape", "_I", "_O",
-                 "_fast", "_kstep", "_kprocess", "_kinds")
+                 "_fast", "_kstep", "_kprocess")
     _model_stride = 1  # DecimatedStream: the model's stride, and _rows(T) counts the rows out
 
     def __init__(self, model) -> None:
@@ -85,11 +85,11 @@ class Stream:
         # step's fast path: a builtin that runs the kernel when x and out are
         # exactly what it needs and declines (returns something other than
         # out, having changed nothing) otherwise
-        self._kinds = kinds.mask_of(plan.meta)  # which kernels this model runs
+        # the kernels of this model's layer kinds, compiled or loaded once per process
+        calls.prepare(plan.meta, self._dtype)
         self._fast = fastcall.builtin(
             self._buf, self._dtype,
-            release_gil=plan.w.nbytes >= fastcall.RELEASE_GIL_BYTES,
-            kinds=self._kinds) or _decline
+            release_gil=plan.w.nbytes >= fastcall.RELEASE_GIL_BYTES) or _decline
         # the checked path's kernels, loaded when first needed (start-up):
         # locked to this dtype, they raise TypeError for any other array type
         self._kstep = None
@@ -142,7 +142,7 @@ class Stream:
         status = -1
         if self._fast is _decline:
             if self._kstep is None:
-                self._kstep = network.entry("step", self._dtype, self._kinds)
+                self._kstep = network.entry("step", self._dtype)
             # numba's dispatcher would also take ndarray subclasses (a masked
             # array's data without its mask): only exact ndarrays go straight in
             if type(x) is _ndarray and type(out) is _ndarray and not _overlaps(x, out):
@@ -163,7 +163,7 @@ class Stream:
                     return out
                 status = 1
                 if np.isfinite(x).all():  # not expected: let the checked kernel decide
-                    status = network.entry("step", self._dtype, self._kinds)(x, out, self._buf)
+                    status = network.entry("step", self._dtype)(x, out, self._buf)
         if status:
             raise InputError(
                 f"step: x contains {_nonfinite(x)}; expected finite values. "
@@ -215,7 +215,7 @@ class Stream:
             _check_out(out, oshape, self._dtype, "process")
             _refuse_overlap(given, out, "process", "X")
         if self._kprocess is None:
-            self._kprocess = network.entry("process", self._dtype, self._kinds)
+            self._kprocess = network.entry("process", self._dtype)
         bad = self._kprocess(X, out, self._buf)
         if bad:
             raise InputError(
@@ -285,7 +285,7 @@ class StreamBatch:
     """
 
     __slots__ = ("_model", "_w", "_meta", "_states", "_scratch", "_dtype", "_n", "_I", "_O",
-                 "_kstep", "_kprocess", "_kfirst", "_work", "_kinds")
+                 "_kstep", "_kprocess", "_kfirst", "_work")
     _model_stride = 1  # DecimatedBatch: as for Stream
 
     def __init__(self, model, n: int) -> None:
@@ -306,7 +306,7 @@ class StreamBatch:
         self._scratch = np.zeros((max(1, config.THREADS), plan.scratch_size), self._dtype)
         # kernels are loaded at first use: keeps start-up short
         self._kstep = self._kprocess = self._kfirst = None
-        self._kinds = kinds.mask_of(plan.meta)
+        calls.prepare(plan.meta, self._dtype, rows=True)
         self._work = self._n * plan.w.size  # weight reads per step, to size thread splits
 
     @property
@@ -343,7 +343,7 @@ class StreamBatch:
             _check_out(out, oshape, self._dtype, "step")
             _refuse_overlap(given, out, "step", "X")
         if self._kstep is None:
-            self._kstep = network.entry("batch_step", self._dtype, self._kinds)
+            self._kstep = network.entry("batch_step", self._dtype)
         bad = self._call(self._kstep, X, out, 1)
         if bad:
             raise InputError(
@@ -380,7 +380,7 @@ class StreamBatch:
             _check_out(out, oshape, self._dtype, "process")
             _refuse_overlap(given, out, "process", "X")
         if self._kprocess is None:
-            self._kprocess = network.entry("batch_process", self._dtype, self._kinds)
+            self._kprocess = network.entry("batch_process", self._dtype)
         bad = self._call(self._kprocess, X, out, X.shape[1])
         if bad:
             raise InputError(

@@ -4,6 +4,7 @@ streamgru.kernels.network holds one signature per model dtype."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ import numpy as np
 from numba.core.registry import CPUDispatcher
 
 import streamgru as sg
-from streamgru.kernels import fastcall, kinds, network
+from streamgru.kernels import calls, fastcall, network
 
 # Stream.step runs through fastcall's builtin, and its checked path too
 # (the "step" entry point serves only where that is unavailable)
@@ -107,60 +108,71 @@ def test_a_cold_start_compiles_only_the_kinds_the_model_uses(tmp_path):
                          timeout=900, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    modules = {name.split(".", 1)[0] for name in out["files"]}
-    assert "dense" in modules and "fastcall" in modules
-    assert not modules & {"gru", "lstm", "rnn"}, out["files"]
+    files = " ".join(out["files"])
+    # the fast step, and one layer C function (calls.py): Dense's seq, for float32
+    assert "fastcall" in files and "kerneldense_seq_dtypefloat32" in files, files
+    assert not re.search(r"kernel(gru|lstm|rnn|conv|pool|norm)|rows|float64", files), files
     assert all(abs(v) < 1 for v in out["y"])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_fast_step_for_some_kinds_matches_the_one_for_all(dtype):
-    """A stream's fast path is compiled for the model's kinds or for all of
-    them, whichever a cache holds: both must give identical numbers."""
-    rng = np.random.default_rng(5)
-    m = sg.Model([
-        sg.GRU.from_torch(rng.normal(size=(12, 3)), rng.normal(size=(12, 4))),
-        sg.Dense(rng.normal(size=(2, 4)), rng.normal(size=2), "tanh"),
-    ], dtype=dtype)
-    mask = kinds.mask_of(m._plan().meta)
-    assert mask != kinds.ALL
-    outs = []
-    for k in (mask, kinds.ALL):
-        s = m.stream()
-        fn = fastcall._CFunc(dtype, k)
-        fn.compile()
-        mdef = fastcall._MethodDef(b"fast_step", fn.address, fastcall._METH_FASTCALL, None)
-        table = np.zeros(fastcall.T_SIZE, np.int64)
-        table[fastcall.T_NDARRAY], table[fastcall.T_DESCR] = id(np.ndarray), id(np.dtype(dtype))
-        table[fastcall.T_BUF], table[fastcall.T_NBUF] = fastcall.address(s._buf), s._buf.size
-        f = fastcall._new_builtin(fastcall.ctypes.addressof(mdef), table, "test")
-        X = np.random.default_rng(1).normal(size=(1000, 3)).astype(dtype)
-        Y = np.empty((1000, 2), dtype)
-        y = np.empty(2, dtype)
-        for t in range(1000):
-            assert f(X[t], y) is y
-            Y[t] = y
-        outs.append((Y, s.get_state()))
-    np.testing.assert_array_equal(outs[0][0], outs[1][0])
-    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+def test_a_plan_whose_kernels_are_not_in_the_table_is_refused(dtype):
+    """The entry points jump to each layer's C function through the plan's
+    table (calls.py); a table without the model's entries gives the size
+    status (-1) and changes nothing, never a jump to address 0."""
+    from streamgru.kernels.layout import H_FNS
+
+    rng = np.random.default_rng(4)
+    m = sg.Model([sg.GRU.from_torch(rng.normal(size=(12, 3)), rng.normal(size=(12, 4)))],
+                 dtype=dtype)
+    plan = m._plan()
+    empty = np.zeros_like(calls.TABLE[np.dtype(dtype)])
+    meta = plan.meta.copy()
+    meta[H_FNS] = empty.ctypes.data
+    bad = type(plan)(**{**plan.__dict__, "meta": meta})
+    buf, state = network.stream_buffer(bad)
+    state[:] = 0.5
+    x, y = np.ones(3, dtype), np.full(4, 7, dtype)
+    assert network.entry("step", dtype)(x, y, buf) == -1
+    assert network.entry("process", dtype)(x[None], y[None], buf) == -1
+    states = np.full((2, 4), 0.5, dtype)
+    sc = np.zeros(plan.scratch_size, dtype)
+    assert network.entry("batch_step", dtype)(np.ones((2, 3), dtype), np.zeros((2, 4), dtype),
+                                              plan.w, meta, states, sc, 0, 2) == -1
+    assert (state == 0.5).all() and (states == 0.5).all() and (y == 7).all()
+
+
+def test_kinds_running_one_kernel_share_its_c_function():
+    """The norms share one kernel, so do the pools, and a stateless kind's
+    rows are its seq: one C function each, compiled once."""
+    from streamgru.kernels.layout import (
+        FN_ROWS, FN_SEQ, KIND_AVGPOOL, KIND_BATCHNORM, KIND_DENSE, KIND_LAYERNORM, KIND_MAXPOOL,
+        KIND_PRELU,
+    )
+
+    dt = np.float64
+    norms = {calls.address(dt, k, f) for k in (KIND_BATCHNORM, KIND_LAYERNORM, KIND_PRELU)
+             for f in (FN_SEQ, FN_ROWS)}
+    assert len(norms) == 1
+    assert calls.address(dt, KIND_MAXPOOL, FN_SEQ) == calls.address(dt, KIND_AVGPOOL, FN_SEQ)
+    assert calls.address(dt, KIND_DENSE, FN_SEQ) == calls.address(dt, KIND_DENSE, FN_ROWS)
 
 
 def test_every_kernel_variant_has_a_name_of_its_own():
-    """Closures made once per weight type or mask carry it in their name
-    (config.variant): numba names compiled code after the qualified name and
-    a per-process counter, so two variants compiled in different processes
-    (one loaded from the disk cache) could otherwise share a symbol."""
-    from streamgru.kernels import dense, gru, lstm, rnn
+    """Closures made once per weight type, dtype or kernel carry it in their
+    name (config.variant): numba names compiled code after the qualified
+    name and a per-process counter, so two variants compiled in different
+    processes (one loaded from the disk cache) could otherwise share a symbol."""
+    from streamgru.kernels import dense, gru, kinds, lstm, rnn
 
     for module in (gru, lstm, rnn):
         names = [k.py_func.__qualname__ for k in module.SEQ + module.ROWS]
         assert len(set(names)) == len(names), names
     names = [k.py_func.__qualname__ for k in dense.STORED.values()]
     assert len(set(names)) == len(names), names
-    masks = (kinds.ALL, 9, 32769)
-    names = [fastcall._builtin_body(dt, k).__qualname__ for dt in (np.float32, np.float64)
-             for k in masks]
+    names = [fastcall._builtin_body(dt).__qualname__ for dt in (np.float32, np.float64)]
     assert len(set(names)) == len(names), names
-    names = [network._masked(name, k).py_func.__qualname__ for name in ("step", "process")
-             for k in (32769, 36864)]
+    pairs = {pair for seq in (True, False) for pair in kinds._TABLES[seq].values()}
+    names = [calls._body(kernel, args, el).__qualname__ for kernel, args in pairs
+             for el in (np.float32, np.float64)]
     assert len(set(names)) == len(names), names

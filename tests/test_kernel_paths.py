@@ -117,10 +117,14 @@ def test_warmup_prepares_both_dtypes():
     for name in network.ENTRY_POINTS:
         if name != "step":  # Stream.step runs through the fast path instead
             assert {str(sig[0].dtype) for sig in network.compiled(name)} == {"float32", "float64"}
-    # and Stream.step's fast path for every layer kind, compiled separately
-    from streamgru.kernels import fastcall, kinds
+    # and Stream.step's fast path, and every float layer kind's C functions
+    from streamgru.kernels import calls, fastcall, kinds
 
-    assert {(np.dtype(np.float32), kinds.ALL), (np.dtype(np.float64), kinds.ALL)} <= set(fastcall._defs)
+    assert {np.dtype(np.float32), np.dtype(np.float64)} <= set(fastcall._defs)
+    for dt in (np.float32, np.float64):
+        table = calls.TABLE[np.dtype(dt)]
+        for code in kinds.FLOAT_KINDS:
+            assert table[2 * code] and (table[2 * code + 1] or not kinds.has_rows(code)), code
 
 
 def test_batch_scratch_does_not_grow_with_n():

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 import reference as ref
 import streamgru as sg
-from streamgru.kernels import kinds
 from streamgru.layers.quant import BFLOAT16, QuantizedWeight
 from test_gru import run_all_paths
 
@@ -60,8 +59,8 @@ sizes = st.fixed_dictionaries({
 })
 
 
-# one test per weight type and dtype: each compiles its own kernels (a mask of
-# its own, kinds.py), so the six run in parallel processes
+# one test per weight type and dtype: each compiles its own kernels (calls.py),
+# so the six run in parallel processes
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", KINDS)
 @settings(max_examples=6, deadline=None)
@@ -203,17 +202,26 @@ def test_memory_int8_is_a_quarter_of_float32():
         assert q.weights_nbytes < m.weights_nbytes * (share + 0.03)
 
 
-def test_float_models_keep_the_float_kernels():
-    """Float models' masks stay within kinds.ALL (the shared, warmed-up
-    entry points); a quantized model's bits are its own (GRU int8 + Dense
-    int8 compiles no LSTM, RNN or float kernel)."""
+def test_a_quantized_model_runs_its_own_kernels():
+    """A GRU int8 + Dense int8 model's layers have kind codes of their own,
+    and its stream wires the int8 kernels' C functions (calls.py) into the
+    table for them, not the float ones."""
+    from streamgru.kernels import calls, kinds
+    from streamgru.kernels.layout import FN_SEQ, KIND_DENSE, KIND_GRU, WQ_INT8, WQ_SHIFT
+
     rng = np.random.default_rng(6)
     m = sg.Model([sg.GRU.from_torch(rng.normal(size=(12, 2)), rng.normal(size=(12, 4))),
-                  sg.Dense(rng.normal(size=(2, 4)))])
-    assert kinds.mask_of(m._plan().meta) & ~kinds.ALL == 0
-    mask = kinds.mask_of(m.quantize("int8")._plan().meta)
-    assert mask & kinds.ALL == 0
-    assert mask == (kinds.BITS[1] | kinds.BITS[4]) << kinds._TYPE_BITS  # GRU and Dense, int8
+                  sg.Dense(rng.normal(size=(2, 4)))]).quantize("int8")
+    codes = set(m._plan().meta[calls.HEADER + calls.ROW * np.arange(2) + calls.M_KIND].tolist())
+    assert codes == {KIND_GRU | WQ_INT8 << WQ_SHIFT, KIND_DENSE | WQ_INT8 << WQ_SHIFT}
+    m.stream()
+    dt = np.dtype(m.dtype)
+    for code in codes:
+        kernel, names = kinds.kernel_of(code, FN_SEQ)
+        assert kernel.py_func.__qualname__.endswith("_q1"), kernel.py_func.__qualname__
+        assert calls.TABLE[dt][2 * code + FN_SEQ] == calls._funcs[dt, kernel, names].address
+        float_kernel = kinds.kernel_of(code & 0xFF, FN_SEQ)[0]
+        assert float_kernel is not kernel
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])

@@ -21,10 +21,11 @@ import numpy as np
 from numba import njit
 
 from . import activations as act
-from . import conv_tile, rate, simd
+from . import conv_tile, direct, rate, simd
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .layout import (
-    H_RATE, H_SC_TMP, KIND_CONV, M_ACT0, M_ACT1, M_ACT2, M_COUNT, M_DELAY, M_FLAGS, M_IN, M_OUT,
+    H_RATE, H_SC_TMP, KIND_CONV, M_ACT0, M_ACT1, M_ACT2, M_COUNT, M_DELAY, M_FLAGS, M_IN, M_KIND,
+    M_OUT,
     M_P, M_STATE, M_STRIDE, M_W0, M_W1, P_ALPHA0, P_BETA0,
 )
 
@@ -177,5 +178,8 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
 def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
     """One step of B independent streams (row b: input ``src[s0 + b*ss:]``,
     state at ``st[sb + b*sst + state offset:]``, output ``dst[d0 + b*ds:]``)."""
+    # through the seq C function (calls.py): not linked here, compiled once
+    fn = direct.seq_function(meta, meta[r + M_KIND])
     for bi in range(B):
-        seq(src, s0 + bi * ss, ss, dst, d0 + bi * ds, ds, 1, w, meta, r, st, sb + bi * sst, sc)
+        direct.call_layer(fn, src, s0 + bi * ss, ss, dst, d0 + bi * ds, ds, 1, w, meta, r, st,
+                          sb + bi * sst, 0, sc)

@@ -1,31 +1,63 @@
-"""Direct calls of compiled kernels from an intrinsic's generated code.
+"""Calls of layer kernels through the table of C functions (calls.py).
 
-Choosing a kernel while typing (by a literal mask or weight type) and
-calling it from an ``@intrinsic`` costs only the call: numba code inlined
-at the IR level (``inline="always"``, or an inlined overload) makes numba
-compile the callee's body once as a function of its own just to type it,
-then re-type and re-lower it at every call site, and every function it
-compiles re-optimises and re-emits all the kernels it links.
+The entry points, the graph runner and a rows kernel that falls back to
+its seq kernel call a layer through ``call_layer(address, *layer call
+form)``: an indirect call of a C function that the caller does not link,
+so its code is compiled once, not again inside every function calling it
+(numba links a callee's code into each caller and optimises and emits it
+there anew).
 """
 
-from numba import types
+import llvmlite.ir as ir
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+from .config import JIT_OPTIONS
+from .layout import FN_CODES, FN_ROWS, FN_SEQ, H_FNS
+from .pointers import array_at
+
+_I64 = types.int64
+_inline = njit(inline="always", **JIT_OPTIONS)
 
 
-def resolve(typingctx, kernel, argtys):
-    """(function type, signature) of calling the dispatcher ``kernel`` with
-    arguments of types ``argtys`` (compiling it, or loading it from the
-    disk cache, for them)."""
-    fnty = typingctx.resolve_value_type(kernel)
-    return fnty, typingctx.resolve_function_type(fnty, tuple(argtys), {})
+@_inline
+def functions(meta):
+    """The table of layer C functions the plan ``meta`` runs with."""
+    return array_at(meta[H_FNS], 2 * FN_CODES, np.int64)
 
 
-def call(context, builder, fnty, sig, values, valtys):
-    """Emit the call of ``resolve``'s (fnty, sig) on ``values`` (of the
-    intrinsic's argument types ``valtys``, cast to the kernel's)."""
-    args = [context.cast(builder, v, t, k) for v, t, k in zip(values, valtys, sig.args)]
-    context.get_function(fnty, sig)(builder, args)
+@_inline
+def seq_function(meta, code):
+    """The address of kind ``code``'s seq C function (0 if not prepared)."""
+    return functions(meta)[2 * code + FN_SEQ]
 
 
-def literal(ty):
-    """The value of an integer literal type, else None."""
-    return ty.literal_value if isinstance(ty, types.IntegerLiteral) else None
+@_inline
+def rows_function(meta, code):
+    """The address of kind ``code``'s rows C function (0 if not prepared)."""
+    return functions(meta)[2 * code + FN_ROWS]
+
+
+def _data(context, builder, ty, value):
+    """An array argument's data address as an int64."""
+    return builder.ptrtoint(context.make_array(ty)(context, builder, value).data, ir.IntType(64))
+
+
+@intrinsic
+def call_layer(typingctx, fn, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+    """Call the layer C function at address ``fn`` with the layer call
+    form's arguments, arrays as their data addresses (calls.py)."""
+    arrays = (1, 4, 8, 9, 11, 14)  # positions of src, dst, w, meta, st, sc in the arguments
+    sig = types.none(_I64, src, _I64, _I64, dst, _I64, _I64, _I64, w, meta, _I64, st, _I64, _I64,
+                     sc)
+
+    def codegen(context, builder, signature, args):
+        vals = [_data(context, builder, signature.args[i], a) if i in arrays else a
+                for i, a in enumerate(args)]
+        i64 = ir.IntType(64)
+        ptr = builder.inttoptr(vals[0], ir.FunctionType(ir.VoidType(), [i64] * 14).as_pointer())
+        builder.call(ptr, vals[1:])
+        return context.get_dummy_value()
+
+    return sig, codegen

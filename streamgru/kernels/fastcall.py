@@ -40,14 +40,11 @@ import threading
 import llvmlite.ir as ir
 import numpy as np
 from numba import njit, types
-from numba.core import config, sigutils
-from numba.core.ccallback import CFunc
-from numba.core.compiler_lock import global_compiler_lock
+from numba.core import config
 from numba.extending import intrinsic
 
-from .cache import attach
+from .cfuncs import CachedCFunc
 from .config import JIT_OPTIONS, variant
-from .kinds import ALL
 from .network import step_body
 from .pointers import address, array_at
 
@@ -95,9 +92,8 @@ def _restore_thread(typingctx, fn, tstate):
 
 
 @_inline
-def _fast_step(self, args, nargs, el, kinds):
-    """Body of the builtin (see the module docstring); ``el`` is the dtype,
-    ``kinds`` the literal mask of layer kinds compiled in (kinds.py)."""
+def _fast_step(self, args, nargs, el):
+    """Body of the builtin (see the module docstring); ``el`` is the dtype."""
     table = array_at(array_at(self, _DATA + 1, np.int64)[_DATA], T_SIZE, np.int64)
     if nargs != 2:
         return _decline(self)
@@ -123,7 +119,7 @@ def _fast_step(self, args, nargs, el, kinds):
     # one call of step_body (each inlined copy costs compile time)
     release = table[T_SAVE_THREAD] != 0
     tstate = _save_thread(table[T_SAVE_THREAD]) if release else 0
-    status = step_body(x, out, buf, kinds)
+    status = step_body(x, out, buf)
     if release:
         _restore_thread(table[T_RESTORE_THREAD], tstate)
     # reference counts only with the GIL held
@@ -141,51 +137,24 @@ def _decline(self):
     return self
 
 
-def _builtin_body(dtype, kinds):
-    """The builtin's Python body for ``dtype`` and the kinds mask ``kinds``
-    (both constants of the closure: part of its disk cache key)."""
+def _builtin_body(dtype):
+    """The builtin's Python body for ``dtype`` (a constant of the closure:
+    part of its disk cache key)."""
     el = np.float32 if np.dtype(dtype) == np.float32 else np.float64
 
     def fast_step(self, args, nargs):
-        return _fast_step(self, args, nargs, el, kinds)
+        return _fast_step(self, args, nargs, el)
 
     # its own symbol name per variant (config.variant): a C function's
     # address is looked up by that name
-    return variant(fast_step, dtype=el.__name__, kinds=kinds)
+    return variant(fast_step, dtype=el.__name__)
 
 
-class _CFunc(CFunc):
-    """A cfunc in the kernels' disk cache that can also be only loaded."""
-
-    def __init__(self, dtype, kinds) -> None:
-        super().__init__(_builtin_body(dtype, kinds), sigutils.normalize_signature(_SIGNATURE),
-                         locals={}, options={"error_model": "numpy"})
-        attach(self)
-        self.kinds = kinds
-
-    @global_compiler_lock
-    def load(self) -> bool:
-        """Load from the disk cache, never compiling: False if it is not there."""
-        cres = self._cache.load_overload(self._sig, self._targetdescr.target_context)
-        if cres is None:
-            return False
-        self._library = cres.library
-        self._wrapper_name = cres.fndesc.llvm_cfunc_wrapper_name
-        self._wrapper_address = self._library.get_pointer_to_function(self._wrapper_name)
-        return True
-
-
-def _make(dtype, kinds):
-    """The builtin's C function for ``dtype``: the variant for every layer
-    kind if it is compiled or in the disk cache, else (compiled now) the
-    one for ``kinds`` only. ``step_body`` is inlined, so this is one level
-    of compilation above the layer kernels, and no dispatcher is touched."""
-    fn = _CFunc(dtype, ALL)
-    # ALL serves float models only: reduced weight types have bits beyond it
-    if kinds == ALL or kinds & ~ALL or not fn.load():
-        fn = _CFunc(dtype, kinds)
-        fn.compile()
-    return fn
+def _make(dtype):
+    """The builtin's C function for ``dtype``, loaded from the disk cache or
+    compiled. ``step_body`` is inlined; the layer kernels are called
+    through the plan's table (calls.py), so one function serves every model."""
+    return CachedCFunc(_builtin_body(dtype), _SIGNATURE).ready()
 
 
 _usable: bool | None = None
@@ -229,55 +198,45 @@ _defs: dict = {}
 _lock = threading.Lock()
 
 
-def _method(dtype, kinds):
-    """The method definition of the fast step for ``dtype`` serving models
-    whose layer kinds are in the mask ``kinds``, made (compiled or loaded)
-    once; None where the fast path is unavailable."""
+def _method(dtype):
+    """The method definition of the fast step for ``dtype``, made (compiled
+    or loaded) once; None where the fast path is unavailable."""
     global _usable
     if config.DISABLE_JIT:
         return None
     dt = np.dtype(dtype)
-    # the variant for every float kind serves any float model
-    keys = ((dt, kinds),) if kinds & ~ALL else ((dt, ALL), (dt, kinds))
-    for key in keys:
-        if key in _defs:
-            return _defs[key][1]
+    if dt in _defs:
+        return _defs[dt][1]
     with _lock:  # threads making their first stream at once compile it once
         if _usable is None:
             _usable = _layout_ok()
         if not _usable:
             return None
-        for key in keys:
-            if key in _defs:
-                return _defs[key][1]
-        fn = _make(dt, kinds)
-        mdef = _MethodDef(b"fast_step", fn.address, _METH_FASTCALL, None)
-        # both must outlive every builtin made from them
-        _defs[dt, fn.kinds] = (fn, mdef)
-        return mdef
+        if dt not in _defs:
+            fn = _make(dt)
+            # both must outlive every builtin made from them
+            _defs[dt] = (fn, _MethodDef(b"fast_step", fn.address, _METH_FASTCALL, None))
+        return _defs[dt][1]
 
 
-def prepare(dtype, kinds: int = ALL) -> bool:
+def prepare(dtype) -> bool:
     """Compile, or load from the disk cache, the fast step for ``dtype``
-    (for every layer kind unless ``kinds`` says fewer; part of ``streamgru
-    warmup``); False where the fast path is unavailable."""
-    return _method(dtype, kinds) is not None
+    (part of ``streamgru warmup``); False where the fast path is unavailable."""
+    return _method(dtype) is not None
 
 
-def builtin(buf: np.ndarray, dtype, release_gil: bool = False, kinds: int = ALL):
+def builtin(buf: np.ndarray, dtype, release_gil: bool = False):
     """A builtin ``f(x, out)`` running one step on the stream buffer ``buf``
     (see ``network.stream_buffer``): returns ``out`` on success, something
     else if the arguments need the checked path; or ``None`` instead of a
     function where the fast path is unavailable (see the module docstring).
-    With ``release_gil`` the kernel runs without the GIL. ``kinds`` is the
-    mask of the model's layer kinds (``kinds.mask_of``): on a cold cache
-    only their kernels are compiled.
+    With ``release_gil`` the kernel runs without the GIL.
 
     The function keeps a reference to its table but not to ``buf``: the
     caller must keep ``buf`` (and the plan it points to) alive as long as
     the function.
     """
-    mdef = _method(dtype, kinds)
+    mdef = _method(dtype)
     if mdef is None:
         return None
     dt = np.dtype(np.dtype(dtype).char)  # the canonical descriptor numpy gives new arrays

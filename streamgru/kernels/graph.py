@@ -11,20 +11,17 @@ accumulates in place). So a step of a graph costs what its layers cost,
 plus copying the input in and the output out.
 
 ``run`` (T steps of one stream) and ``run_rows`` (one step of B streams)
-are called by network.py's entry points; they are typed as no-ops
-unless the literal kinds mask has the GRAPH bit (kinds.py), so chain
-models compile nothing of this file.
+are inlined into network.py's entry points; like a chain, they call each
+layer's kernel through the plan's table of C functions (calls.py).
 """
 
 import numpy as np
-from numba import njit, types
-from numba.extending import overload
+from numba import njit
 
 from .config import JIT_OPTIONS
-
-from .kinds import GRAPH, rows as kinds_rows, seq as kinds_seq
+from .direct import call_layer
 from .layout import (
-    G_HEAD, G_IN, G_INS, G_OUT, G_OUTS, GI, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT, H_SCRATCH,
+    FN_ROWS, FN_SEQ, G_HEAD, G_IN, G_INS, G_OUT, G_OUTS, GI, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT, H_SCRATCH,
     H_TILE, HEADER, I_A, I_AS, I_B, I_BS, I_D, I_DS, M_KIND, ROW,
 )
 
@@ -102,64 +99,28 @@ def _copy_rows(src, s0, ss, dst, d0, ds, R, n):
             dst[U(o + k)] = src[U(a + k)]
 
 
-def _graph_seq(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
+@_inline
+def run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, fns):
+    """T steps of a graph model (network._run's arguments, and its table of
+    layer C functions ``fns``)."""
     g = meta[H_GRAPH]
     _copy_rows(src, s0, ss, sc, meta[g + G_IN], meta[g + G_INS], T, meta[H_INPUT])
     for l in range(meta[H_NLAYERS]):
         r = HEADER + ROW * l
         q = g + G_HEAD + GI * l
-        kinds_seq(kinds, meta[r + M_KIND], sc, meta[q + I_A], meta[q + I_AS], sc, meta[q + I_D],
-                  meta[q + I_DS], T, w, meta, r, st, sb, sc)
+        call_layer(fns[2 * meta[r + M_KIND] + FN_SEQ], sc, meta[q + I_A], meta[q + I_AS], sc,
+                   meta[q + I_D], meta[q + I_DS], T, w, meta, r, st, sb, 0, sc)
     _copy_rows(sc, meta[g + G_OUT], meta[g + G_OUTS], dst, d0, ds, T, meta[H_OUTPUT])
 
 
-def _graph_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
+@_inline
+def run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, fns):
+    """One step of B streams of a graph model (network._run_rows' arguments)."""
     g = meta[H_GRAPH]
     _copy_rows(src, s0, ss, sc, meta[g + G_IN], meta[g + G_INS], B, meta[H_INPUT])
     for l in range(meta[H_NLAYERS]):
         r = HEADER + ROW * l
         q = g + G_HEAD + GI * l
-        kinds_rows(kinds, meta[r + M_KIND], sc, meta[q + I_A], meta[q + I_AS], sc, meta[q + I_D],
-                   meta[q + I_DS], B, w, meta, r, st, sb, sst, sc)
+        call_layer(fns[2 * meta[r + M_KIND] + FN_ROWS], sc, meta[q + I_A], meta[q + I_AS], sc,
+                   meta[q + I_D], meta[q + I_DS], B, w, meta, r, st, sb, sst, sc)
     _copy_rows(sc, meta[g + G_OUT], meta[g + G_OUTS], dst, d0, ds, B, meta[H_OUTPUT])
-
-
-def run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
-    """T steps of a graph model (network._run's arguments); a no-op unless
-    the literal mask ``kinds`` has the GRAPH bit."""
-    raise NotImplementedError("compiled code only")
-
-
-def run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
-    """One step of B streams of a graph model (network._run_rows' arguments)."""
-    raise NotImplementedError("compiled code only")
-
-
-def _noop_seq(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
-    pass
-
-
-def _noop_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
-    pass
-
-
-def _has_graph(kinds) -> bool | None:
-    """Whether the literal mask ``kinds`` has the GRAPH bit (None: not literal)."""
-    if not isinstance(kinds, types.IntegerLiteral):
-        return None
-    return bool(kinds.literal_value & GRAPH)
-
-
-# not inlined: numba compiles an inlined overload's body as a function of its
-# own anyway (to type it), and inlining it then re-types and re-lowers it in
-# every entry point; a call per model step costs nothing measurable
-@overload(run, prefer_literal=True, jit_options=JIT_OPTIONS)
-def _run_typed(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
-    on = _has_graph(kinds)
-    return None if on is None else (_graph_seq if on else _noop_seq)
-
-
-@overload(run_rows, prefer_literal=True, jit_options=JIT_OPTIONS)
-def _run_rows_typed(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
-    on = _has_graph(kinds)
-    return None if on is None else (_graph_rows if on else _noop_rows)

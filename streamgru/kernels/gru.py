@@ -10,15 +10,14 @@ it. G (``row_width``) is the padded row of gate pre-activations in scratch.
 """
 
 import numpy as np
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
 from ..layers.quant import QuantizedWeight
 from . import activations as act
 from . import direct, simd
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast, variant
 from .layout import (
-    F_CLIP, F_RESET_AFTER, H_SC_GH, H_SC_GX, H_SC_TMP, KIND_GRU, M_ACT0, M_ACT1,
+    F_CLIP, F_RESET_AFTER, H_SC_GH, H_SC_GX, H_SC_TMP, KIND_GRU, M_ACT0, M_ACT1, M_KIND,
     M_HID, M_IN, M_P, M_STATE, M_FLAGS, M_W0, M_W1, M_W2, M_W3, M_W4, P_ALPHA0,
     P_ALPHA1, P_BETA0, P_BETA1, P_CLIP, WQ_FLOAT, WQ_TYPES,
 )
@@ -197,9 +196,11 @@ def _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
         and meta[r + M_ACT0] == act.SIGMOID and meta[r + M_ACT1] == act.TANH
     )
     if not plain:
+        # stream by stream through this kind's seq C function (not linked here: compiled once)
+        fn = direct.seq_function(meta, meta[r + M_KIND])
         for b in range(B):
-            _seq_of(q, src, s0 + b * ss, ss, dst, d0 + b * ds, ds, np.int64(1), w, meta, r, st,
-                    sb + b * sst, sc)  # int64, not a literal 1: one specialisation of seq
+            direct.call_layer(fn, src, s0 + b * ss, ss, dst, d0 + b * ds, ds, 1, w, meta, r, st,
+                              sb + b * sst, 0, sc)
         return
     I = meta[r + M_IN]
     G = row_width(H, w)
@@ -236,23 +237,6 @@ def _rows_variant(q):
     def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
         _rows(q, src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc)
     return jit_fast(variant(rows, q=q))
-
-
-@intrinsic
-def _seq_of(typingctx, q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
-    """A call of ``SEQ[q]`` for a literal ``q``: a direct call of that one
-    kernel (indexing the tuple in compiled code would make its four
-    dispatchers first-class function values, called indirectly)."""
-    if direct.literal(q) is None:
-        return None
-    argtys = (src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc)
-    fnty, sig = direct.resolve(typingctx, SEQ[q.literal_value], argtys)
-
-    def codegen(context, builder, signature, args):
-        direct.call(context, builder, fnty, sig, args[1:], argtys)
-        return context.get_dummy_value()
-
-    return types.none(q, *argtys), codegen
 
 
 # one kernel per stored weight type (layout.WQ_*), compiled on first use;

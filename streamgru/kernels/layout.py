@@ -25,7 +25,14 @@ H_GRAPH = 13    # offset in meta of a graph model's buffers and instructions, 0 
 H_STRIDE = 14   # the model's total decimation (product of its layers' strides; rate.py)
 H_RATE = 15     # scratch slot where a layer that changes the row count reports the rows it
                 # wrote, or -1 when no layer does (every layer: one output row per input row)
-HEADER = 16
+H_FNS = 16      # address of the process's table of layer C functions for the dtype (calls.py)
+HEADER = 17
+
+# that table: the C function of kind code c (weight type included) and form
+# f (FN_SEQ: T steps of one stream; FN_ROWS: one step of B streams) at 2c + f
+FN_SEQ = 0
+FN_ROWS = 1
+FN_CODES = 1024
 
 # per-layer row fields
 M_KIND = 0

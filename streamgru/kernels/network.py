@@ -30,12 +30,10 @@ import numpy as np
 from numba import njit, types
 
 from . import graph, rate, skip
-from .config import JIT_OPTIONS, jit, locked, variant
-from .kinds import ALL
-from .kinds import rows as kinds_rows
-from .kinds import seq as kinds_seq
+from .direct import call_layer, functions as _functions
+from .config import JIT_OPTIONS, jit, locked
 from .layout import (
-    H_GAIN, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_SEQA, H_SCRATCH, H_SKIP,
+    FN_ROWS as F_ROWS, FN_SEQ as F_SEQ, H_FNS, H_GAIN, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_SEQA, H_SCRATCH, H_SKIP,
     H_STATE, H_STRIDE, H_TILE, HEADER, M_KIND, M_OUT, ROW,
 )
 from .pointers import address, array_at, borrowed
@@ -90,6 +88,19 @@ def _plan_of(buf):
 
 
 @_inline
+def _ready(meta, form):
+    """Whether every layer's C function of ``form`` is in the table (calls.prepare):
+    a plan whose kernels were not prepared is refused, never jumped into."""
+    if meta[H_FNS] == 0:
+        return False
+    fns = _functions(meta)
+    for l in range(meta[H_NLAYERS]):
+        if fns[2 * meta[HEADER + ROW * l + M_KIND] + form] == 0:
+            return False
+    return True
+
+
+@_inline
 def _layer_output(l, nl, r, meta, dst, d0, ds, sc):
     """Where layer ``l`` of ``nl`` (meta row ``r``) writes its rows: the
     last into ``dst``, the others alternately into the two scratch tiles."""
@@ -99,13 +110,14 @@ def _layer_output(l, nl, r, meta, dst, d0, ds, sc):
 
 
 @_inline
-def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
+def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc):
     """T steps of the whole model: rows of ``src`` in, rows of ``dst`` out,
-    layer by layer over the tile, state at ``st[sb:]``; ``kinds`` is a
-    literal mask of the layer kinds to compile (kinds.py). Returns the rows
-    written: T, unless the model downsamples (rate.py)."""
+    layer by layer over the tile, state at ``st[sb:]``, each layer's kernel
+    called through the plan's table (calls.py). Returns the rows written:
+    T, unless the model downsamples (rate.py)."""
+    fns = _functions(meta)
     if meta[H_GRAPH]:  # a graph model: its instruction list (graph.py); never downsamples
-        graph.run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds)
+        graph.run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, fns)
         return T
     nl = meta[H_NLAYERS]
     rep = meta[H_RATE]  # >= 0: a layer may write fewer rows than it reads
@@ -117,7 +129,8 @@ def _run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, kinds):
         if n > 0:
             if rep >= 0:
                 sc[rep] = n
-            kinds_seq(kinds, meta[r + M_KIND], cur, c0, cs, out, o0, os, n, w, meta, r, st, sb, sc)
+            call_layer(fns[2 * meta[r + M_KIND] + F_SEQ], cur, c0, cs, out, o0, os, n, w, meta, r,
+                       st, sb, 0, sc)
             if rep >= 0:
                 n = int(sc[rep])
         cur, c0, cs = out, o0, os
@@ -138,42 +151,42 @@ def _rows_out(meta, st, sb, T):
 
 
 @_inline
-def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds):
+def _run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc):
     """One step of B <= TILE independent streams through the whole model: row
     b of ``src`` in, row b of ``dst`` out, stream b's state at ``st[sb + b*sst:]``.
     Recurrent layers run the rows together (shared weight loads); Dense
     layers are stateless, so all rows at once."""
+    fns = _functions(meta)
     if meta[H_GRAPH]:
-        graph.run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, kinds)
+        graph.run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, fns)
         return
     nl = meta[H_NLAYERS]
     cur, c0, cs = src, s0, ss
     for l in range(nl):
         r = HEADER + ROW * l
         out, o0, os = _layer_output(l, nl, r, meta, dst, d0, ds, sc)
-        kinds_rows(kinds, meta[r + M_KIND], cur, c0, cs, out, o0, os, B, w, meta, r, st, sb, sst,
-                   sc)
+        call_layer(fns[2 * meta[r + M_KIND] + F_ROWS], cur, c0, cs, out, o0, os, B, w, meta, r,
+                   st, sb, sst, sc)
         cur, c0, cs = out, o0, os
     if meta[H_SKIP] >= 0 or meta[H_GAIN] >= 0:
         skip.apply(src, s0, ss, dst, d0, ds, B, w, meta)
 
 
 @_inline
-def step_body(x, y, buf, kinds):
-    """``step``'s body, inlined there and in ``fastcall``'s builtin; ``kinds``
-    a literal mask of the layer kinds to compile (kinds.py)."""
+def step_body(x, y, buf):
+    """``step``'s body, inlined there and in ``fastcall``'s builtin."""
     bx, by, bb = borrowed(x), borrowed(y), borrowed(buf)
     w, meta = _plan_of(bb)
     hb = BUF_HEADER_BYTES // buf.itemsize
     if (meta.size == 0 or x.size != meta[H_INPUT] or y.size != meta[H_OUTPUT]
-            or buf.size < hb + meta[H_STATE] + meta[H_SCRATCH]):
+            or buf.size < hb + meta[H_STATE] + meta[H_SCRATCH] or not _ready(meta, F_SEQ)):
         return -1
     if not _all_finite(bx, 0, x.size):
         return 1
     # int64 zeros and one, not literals: a literal argument would compile
     # a second specialisation of every layer kernel
     zero, one = np.int64(0), np.int64(1)
-    _run(bx, zero, zero, by, zero, zero, one, w, meta, bb, hb, bb[hb + meta[H_STATE]:], kinds)
+    _run(bx, zero, zero, by, zero, zero, one, w, meta, bb, hb, bb[hb + meta[H_STATE]:])
     return 0
 
 
@@ -181,18 +194,18 @@ def step_body(x, y, buf, kinds):
 def step(x, y, buf):
     """One step of one stream: x (I,) -> y (O,); buf = plan header + state +
     scratch (``stream_buffer``)."""
-    return step_body(x, y, buf, ALL)
+    return step_body(x, y, buf)
 
 
 @jit
 def process(X, Y, buf):
     """T steps of one stream: X (T, I) -> Y (T, O), tile by tile; buf as for ``step``."""
-    return process_body(X, Y, buf, ALL)
+    return process_body(X, Y, buf)
 
 
 @_inline
-def process_body(X, Y, buf, kinds):
-    """``process``'s body for the literal mask ``kinds``."""
+def process_body(X, Y, buf):
+    """``process``'s body."""
     bb = borrowed(buf)
     w, meta = _plan_of(bb)
     hb = BUF_HEADER_BYTES // buf.itemsize
@@ -202,7 +215,7 @@ def process_body(X, Y, buf, kinds):
     O = meta[H_OUTPUT]
     if (I != meta[H_INPUT] or Y.shape[1] != O
             or buf.size < hb + meta[H_STATE] + meta[H_SCRATCH]
-            or Y.shape[0] != _rows_out(meta, bb, hb, T)):
+            or Y.shape[0] != _rows_out(meta, bb, hb, T) or not _ready(meta, F_SEQ)):
         return -1
     xf = borrowed(X).reshape(X.size)
     bad = _first_bad_row(xf, T, I)
@@ -214,7 +227,7 @@ def process_body(X, Y, buf, kinds):
     yo = 0  # rows written (fewer than T when the model downsamples)
     for t0 in range(0, T, tile):
         tt = min(tile, T - t0)
-        yo += _run(xf, t0 * I, I, yf, yo * O, O, tt, w, meta, bb, hb, sc, kinds)
+        yo += _run(xf, t0 * I, I, yf, yo * O, O, tt, w, meta, bb, hb, sc)
     return 0
 
 
@@ -224,17 +237,12 @@ def batch_step(X, Y, w, meta, states, sc, i0, i1):
 
     The range lets threads share a batch (each with its own ``sc``); the
     scratch is per call, not per stream, so memory does not grow with n."""
-    return batch_step_body(X, Y, w, meta, states, sc, i0, i1, ALL)
-
-
-@_inline
-def batch_step_body(X, Y, w, meta, states, sc, i0, i1, kinds):
-    """``batch_step``'s body for the literal mask ``kinds``."""
     n, I = X.shape
     O = meta[H_OUTPUT]
     S = meta[H_STATE]
+    form = F_SEQ if meta[H_RATE] >= 0 else F_ROWS
     if (I != meta[H_INPUT] or Y.shape[0] != n or Y.shape[1] != O or states.shape[0] != n
-            or states.shape[1] != S or not 0 <= i0 <= i1 <= n):
+            or states.shape[1] != S or not 0 <= i0 <= i1 <= n or not _ready(meta, form)):
         return -1
     xf = borrowed(X).reshape(X.size)
     bad = _first_bad_row(xf[i0 * I : i1 * I], i1 - i0, I)
@@ -246,13 +254,13 @@ def batch_step_body(X, Y, w, meta, states, sc, i0, i1, kinds):
     if meta[H_RATE] >= 0:
         # streams may be at different points of a warm-up or stride: one at a time
         for i in range(i0, i1):
-            _run(xf, i * I, I, yf, i * O, O, 1, w, meta, stf, i * S, sc, kinds)
+            _run(xf, i * I, I, yf, i * O, O, 1, w, meta, stf, i * S, sc)
         return 0
     # tiles of streams: scratch holds one tile, whatever n is
     tile = meta[H_TILE]
     for i in range(i0, i1, tile):
         B = min(tile, i1 - i)
-        _run_rows(xf, i * I, I, yf, i * O, O, B, w, meta, stf, i * S, S, sc, kinds)
+        _run_rows(xf, i * I, I, yf, i * O, O, B, w, meta, stf, i * S, S, sc)
     return 0
 
 
@@ -260,18 +268,13 @@ def batch_step_body(X, Y, w, meta, states, sc, i0, i1, kinds):
 def batch_process(X, Y, w, meta, states, sc, i0, i1):
     """T steps of streams i0 <= i < i1: X (n, T, I) -> Y (n, T, O), states (n, S).
     Status: 1 + the index of the first stream whose input is not finite."""
-    return batch_process_body(X, Y, w, meta, states, sc, i0, i1, ALL)
-
-
-@_inline
-def batch_process_body(X, Y, w, meta, states, sc, i0, i1, kinds):
-    """``batch_process``'s body for the literal mask ``kinds``."""
     n, T, I = X.shape
     O = meta[H_OUTPUT]
     S = meta[H_STATE]
     R = Y.shape[1]  # rows per stream: T, or fewer when the model downsamples
     if (I != meta[H_INPUT] or Y.shape[0] != n or Y.shape[2] != O
-            or states.shape[0] != n or states.shape[1] != S or not 0 <= i0 <= i1 <= n):
+            or states.shape[0] != n or states.shape[1] != S or not 0 <= i0 <= i1 <= n
+            or not _ready(meta, F_SEQ)):
         return -1
     stf = borrowed(states).reshape(states.size)
     for i in range(i0, i1):
@@ -288,7 +291,7 @@ def batch_process_body(X, Y, w, meta, states, sc, i0, i1, kinds):
         yo = i * R
         for t0 in range(0, T, tile):
             tt = min(tile, T - t0)
-            yo += _run(xf, (i * T + t0) * I, I, yf, yo * O, O, tt, w, meta, stf, i * S, sc, kinds)
+            yo += _run(xf, (i * T + t0) * I, I, yf, yo * O, O, tt, w, meta, stf, i * S, sc)
     return 0
 
 
@@ -300,33 +303,6 @@ def first_bad(X):
 
 ENTRY_POINTS = {"first_bad": first_bad, "step": step, "process": process, "batch_step": batch_step,
                 "batch_process": batch_process}
-
-
-def _masked(name: str, kinds: int):
-    """Entry point ``name`` compiled for the layer-kind mask ``kinds`` (one
-    beyond ALL: a model with reduced-precision weights, kinds.py). A
-    closure over the int alone, so each mask caches under its own key."""
-    if name == "step":
-        def fn(x, y, buf):
-            return step_body(x, y, buf, kinds)
-    elif name == "process":
-        def fn(X, Y, buf):
-            return process_body(X, Y, buf, kinds)
-    elif name == "batch_step":
-        def fn(X, Y, w, meta, states, sc, i0, i1):
-            return batch_step_body(X, Y, w, meta, states, sc, i0, i1, kinds)
-    elif name == "batch_process":
-        def fn(X, Y, w, meta, states, sc, i0, i1):
-            return batch_process_body(X, Y, w, meta, states, sc, i0, i1, kinds)
-    else:
-        return ENTRY_POINTS[name]
-    return jit(variant(fn, **{name: kinds}))
-
-
-def _serves(kinds: int) -> int:
-    """The mask whose entry points serve a model of mask ``kinds``: ALL for
-    float models (shared by all of them, and by ``streamgru warmup``)."""
-    return ALL if kinds & ~ALL == 0 else kinds
 
 
 def stream_buffer(plan) -> tuple[np.ndarray, np.ndarray]:
@@ -371,38 +347,34 @@ def signatures(dtype) -> dict:
 
 
 _lock = threading.Lock()
-_locked: dict = {}  # (name, dtype, mask) -> a dispatcher closed to every other signature
+_locked: dict = {}  # (name, dtype) -> a dispatcher closed to every other signature
 
 
-def _entry_point(name: str, dt: np.dtype, kinds: int = ALL):
-    """The closed dispatcher of entry point ``name`` for ``dt`` and the
-    kinds mask ``kinds``, made once."""
-    key = (name, dt, _serves(kinds))
+def _entry_point(name: str, dt: np.dtype):
+    """The closed dispatcher of entry point ``name`` for ``dt``, made once."""
+    key = (name, dt)
     fn = _locked.get(key)
     if fn is None:
         with _lock:  # threads making their first call at once compile it once
             fn = _locked.get(key)
             if fn is None:
-                src = ENTRY_POINTS[name] if key[2] == ALL else _masked(name, key[2])
-                fn = _locked[key] = locked(src, signatures(dt)[name])
+                fn = _locked[key] = locked(ENTRY_POINTS[name], signatures(dt)[name])
     return fn
 
 
-def compiled(name: str, kinds: int = ALL) -> list:
-    """Every signature compiled for entry point ``name`` in this process for
-    the kinds mask ``kinds`` (default: the float models'): the closed
-    dispatchers' (one per dtype prepared) and, for ALL, any the open
+def compiled(name: str) -> list:
+    """Every signature compiled for entry point ``name`` in this process:
+    the closed dispatchers' (one per dtype prepared) and any the open
     module-level dispatcher was called with directly."""
-    mask = _serves(kinds)
-    sigs = [sig for (n, _, k), fn in list(_locked.items()) if n == name and k == mask
-            for sig in fn.signatures]
-    return sigs + (list(ENTRY_POINTS[name].signatures) if mask == ALL else [])
+    sigs = [sig for (n, _), fn in list(_locked.items()) if n == name for sig in fn.signatures]
+    return sigs + list(ENTRY_POINTS[name].signatures)
 
 
-def prepare(dtype, names=None, kinds: int = ALL) -> bool:
+def prepare(dtype, names=None) -> bool:
     """Compile, or load from the disk cache, the entry points ``names`` (all
     by default) for ``dtype``, each into a dispatcher that compiles for no
     other argument types (see ``entry``). Safe from any number of threads.
+    The layer kernels they call are prepared per plan (calls.prepare).
 
     Returns False when the JIT is disabled (``NUMBA_DISABLE_JIT=1``): the
     entry points are then plain Python and callers must check types first.
@@ -411,11 +383,11 @@ def prepare(dtype, names=None, kinds: int = ALL) -> bool:
         return False
     dt = np.dtype(dtype)
     for name in ENTRY_POINTS if names is None else names:
-        _entry_point(name, dt, kinds)
+        _entry_point(name, dt)
     return True
 
 
-def entry(name: str, dtype, kinds: int = ALL):
+def entry(name: str, dtype):
     """The callable for entry point ``name`` with arrays of float ``dtype``.
 
     With the JIT on: a dispatcher compiled (or loaded from the disk cache)
@@ -424,16 +396,15 @@ def entry(name: str, dtype, kinds: int = ALL):
     version; only this entry point is loaded, which keeps a cold start
     short. With the JIT disabled: a Python wrapper that refuses the same
     arguments the same way, so callers behave identically in both modes.
-    ``kinds``: the model's layer-kind mask (``kinds.mask_of``).
     """
     dt = np.dtype(dtype)
-    if prepare(dt, (name,), kinds):
-        return _locked[name, dt, _serves(kinds)]
+    if prepare(dt, (name,)):
+        return _locked[name, dt]
     fn = ENTRY_POINTS[name]
-    kinds = signatures(dt)[name]
+    sigs = signatures(dt)[name]
 
     def strict(*args):
-        for a, t in zip(args, kinds):
+        for a, t in zip(args, sigs):
             if isinstance(t, types.Array) and not (
                 type(a) is np.ndarray and a.ndim == t.ndim and a.dtype == np.dtype(str(t.dtype))
                 and a.flags.c_contiguous and a.flags.writeable

@@ -9,10 +9,10 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..layers.quant import QuantizedWeight
-from . import conv, dense, elementwise, graph, gru, lstm, norm, pool, rnn, simd
+from . import calls, conv, dense, elementwise, graph, gru, lstm, norm, pool, rnn, simd
 from .layout import (
     WQ_CODES, WQ_FLOAT, WQ_SHIFT,
-    H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB,
+    H_FNS, H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB,
     H_SC_TMP, H_SCRATCH, H_SKIP, H_STATE, H_STRIDE, H_TILE, HEADER, M_HID, M_IN, M_KIND, M_OUT, M_STATE,
     P_SIZE, ROW, TILE, GRAPH_TILE,
 )
@@ -178,6 +178,8 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0, edges=None,
         meta[H_RATE] = meta[H_SCRATCH]
         meta[H_SCRATCH] += 1
     meta[H_STRIDE] = math.prod(getattr(layer, "stride", 1) for layer in layers)
+    # where the entry points find the layer kernels (filled per plan by calls.prepare)
+    meta[H_FNS] = calls.table_address(dtype)
     for i, row in enumerate(rows):
         base = HEADER + ROW * i
         meta[base + M_KIND] = row.pop("kind")

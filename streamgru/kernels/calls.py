@@ -1,0 +1,143 @@
+"""Layer kernels as C functions, called by the entry points through a table.
+
+Every layer kernel (one per kind code, weight type included, and per form:
+``seq``, T steps of one stream, or ``rows``, one step of B streams; see
+kinds.py) is compiled once per float dtype, inlined into a C function of
+the 14 int64 arguments of the layer call form (arrays as data addresses),
+and cached on disk on its own. The entry points (network.py, fastcall.py) call them
+(direct.call_layer) through ``TABLE[dtype]``, a process-wide int64 array of their addresses indexed by
+``2 * code + form``, whose address every plan's ``meta[H_FNS]`` holds.
+
+Why not ordinary calls: numba links a callee's code into every function
+that calls it and optimises and emits it again there, so each of the five
+entry points per dtype (and the builtin fast step) used to re-compile every
+kernel it could reach, most of a first run's compile time. Called through
+the table, a kernel compiles once, an entry point compiles only its own
+code, and no entry point depends on which kinds a model has. An indirect
+call per layer per tile costs a few nanoseconds.
+
+``prepare(meta, dtype, rows)`` compiles (or loads) the kernels of a plan's
+layers and writes their addresses before a stream runs it; an entry point
+refuses (status -1) a plan whose layers' table entries are not filled, so
+a missing kernel is never jumped to.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import types as types_
+
+import numpy as np
+from numba import njit, types
+
+from . import kinds
+from .cfuncs import CachedCFunc
+from .config import FAST_FLAGS, JIT_OPTIONS, variant
+from .layout import FN_CODES, FN_ROWS, FN_SEQ, H_NLAYERS, HEADER, M_KIND, ROW
+from .pointers import array_at
+
+SEQ, ROWS, CODES = FN_SEQ, FN_ROWS, FN_CODES
+# the arrays a kernel sees are views of unknown length (kernels index them
+# without bounds checks and never ask their size)
+_ANY = 1 << 40
+
+_I64 = types.int64
+_SIGNATURE = types.void(*[_I64] * 14)
+
+TABLE = {np.dtype(np.float32): np.zeros(2 * CODES, np.int64),
+         np.dtype(np.float64): np.zeros(2 * CODES, np.int64)}
+_funcs: dict = {}  # (dtype, kernel, its arguments) -> CachedCFunc (alive: the table holds addresses)
+_lock = threading.Lock()
+
+
+def table_address(dtype) -> int:
+    """The address of ``TABLE[dtype]`` (what ``meta[H_FNS]`` holds)."""
+    return TABLE[np.dtype(dtype)].ctypes.data
+
+
+# The C functions' bodies, one per argument list a kernel takes (kinds.py):
+# the arrays rebuilt from their addresses, then KERNEL, the layer's kernel
+# inlined, on EL, the float type. ``_body`` gives each variant its own
+# globals for the two names (numba resolves globals when it compiles; the
+# disk cache tells variants apart by their names, config.variant).
+def _recurrent(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,  # noqa: F821
+           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r, array_at(st, _ANY, EL),  # noqa: F821
+           sb, array_at(sc, _ANY, EL))  # noqa: F821
+
+
+def _rows(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,  # noqa: F821
+           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r, array_at(st, _ANY, EL),  # noqa: F821
+           sb, sst, array_at(sc, _ANY, EL))  # noqa: F821
+
+
+def _plain(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,  # noqa: F821
+           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r)  # noqa: F821
+
+
+def _with_scratch(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,  # noqa: F821
+           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r, array_at(sc, _ANY, EL))  # noqa: F821
+
+
+_TEMPLATES = {kinds.SEQ_FORM: _recurrent, kinds.ROWS_FORM: _rows, kinds.PLAIN: _plain,
+              kinds.WITH_SCRATCH: _with_scratch}
+
+
+def _body(kernel, names, el):
+    """The C function's Python body for ``kernel`` (taking the arguments
+    ``names``) and the numpy float type ``el``: the template for those
+    arguments with the kernel inlined into it (compiled once, here, and
+    not again as a function of its own that this one would link)."""
+    template = _TEMPLATES[names]
+    inlined = njit(inline="always", fastmath=FAST_FLAGS, **JIT_OPTIONS)(kernel.py_func)
+    env = {**template.__globals__, "KERNEL": inlined, "EL": el}
+    fn = types_.FunctionType(template.__code__, env, template.__name__)
+    fn.__qualname__ = template.__qualname__
+    # named after the kernel: one name (and disk cache file) per variant in every process
+    name = re.sub(r"\W", "_", f"{kernel.py_func.__module__.rsplit('.', 1)[-1]}_"
+                               f"{kernel.py_func.__qualname__}")
+    return variant(fn, kernel=name, dtype=el.__name__)
+
+
+def address(dtype, code: int, form: int) -> int:
+    """The address of the C function of kind ``code`` and ``form`` for
+    ``dtype``, compiled or loaded from the disk cache on first use, and
+    written into the table. Kinds and forms that run the same kernel on the
+    same arguments (the norms, the pools, a stateless kind's rows and seq)
+    share one function."""
+    dt = np.dtype(dtype)
+    slot = 2 * code + form
+    if TABLE[dt][slot]:
+        return int(TABLE[dt][slot])
+    kernel, names = kinds.kernel_of(code, form)
+    key = (dt, kernel, names)
+    with _lock:  # threads making their first stream at once compile it once
+        fn = _funcs.get(key)
+        if fn is None:
+            el = np.float32 if dt == np.float32 else np.float64
+            fn = _funcs[key] = CachedCFunc(_body(kernel, names, el), _SIGNATURE,
+                                           fastmath=True).ready()
+        TABLE[dt][slot] = fn.address
+    return fn.address
+
+
+def prepare(meta: np.ndarray, dtype, rows: bool = False) -> None:
+    """Fill the table for every layer of the plan ``meta``: its seq kernel,
+    and with ``rows`` (a StreamBatch) its rows kernel where it has one."""
+    codes = {int(meta[HEADER + ROW * l + M_KIND]) for l in range(int(meta[H_NLAYERS]))}
+    for code in sorted(codes):
+        address(dtype, code, SEQ)
+        if rows and kinds.has_rows(code):
+            address(dtype, code, ROWS)
+
+
+def prepare_all(dtype) -> None:
+    """Fill the table with every float layer kind's kernels (``warmup``)."""
+    for code in kinds.FLOAT_KINDS:
+        address(dtype, code, SEQ)
+        if kinds.has_rows(code):
+            address(dtype, code, ROWS)
