@@ -263,22 +263,28 @@ def _weight_type(q):
     return q.literal_value if isinstance(q, types.IntegerLiteral) else None
 
 
-@intrinsic
-def qgemv(typingctx, q, acc, a0, v, v0, w, w0, nr, nc):
-    """acc[a0 + k] += sum_{j < nr} v[v0 + j] * W^T[j, k] for k < nc, with W^T
-    packed by ``pack_panels`` (weight type ``q``, a literal: ``pack_stored``)
-    at ``w[w0:]``; nc is the padded column count."""
+def _gemv_typing(q, acc, v, w, extra, emit):
+    """Typing and code of a ``qgemv``-shaped intrinsic (arguments q, acc, a0,
+    v, v0, w, w0, nr, nc, then ``extra`` int64s): ``emit(o, args)`` writes
+    the product's code."""
     wq = _weight_type(q)
     if wq is None:
         return None
 
     def codegen(context, builder, sig, args):
-        _, acc_, a0_, v_, v0_, w_, w0_, nr_, nc_ = args
-        o = _Operands(context, builder, wq, sig.args[1], acc_, sig.args[3], v_, sig.args[5], w_)
-        _emit_gemv(o, a0_, v0_, w0_, nr_, nc_)
+        emit(_Operands(context, builder, wq, sig.args[1], args[1], sig.args[3], args[3],
+                       sig.args[5], args[5]), args)
         return context.get_dummy_value()
 
-    return types.none(q, acc, _I64, v, _I64, w, _I64, _I64, _I64), codegen
+    return types.none(q, acc, _I64, v, _I64, w, _I64, _I64, _I64, *extra), codegen
+
+
+@intrinsic
+def qgemv(typingctx, q, acc, a0, v, v0, w, w0, nr, nc):
+    """acc[a0 + k] += sum_{j < nr} v[v0 + j] * W^T[j, k] for k < nc, with W^T
+    packed by ``pack_panels`` (weight type ``q``, a literal: ``pack_stored``)
+    at ``w[w0:]``; nc is the padded column count."""
+    return _gemv_typing(q, acc, v, w, (), lambda o, a: _emit_gemv(o, a[2], a[4], a[6], a[7], a[8]))
 
 
 @intrinsic
@@ -287,17 +293,18 @@ def qgemv_backward(typingctx, q, acc, a0, v, v0, w, w0, nr, nc):
     alternates the two directions: the weights one step read last are the
     first the next step reads, while they are still in L1, so a W_hh up to
     about twice the L1's size is partly served from there."""
-    wq = _weight_type(q)
-    if wq is None:
-        return None
+    return _gemv_typing(q, acc, v, w, (), lambda o, a: _emit_gemv(o, a[2], a[4], a[6], a[7], a[8],
+                                                                 backward=True))
 
-    def codegen(context, builder, sig, args):
-        _, acc_, a0_, v_, v0_, w_, w0_, nr_, nc_ = args
-        o = _Operands(context, builder, wq, sig.args[1], acc_, sig.args[3], v_, sig.args[5], w_)
-        _emit_gemv(o, a0_, v0_, w0_, nr_, nc_, backward=True)
-        return context.get_dummy_value()
 
-    return types.none(q, acc, _I64, v, _I64, w, _I64, _I64, _I64), codegen
+def _emit_gemv_step(o, a):
+    """Forward on even steps ``a[9]``, backward on odd ones."""
+    b = o.builder
+    with b.if_else(b.icmp_signed("!=", b.and_(a[9], o.c(1)), o.c(0))) as (odd, even):
+        with odd:
+            _emit_gemv(o, a[2], a[4], a[6], a[7], a[8], backward=True)
+        with even:
+            _emit_gemv(o, a[2], a[4], a[6], a[7], a[8])
 
 
 @intrinsic
@@ -305,22 +312,7 @@ def qgemv_step(typingctx, q, acc, a0, v, v0, w, w0, nr, nc, t):
     """The recurrent product of step ``t`` of a sequence: ``qgemv`` on even
     steps, ``qgemv_backward`` on odd ones (the same sums, bit for bit), so
     each step starts on the part of W_hh still in L1."""
-    wq = _weight_type(q)
-    if wq is None:
-        return None
-
-    def codegen(context, builder, sig, args):
-        _, acc_, a0_, v_, v0_, w_, w0_, nr_, nc_, t_ = args
-        o = _Operands(context, builder, wq, sig.args[1], acc_, sig.args[3], v_, sig.args[5], w_)
-        odd = builder.icmp_signed("!=", builder.and_(t_, o.c(1)), o.c(0))
-        with builder.if_else(odd) as (then, otherwise):
-            with then:
-                _emit_gemv(o, a0_, v0_, w0_, nr_, nc_, backward=True)
-            with otherwise:
-                _emit_gemv(o, a0_, v0_, w0_, nr_, nc_)
-        return context.get_dummy_value()
-
-    return types.none(q, acc, _I64, v, _I64, w, _I64, _I64, _I64, _I64), codegen
+    return _gemv_typing(q, acc, v, w, (_I64,), _emit_gemv_step)
 
 
 @intrinsic
