@@ -176,3 +176,22 @@ def test_every_kernel_variant_has_a_name_of_its_own():
     names = [calls._body(kernel, args, el).__qualname__ for kernel, args in pairs
              for el in (np.float32, np.float64)]
     assert len(set(names)) == len(names), names
+
+
+def test_a_plan_from_another_process_is_pointed_at_this_ones_table():
+    """A pickled Model carries its packed plan, whose meta holds the address
+    of the table of layer C functions of the process that built it; making
+    a stream points it at this process's table before anything runs."""
+    import pickle
+
+    from streamgru.kernels.layout import H_FNS
+
+    rng = np.random.default_rng(7)
+    m = sg.Model([sg.GRU.from_torch(rng.normal(size=(12, 3)), rng.normal(size=(12, 4)))])
+    x = np.ones(3, np.float32)
+    want = m.stream().step(x)
+    back = pickle.loads(pickle.dumps(m))
+    back._plan().meta[H_FNS] = 8  # what another process's address would be here: garbage
+    np.testing.assert_array_equal(back.stream().step(x), want)
+    back._plan().meta[H_FNS] = 8
+    np.testing.assert_array_equal(back.streams(2).step(np.stack([x, x]))[1], want)

@@ -34,7 +34,7 @@ from numba import njit, types
 from . import kinds
 from .cfuncs import CachedCFunc
 from .config import FAST_FLAGS, JIT_OPTIONS, variant
-from .layout import FN_CODES, FN_ROWS, FN_SEQ, H_NLAYERS, HEADER, M_KIND, ROW
+from .layout import FN_CODES, FN_ROWS, FN_SEQ, H_FNS, H_NLAYERS, HEADER, M_KIND, ROW
 from .pointers import array_at
 
 SEQ, ROWS, CODES = FN_SEQ, FN_ROWS, FN_CODES
@@ -127,7 +127,10 @@ def address(dtype, code: int, form: int) -> int:
 
 def prepare(meta: np.ndarray, dtype, rows: bool = False) -> None:
     """Fill the table for every layer of the plan ``meta``: its seq kernel,
-    and with ``rows`` (a StreamBatch) its rows kernel where it has one."""
+    and with ``rows`` (a StreamBatch) its rows kernel where it has one; and
+    point ``meta`` at this process's table (a plan unpickled from another
+    process holds that process's address)."""
+    meta[H_FNS] = table_address(dtype)
     codes = {int(meta[HEADER + ROW * l + M_KIND]) for l in range(int(meta[H_NLAYERS]))}
     for code in sorted(codes):
         address(dtype, code, SEQ)
