@@ -4,9 +4,10 @@ Every layer kernel (one per kind code, weight type included, and per form:
 ``seq``, T steps of one stream, or ``rows``, one step of B streams; see
 kinds.py) is compiled once per float dtype, inlined into a C function of
 the 14 int64 arguments of the layer call form (arrays as data addresses),
-and cached on disk on its own. The entry points (network.py, fastcall.py) call them
-(direct.call_layer) through ``TABLE[dtype]``, a process-wide int64 array of their addresses indexed by
-``2 * code + form``, whose address every plan's ``meta[H_FNS]`` holds.
+and cached on disk on its own. The entry points (network.py, fastcall.py)
+call them (``direct.call_layer``) through ``TABLE[dtype]``, a process-wide
+int64 array of their addresses indexed by ``2 * code + form``, whose
+address every plan's ``meta[H_FNS]`` holds.
 
 Why not ordinary calls: numba links a callee's code into every function
 that calls it and optimises and emits it again there, so each of the five
@@ -47,7 +48,8 @@ _SIGNATURE = types.void(*[_I64] * 14)
 
 TABLE = {np.dtype(np.float32): np.zeros(2 * CODES, np.int64),
          np.dtype(np.float64): np.zeros(2 * CODES, np.int64)}
-_funcs: dict = {}  # (dtype, kernel, its arguments) -> CachedCFunc (alive: the table holds addresses)
+# (dtype, kernel, its arguments) -> CachedCFunc, kept alive: the table holds their addresses
+_funcs: dict = {}
 _lock = threading.Lock()
 
 
@@ -61,26 +63,27 @@ def table_address(dtype) -> int:
 # inlined, on EL, the float type. ``_body`` gives each variant its own
 # globals for the two names (numba resolves globals when it compiles; the
 # disk cache tells variants apart by their names, config.variant).
+# ruff: noqa: F821 (KERNEL and EL)
 def _recurrent(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,  # noqa: F821
-           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r, array_at(st, _ANY, EL),  # noqa: F821
-           sb, array_at(sc, _ANY, EL))  # noqa: F821
+    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,
+           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r, array_at(st, _ANY, EL),
+           sb, array_at(sc, _ANY, EL))
 
 
 def _rows(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,  # noqa: F821
-           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r, array_at(st, _ANY, EL),  # noqa: F821
-           sb, sst, array_at(sc, _ANY, EL))  # noqa: F821
+    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,
+           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r, array_at(st, _ANY, EL),
+           sb, sst, array_at(sc, _ANY, EL))
 
 
 def _plain(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,  # noqa: F821
-           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r)  # noqa: F821
+    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,
+           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r)
 
 
 def _with_scratch(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
-    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,  # noqa: F821
-           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r, array_at(sc, _ANY, EL))  # noqa: F821
+    KERNEL(array_at(src, _ANY, EL), s0, ss, array_at(dst, _ANY, EL), d0, ds, n,
+           array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r, array_at(sc, _ANY, EL))
 
 
 _TEMPLATES = {kinds.SEQ_FORM: _recurrent, kinds.ROWS_FORM: _rows, kinds.PLAIN: _plain,

@@ -21,8 +21,8 @@ from numba import njit
 from .config import JIT_OPTIONS
 from .direct import call_layer
 from .layout import (
-    FN_ROWS, FN_SEQ, G_HEAD, G_IN, G_INS, G_OUT, G_OUTS, GI, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT, H_SCRATCH,
-    H_TILE, HEADER, I_A, I_AS, I_B, I_BS, I_D, I_DS, M_KIND, ROW,
+    FN_ROWS, FN_SEQ, G_HEAD, G_IN, G_INS, G_OUT, G_OUTS, GI, H_GRAPH, H_INPUT, H_NLAYERS,
+    H_OUTPUT, H_SCRATCH, H_TILE, HEADER, I_A, I_AS, I_B, I_BS, I_D, I_DS, M_KIND, ROW,
 )
 
 U = np.uint64

@@ -33,8 +33,8 @@ from . import graph, rate, skip
 from .direct import call_layer, functions as _functions
 from .config import JIT_OPTIONS, jit, locked
 from .layout import (
-    FN_ROWS as F_ROWS, FN_SEQ as F_SEQ, H_FNS, H_GAIN, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_SEQA, H_SCRATCH, H_SKIP,
-    H_STATE, H_STRIDE, H_TILE, HEADER, M_KIND, M_OUT, ROW,
+    FN_ROWS as F_ROWS, FN_SEQ as F_SEQ, H_FNS, H_GAIN, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT,
+    H_RATE, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE, H_STRIDE, H_TILE, HEADER, M_KIND, M_OUT, ROW,
 )
 from .pointers import address, array_at, borrowed
 
