@@ -31,6 +31,7 @@ import types as types_
 
 import numpy as np
 from numba import njit, types
+from numba.core import config as numba_config
 
 from . import kinds
 from .cfuncs import CachedCFunc
@@ -114,6 +115,8 @@ def address(dtype, code: int, form: int) -> int:
     share one function."""
     dt = np.dtype(dtype)
     slot = 2 * code + form
+    if numba_config.DISABLE_JIT:  # nothing to compile: the entry points are Python then
+        return 0
     if TABLE[dt][slot]:
         return int(TABLE[dt][slot])
     kernel, names = kinds.kernel_of(code, form)
