@@ -33,10 +33,10 @@ import numpy as np
 from numba import njit, types
 from numba.core import config as numba_config
 
-from . import kinds
+from . import activations, kinds
 from .cfuncs import CachedCFunc
 from .config import FAST_FLAGS, JIT_OPTIONS, variant
-from .layout import FN_CODES, FN_ROWS, FN_SEQ, H_FNS, H_NLAYERS, HEADER, M_KIND, ROW
+from .layout import FN_APPLY, FN_CODES, FN_ROWS, FN_SEQ, H_FNS, H_NLAYERS, HEADER, M_KIND, ROW
 from .pointers import array_at
 
 SEQ, ROWS, CODES = FN_SEQ, FN_ROWS, FN_CODES
@@ -87,8 +87,22 @@ def _with_scratch(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
            array_at(w, _ANY, EL), array_at(meta, _ANY, np.int64), r, array_at(sc, _ANY, EL))
 
 
+def _activation(buf, lo, hi, code, alpha, beta):
+    APPLY(array_at(buf, _ANY, EL), lo, hi, code, alpha, beta)
+
+
 _TEMPLATES = {kinds.SEQ_FORM: _recurrent, kinds.ROWS_FORM: _rows, kinds.PLAIN: _plain,
               kinds.WITH_SCRATCH: _with_scratch}
+
+
+def _with_globals(template, el, **names):
+    """``template`` with its own globals for EL and ``names`` (numba resolves
+    globals when it compiles; the disk cache tells variants apart by their
+    names, config.variant)."""
+    fn = types_.FunctionType(template.__code__, {**template.__globals__, "EL": el, **names},
+                             template.__name__)
+    fn.__qualname__ = template.__qualname__
+    return fn
 
 
 def _body(kernel, names, el):
@@ -96,11 +110,8 @@ def _body(kernel, names, el):
     ``names``) and the numpy float type ``el``: the template for those
     arguments with the kernel inlined into it (compiled once, here, and
     not again as a function of its own that this one would link)."""
-    template = _TEMPLATES[names]
     inlined = njit(inline="always", fastmath=FAST_FLAGS, **JIT_OPTIONS)(kernel.py_func)
-    env = {**template.__globals__, "KERNEL": inlined, "EL": el}
-    fn = types_.FunctionType(template.__code__, env, template.__name__)
-    fn.__qualname__ = template.__qualname__
+    fn = _with_globals(_TEMPLATES[names], el, KERNEL=inlined)
     # named after the kernel: one name (and disk cache file) per variant in every process
     name = re.sub(r"\W", "_", f"{kernel.py_func.__module__.rsplit('.', 1)[-1]}_"
                                f"{kernel.py_func.__qualname__}")
@@ -131,12 +142,34 @@ def address(dtype, code: int, form: int) -> int:
     return fn.address
 
 
+def activation_address(dtype) -> int:
+    """The address of ``activations.apply``'s C function for ``dtype`` (the
+    table's FN_APPLY slot, which every kernel calls through: direct.activation),
+    compiled or loaded on first use."""
+    dt = np.dtype(dtype)
+    if numba_config.DISABLE_JIT:
+        return 0
+    if not TABLE[dt][FN_APPLY]:
+        with _lock:
+            if (dt, "apply") not in _funcs:
+                el = np.float32 if dt == np.float32 else np.float64
+                inlined = njit(inline="always", fastmath=FAST_FLAGS, **JIT_OPTIONS)(
+                    activations.apply.py_func)
+                body = variant(_with_globals(_activation, el, APPLY=inlined), dtype=el.__name__)
+                f = types.float32 if dt == np.float32 else types.float64
+                _funcs[dt, "apply"] = CachedCFunc(body, types.void(_I64, _I64, _I64, _I64, f, f),
+                                                  fastmath=True).ready()
+            TABLE[dt][FN_APPLY] = _funcs[dt, "apply"].address
+    return int(TABLE[dt][FN_APPLY])
+
+
 def prepare(meta: np.ndarray, dtype, rows: bool = False) -> None:
     """Fill the table for every layer of the plan ``meta``: its seq kernel,
     and with ``rows`` (a StreamBatch) its rows kernel where it has one; and
     point ``meta`` at this process's table (a plan unpickled from another
     process holds that process's address)."""
     meta[H_FNS] = table_address(dtype)
+    activation_address(dtype)
     codes = {int(meta[HEADER + ROW * l + M_KIND]) for l in range(int(meta[H_NLAYERS]))}
     for code in sorted(codes):
         address(dtype, code, SEQ)
@@ -146,6 +179,7 @@ def prepare(meta: np.ndarray, dtype, rows: bool = False) -> None:
 
 def prepare_all(dtype) -> None:
     """Fill the table with every float layer kind's kernels (``warmup``)."""
+    activation_address(dtype)
     for code in kinds.FLOAT_KINDS:
         address(dtype, code, SEQ)
         if kinds.has_rows(code):

@@ -163,7 +163,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
                 _tap(dst, o, O, og, ig, w, wk + i * O * ig, st, ring + slot * I)
             _tap(dst, o, O, og, ig, w, wk + (k - 1) * O * ig, src, x0)
         if emit:
-            act.apply(dst, o, o + O, code, alpha, beta)
+            direct.activation(meta, dst, o, o + O, code, alpha, beta)
             m += 1
         if L > 0:
             pos = push(st, ring, pos, L, src, x0, I)

@@ -17,7 +17,7 @@ results (up to the order of float sums) as ``conv.seq``.
 import numpy as np
 
 from . import activations as act
-from . import simd
+from . import direct, simd
 from .config import jit_fast
 from .layout import (
     H_SC_GX, M_ACT0, M_ACT1, M_ACT2, M_IN, M_OUT, M_P, M_STATE, M_W0, M_W1, P_ALPHA0, P_BETA0,
@@ -69,7 +69,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
             simd.gemm(sc, acc + nring * ncp, ncp, src, s0 + (nring - lag) * ss, ss, w, wi, I,
                       ncp, T - nring)
     # one activation call over the tile (the padding columns hold zeros' images)
-    act.apply(sc, acc, acc + T * ncp, code, alpha, beta)
+    direct.activation(meta, sc, acc, acc + T * ncp, code, alpha, beta)
     for t in range(T):
         o = d0 + t * ds
         a = acc + t * ncp

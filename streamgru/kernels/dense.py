@@ -15,7 +15,7 @@ copied out (the products write whole vectors, more than the output holds).
 import numpy as np
 
 from . import activations as act
-from . import simd
+from . import direct, simd
 from .config import jit_fast, variant
 from .layout import (
     H_SC_GX, KIND_DENSE, M_ACT0, M_IN, M_OUT, M_P, M_W0, M_W1, P_ALPHA0, P_BETA0, WQ_BFLOAT16,
@@ -81,7 +81,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r):
                 row = wt + j * O
                 for k in range(O):
                     dst[U(o + k)] += xj * w[U(row + k)]
-        act.apply(dst, o, o + O, code, alpha, beta)
+        direct.activation(meta, dst, o, o + O, code, alpha, beta)
 
 
 def _stored_variant(q):
@@ -98,7 +98,7 @@ def _stored_variant(q):
             row = a + t * G
             for k in range(O):
                 dst[U(o + k)] = sc[U(row + k)]
-            act.apply(dst, o, o + O, meta[r + M_ACT0], w[p + P_ALPHA0], w[p + P_BETA0])
+            direct.activation(meta, dst, o, o + O, meta[r + M_ACT0], w[p + P_ALPHA0], w[p + P_BETA0])
     return jit_fast(variant(seq_stored, q=q))
 
 

@@ -2,10 +2,11 @@
 
 The entry points, the graph runner and a rows kernel that falls back to
 its seq kernel call a layer through ``call_layer(address, *layer call
-form)``: an indirect call of a C function that the caller does not link,
-so its code is compiled once, not again inside every function calling it
-(numba links a callee's code into each caller and optimises and emits it
-there anew).
+form)``, and every kernel applies an activation through ``activation``:
+an indirect call of a C function that the caller does not link, so its
+code is compiled once, not again inside every function calling it (numba
+links a callee's code into each caller and optimises and emits it there
+anew).
 """
 
 import llvmlite.ir as ir
@@ -13,8 +14,9 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
+from .activations import IDENTITY
 from .config import JIT_OPTIONS
-from .layout import FN_CODES, FN_ROWS, FN_SEQ, H_FNS
+from .layout import FN_APPLY, FN_CODES, FN_ROWS, FN_SEQ, H_FNS
 from .pointers import array_at
 
 _I64 = types.int64
@@ -61,3 +63,32 @@ def call_layer(typingctx, fn, src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, s
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def _call_apply(typingctx, fn, buf, lo, hi, code, alpha, beta):
+    """Call the activations.apply C function at address ``fn`` (calls.py)."""
+    if not isinstance(buf, types.Array):
+        return None
+    # alpha and beta in the buffer's float type: the C function's, for its dtype
+    sig = types.none(_I64, buf, _I64, _I64, _I64, buf.dtype, buf.dtype)
+
+    def codegen(context, builder, signature, args):
+        f = context.get_value_type(buf.dtype)
+        i64 = ir.IntType(64)
+        vals = [_data(context, builder, signature.args[1], args[1])] + list(args[2:])
+        ptr = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), [i64] * 4 + [f, f])
+                               .as_pointer())
+        builder.call(ptr, vals)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@_inline
+def activation(meta, buf, lo, hi, code, alpha, beta):
+    """``activations.apply(buf, lo, hi, code, alpha, beta)`` through the
+    plan's table (one compiled copy, not one linked into every kernel); the
+    identity returns without a call."""
+    if code != IDENTITY:
+        _call_apply(functions(meta)[FN_APPLY], buf, lo, hi, code, alpha, beta)

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from . import activations as act
+from . import direct
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .layout import (
     GI, G_HEAD, H_GRAPH, H_SC_GX, HEADER, I_B, I_BS, KIND_ELEMENTWISE, M_ACT0, M_ACT1, M_ACT2,
@@ -80,14 +81,14 @@ def seq(src, s0, ss, dst, d0, ds, n, w, meta, r, sc):
             for k in range(O):
                 dst[U(o + k)] = src[U(a + k)]
                 sc[U(g + k)] = src[U(a + O + k)]
-        act.apply(sc, tmp, tmp + n * O, meta[r + M_ACT1], w[p + P_ALPHA1], w[p + P_BETA1])
+        direct.activation(meta, sc, tmp, tmp + n * O, meta[r + M_ACT1], w[p + P_ALPHA1], w[p + P_BETA1])
     code = meta[r + M_ACT0]
     alpha, beta = w[p + P_ALPHA0], w[p + P_BETA0]
     if ds == O:
-        act.apply(dst, d0, d0 + n * O, code, alpha, beta)
+        direct.activation(meta, dst, d0, d0 + n * O, code, alpha, beta)
     else:
         for t in range(n):
-            act.apply(dst, d0 + t * ds, d0 + t * ds + O, code, alpha, beta)
+            direct.activation(meta, dst, d0 + t * ds, d0 + t * ds + O, code, alpha, beta)
     if op == OP_GATE:
         tmp = meta[H_SC_GX]
         for t in range(n):

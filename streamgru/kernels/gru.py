@@ -152,7 +152,7 @@ def _seq(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
                 continue
             if has_clip:
                 act.clip(sc, a, a + H2, c)
-            act.apply(sc, a, a + H2, gate_code, ga, gb)
+            direct.activation(meta, sc, a, a + H2, gate_code, ga, gb)
             for k in range(H):
                 sc[U(a + H2 + k)] = sc[U(g + H2 + k)] + sc[U(a + k)] * sc[U(a + H2 + k)]
         else:
@@ -162,14 +162,14 @@ def _seq(q, src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
             simd.qgemv(q, sc, a, st, h, w, wh, H, simd.width(H2, w))
             if has_clip:
                 act.clip(sc, a, a + H2, c)
-            act.apply(sc, a, a + H2, gate_code, ga, gb)
+            direct.activation(meta, sc, a, a + H2, gate_code, ga, gb)
             for k in range(H):
                 sc[U(tmp + k)] = sc[U(a + k)] * st[U(h + k)]
                 sc[U(a + H2 + k)] = sc[U(g + H2 + k)]
             simd.qgemv(q, sc, a + H2, sc, tmp, w, wn, H, simd.width(H, w))
         if has_clip:
             act.clip(sc, a + H2, a + 3 * H, c)
-        act.apply(sc, a + H2, a + 3 * H, cand_code, ca, cb)
+        direct.activation(meta, sc, a + H2, a + 3 * H, cand_code, ca, cb)
         # h' = (1 - z) * n + z * h
         for k in range(H):
             n = sc[U(a + H2 + k)]

@@ -33,6 +33,7 @@ HEADER = 17
 FN_SEQ = 0
 FN_ROWS = 1
 FN_CODES = 1024
+FN_APPLY = 1    # slot 1 (no kind has code 0): activations.apply, which every kernel calls
 
 # per-layer row fields
 M_KIND = 0

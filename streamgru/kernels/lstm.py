@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from . import activations as act
-from . import simd
+from . import direct, simd
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast, variant
 from .simd import U
 from .layout import (
@@ -108,8 +108,8 @@ def finish(w, meta, r, st, h, sc, a, dst, o):
                 sc[U(a + H + k)] += w[U(pp + H + k)] * ck
         if has_clip:
             act.clip(sc, a, a + H3, clip)
-        act.apply(sc, a, a + H2, gate_code, ga, gb)
-        act.apply(sc, a + H2, a + H3, cell_code, w[p + P_ALPHA1], w[p + P_BETA1])
+        direct.activation(meta, sc, a, a + H2, gate_code, ga, gb)
+        direct.activation(meta, sc, a + H2, a + H3, cell_code, w[p + P_ALPHA1], w[p + P_BETA1])
         if coupled:
             for k in range(H):
                 sc[U(a + H + k)] = 1 - sc[U(a + k)]
@@ -122,11 +122,11 @@ def finish(w, meta, r, st, h, sc, a, dst, o):
                 sc[U(a + H3 + k)] += w[U(pp + H2 + k)] * st[U(c + k)]
         if has_clip:
             act.clip(sc, a + H3, a + G, clip)
-        act.apply(sc, a + H3, a + G, gate_code, ga, gb)
+        direct.activation(meta, sc, a + H3, a + G, gate_code, ga, gb)
         # v = o * act(c')
         for k in range(H):
             sc[U(v + k)] = st[U(c + k)]
-        act.apply(sc, v, v + H, hid_code, w[p + P_ALPHA2], w[p + P_BETA2])
+        direct.activation(meta, sc, v, v + H, hid_code, w[p + P_ALPHA2], w[p + P_BETA2])
         for k in range(H):
             sc[U(v + k)] *= sc[U(a + H3 + k)]
     # h' = v, or W_hr v when projected

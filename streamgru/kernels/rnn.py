@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit
 
 from . import activations as act
-from . import simd
+from . import direct, simd
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast, variant
 from .simd import U
 from .layout import (
@@ -54,7 +54,7 @@ def finish(w, meta, r, st, h, sc, a, dst, o):
     p = meta[r + M_P]
     if (meta[r + M_FLAGS] & F_CLIP) != 0:
         act.clip(sc, a, a + H, w[p + P_CLIP])
-    act.apply(sc, a, a + H, meta[r + M_ACT0], w[p + P_ALPHA0], w[p + P_BETA0])
+    direct.activation(meta, sc, a, a + H, meta[r + M_ACT0], w[p + P_ALPHA0], w[p + P_BETA0])
     for k in range(H):
         st[U(h + k)] = sc[U(a + k)]
         dst[U(o + k)] = sc[U(a + k)]
