@@ -39,7 +39,6 @@ from .config import FAST_FLAGS, JIT_OPTIONS, variant
 from .layout import FN_APPLY, FN_CODES, FN_ROWS, FN_SEQ, H_FNS, H_NLAYERS, HEADER, M_KIND, ROW
 from .pointers import array_at
 
-SEQ, ROWS, CODES = FN_SEQ, FN_ROWS, FN_CODES
 # the arrays a kernel sees are views of unknown length (kernels index them
 # without bounds checks and never ask their size)
 _ANY = 1 << 40
@@ -47,8 +46,8 @@ _ANY = 1 << 40
 _I64 = types.int64
 _SIGNATURE = types.void(*[_I64] * 14)
 
-TABLE = {np.dtype(np.float32): np.zeros(2 * CODES, np.int64),
-         np.dtype(np.float64): np.zeros(2 * CODES, np.int64)}
+TABLE = {np.dtype(np.float32): np.zeros(2 * FN_CODES, np.int64),
+         np.dtype(np.float64): np.zeros(2 * FN_CODES, np.int64)}
 # (dtype, kernel, its arguments) -> CachedCFunc, kept alive: the table holds their addresses
 _funcs: dict = {}
 _lock = threading.Lock()
@@ -105,17 +104,49 @@ def _with_globals(template, el, **names):
     return fn
 
 
+def _inlined(dispatcher):
+    """``dispatcher``'s function, to be inlined into a C function's body
+    (compiled there once, not again as a function of its own that the C
+    function would link)."""
+    return njit(inline="always", fastmath=FAST_FLAGS, **JIT_OPTIONS)(dispatcher.py_func)
+
+
+def _float(dt):
+    """The numpy float type of ``dt``."""
+    return np.float32 if dt == np.float32 else np.float64
+
+
 def _body(kernel, names, el):
     """The C function's Python body for ``kernel`` (taking the arguments
     ``names``) and the numpy float type ``el``: the template for those
-    arguments with the kernel inlined into it (compiled once, here, and
-    not again as a function of its own that this one would link)."""
-    inlined = njit(inline="always", fastmath=FAST_FLAGS, **JIT_OPTIONS)(kernel.py_func)
-    fn = _with_globals(_TEMPLATES[names], el, KERNEL=inlined)
+    arguments with the kernel inlined into it."""
+    fn = _with_globals(_TEMPLATES[names], el, KERNEL=_inlined(kernel))
     # named after the kernel: one name (and disk cache file) per variant in every process
     name = re.sub(r"\W", "_", f"{kernel.py_func.__module__.rsplit('.', 1)[-1]}_"
                                f"{kernel.py_func.__qualname__}")
     return variant(fn, kernel=name, dtype=el.__name__)
+
+
+def _activation_body(el):
+    """The C function's Python body of ``activations.apply`` for ``el``."""
+    return variant(_with_globals(_activation, el, APPLY=_inlined(activations.apply)),
+                   dtype=el.__name__)
+
+
+def _fill(dt, slot: int, key, body, signature) -> int:
+    """The address in table slot ``slot`` of ``dt``: on first use the C
+    function ``_funcs[key]``, made (loaded from the disk cache, else
+    compiled) from ``body()`` for ``signature`` and shared by every slot
+    with the same key."""
+    if numba_config.DISABLE_JIT:  # nothing to compile: the entry points are Python then
+        return 0
+    if not TABLE[dt][slot]:
+        with _lock:  # threads making their first stream at once compile it once
+            fn = _funcs.get(key)
+            if fn is None:
+                fn = _funcs[key] = CachedCFunc(body(), signature, fastmath=True).ready()
+            TABLE[dt][slot] = fn.address
+    return int(TABLE[dt][slot])
 
 
 def address(dtype, code: int, form: int) -> int:
@@ -125,21 +156,9 @@ def address(dtype, code: int, form: int) -> int:
     same arguments (the norms, the pools, a stateless kind's rows and seq)
     share one function."""
     dt = np.dtype(dtype)
-    slot = 2 * code + form
-    if numba_config.DISABLE_JIT:  # nothing to compile: the entry points are Python then
-        return 0
-    if TABLE[dt][slot]:
-        return int(TABLE[dt][slot])
     kernel, names = kinds.kernel_of(code, form)
-    key = (dt, kernel, names)
-    with _lock:  # threads making their first stream at once compile it once
-        fn = _funcs.get(key)
-        if fn is None:
-            el = np.float32 if dt == np.float32 else np.float64
-            fn = _funcs[key] = CachedCFunc(_body(kernel, names, el), _SIGNATURE,
-                                           fastmath=True).ready()
-        TABLE[dt][slot] = fn.address
-    return fn.address
+    return _fill(dt, 2 * code + form, (dt, kernel, names),
+                 lambda: _body(kernel, names, _float(dt)), _SIGNATURE)
 
 
 def activation_address(dtype) -> int:
@@ -147,20 +166,19 @@ def activation_address(dtype) -> int:
     table's FN_APPLY slot, which every kernel calls through: direct.activation),
     compiled or loaded on first use."""
     dt = np.dtype(dtype)
-    if numba_config.DISABLE_JIT:
-        return 0
-    if not TABLE[dt][FN_APPLY]:
-        with _lock:
-            if (dt, "apply") not in _funcs:
-                el = np.float32 if dt == np.float32 else np.float64
-                inlined = njit(inline="always", fastmath=FAST_FLAGS, **JIT_OPTIONS)(
-                    activations.apply.py_func)
-                body = variant(_with_globals(_activation, el, APPLY=inlined), dtype=el.__name__)
-                f = types.float32 if dt == np.float32 else types.float64
-                _funcs[dt, "apply"] = CachedCFunc(body, types.void(_I64, _I64, _I64, _I64, f, f),
-                                                  fastmath=True).ready()
-            TABLE[dt][FN_APPLY] = _funcs[dt, "apply"].address
-    return int(TABLE[dt][FN_APPLY])
+    f = types.float32 if dt == np.float32 else types.float64
+    return _fill(dt, FN_APPLY, (dt, "apply"), lambda: _activation_body(_float(dt)),
+                 types.void(_I64, _I64, _I64, _I64, f, f))
+
+
+def _prepare_kinds(dtype, codes, rows: bool) -> None:
+    """The activations' and kinds ``codes``' C functions: seq, and with
+    ``rows`` the rows kernel where a kind has one."""
+    activation_address(dtype)
+    for code in codes:
+        address(dtype, code, FN_SEQ)
+        if rows and kinds.has_rows(code):
+            address(dtype, code, FN_ROWS)
 
 
 def prepare(meta: np.ndarray, dtype, rows: bool = False) -> None:
@@ -169,18 +187,10 @@ def prepare(meta: np.ndarray, dtype, rows: bool = False) -> None:
     point ``meta`` at this process's table (a plan unpickled from another
     process holds that process's address)."""
     meta[H_FNS] = table_address(dtype)
-    activation_address(dtype)
     codes = {int(meta[HEADER + ROW * l + M_KIND]) for l in range(int(meta[H_NLAYERS]))}
-    for code in sorted(codes):
-        address(dtype, code, SEQ)
-        if rows and kinds.has_rows(code):
-            address(dtype, code, ROWS)
+    _prepare_kinds(dtype, sorted(codes), rows)
 
 
 def prepare_all(dtype) -> None:
     """Fill the table with every float layer kind's kernels (``warmup``)."""
-    activation_address(dtype)
-    for code in kinds.FLOAT_KINDS:
-        address(dtype, code, SEQ)
-        if kinds.has_rows(code):
-            address(dtype, code, ROWS)
+    _prepare_kinds(dtype, kinds.FLOAT_KINDS, rows=True)

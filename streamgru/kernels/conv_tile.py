@@ -16,7 +16,6 @@ results (up to the order of float sums) as ``conv.seq``.
 
 import numpy as np
 
-from . import activations as act
 from . import direct, simd
 from .config import jit_fast
 from .layout import (

@@ -16,7 +16,7 @@ from numba.extending import intrinsic
 
 from .activations import IDENTITY
 from .config import JIT_OPTIONS
-from .layout import FN_APPLY, FN_CODES, FN_ROWS, FN_SEQ, H_FNS
+from .layout import FN_APPLY, FN_CODES, FN_SEQ, H_FNS
 from .pointers import array_at
 
 _I64 = types.int64
@@ -33,12 +33,6 @@ def functions(meta):
 def seq_function(meta, code):
     """The address of kind ``code``'s seq C function (0 if not prepared)."""
     return functions(meta)[2 * code + FN_SEQ]
-
-
-@_inline
-def rows_function(meta, code):
-    """The address of kind ``code``'s rows C function (0 if not prepared)."""
-    return functions(meta)[2 * code + FN_ROWS]
 
 
 def _data(context, builder, ty, value):

@@ -188,38 +188,52 @@ def _emit_rest(o, R, rest, a0, astride, v0, vstride, w0, nr, s0):
             _emit_group(o, R, n, a0, astride, v0, vstride, w0, nr, s0)
 
 
+class _Panels:
+    """Where a product's blocks are: for W^T's panels at ``w[w0:]`` (nr rows,
+    nc padded columns), the number of whole groups of four blocks
+    (``groups``), the blocks left in the last group (``rest``) and its first
+    block (``tail``)."""
+
+    def __init__(self, o, w0, nr, nc):
+        b, c = o.builder, o.c
+        self.o = o
+        nb = b.sdiv(nc, c(o.L))
+        self.span = b.mul(nr, c(o.L))  # weights per block
+        self.ws = o.stored(w0)
+        self.s0 = b.sub(w0, nc)  # int8 scales (unused otherwise)
+        self.groups = b.ashr(nb, c(2))
+        self.tail = b.shl(self.groups, c(2))
+        self.rest = b.sub(nb, self.tail)
+
+    def at(self, a0, blk):
+        """(acc offset, stored weight offset, scale offset) of block ``blk``
+        for outputs starting at ``a0``."""
+        b, c, L = self.o.builder, self.o.c, self.o.L
+        return (b.add(a0, b.mul(blk, c(L))), b.add(self.ws, b.mul(blk, self.span)),
+                b.add(self.s0, b.mul(blk, c(L))))
+
+
 def _emit_gemv(o, a0, v0, w0, nr, nc, backward=False):
     """acc[a0 + k] += sum_{j < nr} v[v0 + j] * W^T[j, k], k < nc (padded),
     W^T's panels at w[w0:] (scales just before them for int8), group by
     group from the first or, ``backward``, from the last."""
-    b, c, L = o.builder, o.c, o.L
-    nb = b.sdiv(nc, c(L))
-    span = b.mul(nr, c(L))  # weights per block
-    ws = o.stored(w0)
-    s0 = b.sub(w0, nc)  # int8 scales (unused otherwise)
-    nfull = b.ashr(nb, c(2))  # whole groups of four blocks
-    rest = b.sub(nb, b.shl(nfull, c(2)))
-    tail = b.shl(nfull, c(2))  # the first block of the last, partial group
-
-    def at(blk):
-        """(acc offset, stored weight offset, scale offset) of block ``blk``."""
-        return (b.add(a0, b.mul(blk, c(L))), b.add(ws, b.mul(blk, span)),
-                b.add(s0, b.mul(blk, c(L))))
+    b, c = o.builder, o.c
+    p = _Panels(o, w0, nr, nc)
 
     def full(i):
-        a, wb, sb = at(b.shl(i, c(2)))
+        a, wb, sb = p.at(a0, b.shl(i, c(2)))
         _emit_group(o, 1, GROUP, a, c(0), v0, c(0), wb, nr, sb)
 
     def last():
-        a, wb, sb = at(tail)
-        _emit_rest(o, 1, rest, a, c(0), v0, c(0), wb, nr, sb)
+        a, wb, sb = p.at(a0, p.tail)
+        _emit_rest(o, 1, p.rest, a, c(0), v0, c(0), wb, nr, sb)
 
     if backward:
         last()
-        with cgutils.for_range(b, nfull) as loop:
-            full(b.sub(b.sub(nfull, c(1)), loop.index))
+        with cgutils.for_range(b, p.groups) as loop:
+            full(b.sub(b.sub(p.groups, c(1)), loop.index))
     else:
-        with cgutils.for_range(b, nfull) as loop:
+        with cgutils.for_range(b, p.groups) as loop:
             full(loop.index)
         last()
 
@@ -228,25 +242,18 @@ def _emit_gemm(o, a0, astride, v0, vstride, w0, nr, nc, R):
     """``_emit_gemv`` for R vectors: row r reads v[v0 + r*vstride:] and adds
     into acc[a0 + r*astride:]; rows go four at a time, so each weight vector
     loaded feeds four FMAs, and the last R % 4 one by one."""
-    b, c, L = o.builder, o.c, o.L
-    nb = b.sdiv(nc, c(L))
-    span = b.mul(nr, c(L))
-    ws = o.stored(w0)
-    s0 = b.sub(w0, nc)
-    nfull = b.ashr(nb, c(2))
-    rest = b.sub(nb, b.shl(nfull, c(2)))
-    tail = b.shl(nfull, c(2))
+    b, c = o.builder, o.c
+    p = _Panels(o, w0, nr, nc)
     quads = b.ashr(R, c(2))
     with cgutils.for_range(b, quads) as rl:
         r = b.shl(rl.index, c(2))
         ar = b.add(a0, b.mul(r, astride))
         vr = b.add(v0, b.mul(r, vstride))
-        with cgutils.for_range(b, nfull) as bl:
-            blk = b.shl(bl.index, c(2))
-            _emit_group(o, ROWS, GROUP, b.add(ar, b.mul(blk, c(L))), astride, vr, vstride,
-                        b.add(ws, b.mul(blk, span)), nr, b.add(s0, b.mul(blk, c(L))))
-        _emit_rest(o, ROWS, rest, b.add(ar, b.mul(tail, c(L))), astride, vr, vstride,
-                   b.add(ws, b.mul(tail, span)), nr, b.add(s0, b.mul(tail, c(L))))
+        with cgutils.for_range(b, p.groups) as bl:
+            a, wb, sb = p.at(ar, b.shl(bl.index, c(2)))
+            _emit_group(o, ROWS, GROUP, a, astride, vr, vstride, wb, nr, sb)
+        a, wb, sb = p.at(ar, p.tail)
+        _emit_rest(o, ROWS, p.rest, a, astride, vr, vstride, wb, nr, sb)
     with cgutils.for_range(b, b.sub(R, b.shl(quads, c(2)))) as rl:
         r = b.add(b.shl(quads, c(2)), rl.index)
         _emit_gemv(o, b.add(a0, b.mul(r, astride)), b.add(v0, b.mul(r, vstride)), w0, nr, nc)
