@@ -72,15 +72,12 @@ def test_a_graph_comes_back_equal_and_streams_bit_identically(tmp_path, suffix, 
     back = roundtrip(m, tmp_path, suffix)
     assert back == m and back.graph == m.graph and back.dtype == dtype
     assert back.weights_dtype == m.weights_dtype
-    # equal models (bit-exact arrays, same graph) pack into the same plan;
-    # streaming both proves it for float weights and for one reduced type
-    # (each reduced type and dtype compiles kernels of its own: test_quant.py
-    # holds all of them to the reference)
-    if kind is None or (kind, dtype) == ("int8", np.float32):
-        assert_streams_identically(m, back)
-    else:
-        np.testing.assert_array_equal(back._plan().w, m._plan().w)
-        np.testing.assert_array_equal(back._plan().meta, m._plan().meta)
+    # equal models (bit-exact arrays, same graph) pack into the same plan and
+    # stream identically, every weight type (each compiles only its own
+    # kernels, once: kernels/calls.py)
+    np.testing.assert_array_equal(back._plan().w, m._plan().w)
+    np.testing.assert_array_equal(back._plan().meta, m._plan().meta)
+    assert_streams_identically(m, back)
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
