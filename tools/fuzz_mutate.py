@@ -320,7 +320,12 @@ def zip_mutate(data: bytes, rng: random.Random) -> bytes:
         warnings.simplefilter("ignore")  # duplicate names are the point
         with zipfile.ZipFile(out, "w") as z:
             for name, content, m in members:
-                z.writestr(name, content, compress_type=m if method is None else method)
+                # a fixed time stamp: writestr(name) stamps the clock's, so the
+                # same seed would give other bytes a second later
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = m if method is None else method
+                info.external_attr = 0o600 << 16  # what writestr gives a name
+                z.writestr(info, content)
     return out.getvalue()
 
 
