@@ -33,10 +33,12 @@ import numpy as np
 from numba import njit, types
 from numba.core import config as numba_config
 
-from . import activations, kinds
+from . import activations, graph, kinds
 from .cfuncs import CachedCFunc
 from .config import FAST_FLAGS, JIT_OPTIONS, variant
-from .layout import FN_APPLY, FN_CODES, FN_ROWS, FN_SEQ, H_FNS, H_NLAYERS, HEADER, M_KIND, ROW
+from .layout import (
+    FN_APPLY, FN_CODES, FN_ROWS, FN_SEQ, H_FNS, H_GRAPH, H_NLAYERS, HEADER, M_KIND, ROW,
+)
 from .pointers import array_at
 
 # the arrays a kernel sees are views of unknown length (kernels index them
@@ -188,6 +190,8 @@ def prepare(meta: np.ndarray, dtype, rows: bool = False) -> None:
     process holds that process's address)."""
     meta[H_FNS] = table_address(dtype)
     codes = {int(meta[HEADER + ROW * l + M_KIND]) for l in range(int(meta[H_NLAYERS]))}
+    if meta[H_GRAPH]:
+        codes |= graph.function_codes(meta)  # a fused run's kernel (fuse.py)
     _prepare_kinds(dtype, sorted(codes), rows)
 
 

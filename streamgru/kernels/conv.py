@@ -89,6 +89,33 @@ def push(st, ring, pos, L, src, x0, C):
 
 
 @_inline_fast
+def position(st, base, L):
+    """The ring position stored at ``st[base]`` (0 without a ring); a
+    position set from outside (set_state) may be anything finite."""
+    pos = 0
+    if L > 0:
+        pv = st[U(base)]
+        if pv >= 0 and pv < L:
+            pos = int(pv)
+    return pos
+
+
+@_inline_fast
+def taps(acc, a0, src, x0, w, wk, b, I, O, k, d, st, ring, pos, L):
+    """acc[a0 : a0 + O padded] = bias + sum of the k taps of a groups == 1
+    conv (panels at ``w[wk:]``, padded bias at ``w[b:]``) for the current
+    input ``src[x0 : x0 + I]`` and the ring at ``st[ring:]`` (position pos,
+    L slots); the ring is not advanced."""
+    ncp = simd.width(O, w)
+    for c in range(ncp):
+        acc[U(a0 + c)] = w[U(b + c)]
+    for i in range(k - 1):
+        slot = slot_of(pos, L, (k - 1 - i) * d)
+        simd.gemv(acc, a0, st, ring + slot * I, w, wk + i * I * ncp, I, ncp)
+    simd.gemv(acc, a0, src, x0, w, wk + (k - 1) * I * ncp, I, ncp)
+
+
+@_inline_fast
 def _tap(dst, o, O, og, ig, w, wi, v, v0):
     """dst[o + c] += sum_j W_i[c, j] * v[v0 + g*ig + j], g = c // og, for c < O."""
     for c in range(O):
@@ -126,12 +153,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
     base = sb + meta[r + M_STATE]
     ring = base + 1
     acc = meta[H_SC_TMP]
-    pos = 0
-    if L > 0:
-        pv = st[U(base)]
-        # a position set from outside (set_state) may be anything finite
-        if pv >= 0 and pv < L:
-            pos = int(pv)
+    pos = position(st, base, L)
     D, s = meta[r + M_DELAY], meta[r + M_STRIDE]
     cat = base + meta[r + M_COUNT]
     counted = meta[r + M_COUNT] >= 0
@@ -146,13 +168,7 @@ def seq(src, s0, ss, dst, d0, ds, T, w, meta, r, st, sb, sc):
         if not emit:
             pass
         elif G == 1:
-            ncp = simd.width(O, w)
-            for c in range(ncp):
-                sc[U(acc + c)] = w[U(b + c)]
-            for i in range(k - 1):
-                slot = slot_of(pos, L, (k - 1 - i) * d)
-                simd.gemv(sc, acc, st, ring + slot * I, w, wk + i * I * ncp, I, ncp)
-            simd.gemv(sc, acc, src, x0, w, wk + (k - 1) * I * ncp, I, ncp)
+            taps(sc, acc, src, x0, w, wk, b, I, O, k, d, st, ring, pos, L)
             for c in range(O):
                 dst[U(o + c)] = sc[U(acc + c)]
         else:

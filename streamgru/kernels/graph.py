@@ -21,8 +21,9 @@ from numba import njit
 from .config import JIT_OPTIONS
 from .direct import call_layer
 from .layout import (
-    FN_ROWS, FN_SEQ, G_HEAD, G_IN, G_INS, G_OUT, G_OUTS, GI, H_GRAPH, H_INPUT, H_NLAYERS,
-    H_OUTPUT, H_SCRATCH, H_TILE, HEADER, I_A, I_AS, I_B, I_BS, I_D, I_DS, M_KIND, ROW,
+    FN_ROWS, FN_SEQ, FUSED_ROWS, G_HEAD, G_IN, G_INS, G_OUT, G_OUTS, GI, H_GRAPH, H_INPUT,
+    H_NLAYERS, H_OUTPUT, H_SCRATCH, H_TILE, HEADER, I_A, I_AS, I_B, I_BS, I_D, I_DS, I_FN, I_SPAN,
+    M_KIND, ROW,
 )
 
 U = np.uint64
@@ -84,6 +85,8 @@ def attach(meta: np.ndarray, layers, edges, input_size: int) -> np.ndarray:
         if len(ins) > 1:
             section[q + I_B], section[q + I_BS] = buffers[where[ins[1]]]
         section[q + I_D], section[q + I_DS] = buffers[where[i + 1]]
+        section[q + I_FN] = meta[HEADER + ROW * i + M_KIND]
+        section[q + I_SPAN] = 1
     out = np.concatenate([meta, section])
     out[H_GRAPH] = g
     out[H_SCRATCH] = top
@@ -102,14 +105,21 @@ def _copy_rows(src, s0, ss, dst, d0, ds, R, n):
 @_inline
 def run(src, s0, ss, dst, d0, ds, T, w, meta, st, sb, sc, fns):
     """T steps of a graph model (network._run's arguments, and its table of
-    layer C functions ``fns``)."""
+    layer C functions ``fns``). A fused run of rows (fuse.py) serves up to
+    FUSED_ROWS rows; a longer tile runs its rows' own kernels."""
     g = meta[H_GRAPH]
     _copy_rows(src, s0, ss, sc, meta[g + G_IN], meta[g + G_INS], T, meta[H_INPUT])
-    for l in range(meta[H_NLAYERS]):
+    n = meta[H_NLAYERS]
+    l = 0
+    while l < n:
         r = HEADER + ROW * l
         q = g + G_HEAD + GI * l
-        call_layer(fns[2 * meta[r + M_KIND] + FN_SEQ], sc, meta[q + I_A], meta[q + I_AS], sc,
+        code, span = meta[q + I_FN], meta[q + I_SPAN]
+        if span > 1 and T > FUSED_ROWS:
+            code, span = meta[r + M_KIND], 1
+        call_layer(fns[2 * code + FN_SEQ], sc, meta[q + I_A], meta[q + I_AS], sc,
                    meta[q + I_D], meta[q + I_DS], T, w, meta, r, st, sb, 0, sc)
+        l += span
     _copy_rows(sc, meta[g + G_OUT], meta[g + G_OUTS], dst, d0, ds, T, meta[H_OUTPUT])
 
 
@@ -118,9 +128,18 @@ def run_rows(src, s0, ss, dst, d0, ds, B, w, meta, st, sb, sst, sc, fns):
     """One step of B streams of a graph model (network._run_rows' arguments)."""
     g = meta[H_GRAPH]
     _copy_rows(src, s0, ss, sc, meta[g + G_IN], meta[g + G_INS], B, meta[H_INPUT])
-    for l in range(meta[H_NLAYERS]):
-        r = HEADER + ROW * l
+    n = meta[H_NLAYERS]
+    l = 0
+    while l < n:
         q = g + G_HEAD + GI * l
-        call_layer(fns[2 * meta[r + M_KIND] + FN_ROWS], sc, meta[q + I_A], meta[q + I_AS], sc,
-                   meta[q + I_D], meta[q + I_DS], B, w, meta, r, st, sb, sst, sc)
+        call_layer(fns[2 * meta[q + I_FN] + FN_ROWS], sc, meta[q + I_A], meta[q + I_AS], sc,
+                   meta[q + I_D], meta[q + I_DS], B, w, meta, HEADER + ROW * l, st, sb, sst, sc)
+        l += meta[q + I_SPAN]
     _copy_rows(sc, meta[g + G_OUT], meta[g + G_OUTS], dst, d0, ds, B, meta[H_OUTPUT])
+
+
+def function_codes(meta: np.ndarray) -> set[int]:
+    """The kind codes of the C functions a graph plan's instructions call
+    (its rows' own kinds and any fused kind; fuse.py)."""
+    g = int(meta[H_GRAPH])
+    return {int(meta[g + G_HEAD + GI * l + I_FN]) for l in range(int(meta[H_NLAYERS]))}

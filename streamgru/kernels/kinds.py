@@ -14,15 +14,16 @@ has the kind code ``KIND_x | q << WQ_SHIFT`` (layout.py) and a kernel of
 its own, compiled only for models that have one.
 """
 
-from . import conv, dense, elementwise, gru, lstm, norm, pool, rnn
+from . import conv, dense, elementwise, gru, lstm, norm, pool, residual, rnn
 from .layout import (
     FN_SEQ, KIND_AVGPOOL, KIND_BATCHNORM, KIND_CONV, KIND_DENSE, KIND_ELEMENTWISE, KIND_GRU,
-    KIND_LAYERNORM, KIND_LSTM, KIND_MAXPOOL, KIND_PRELU, KIND_RNN, WQ_SHIFT,
+    KIND_LAYERNORM, KIND_LSTM, KIND_MAXPOOL, KIND_PRELU, KIND_RESIDUAL, KIND_RNN, WQ_SHIFT,
 )
 
 # every kind with float weights (what ``streamgru warmup`` compiles)
 FLOAT_KINDS = (KIND_GRU, KIND_LSTM, KIND_RNN, KIND_DENSE, KIND_CONV, KIND_BATCHNORM,
-               KIND_LAYERNORM, KIND_PRELU, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ELEMENTWISE)
+               KIND_LAYERNORM, KIND_PRELU, KIND_MAXPOOL, KIND_AVGPOOL, KIND_ELEMENTWISE,
+               KIND_RESIDUAL)
 
 # The arguments of the two forms, by name; what each kernel takes, in its order
 SEQ_FORM = ("src", "s0", "ss", "dst", "d0", "ds", "n", "w", "meta", "r", "st", "sb", "sc")
@@ -47,6 +48,8 @@ def _table(seq: bool) -> dict:
         for code in (KIND_MAXPOOL, KIND_AVGPOOL):
             entries[code] = (pool.seq, SEQ_FORM)
     entries[KIND_ELEMENTWISE] = (elementwise.seq, WITH_SCRATCH)
+    # fused runs of graph rows (fuse.py), not layer kinds
+    entries[KIND_RESIDUAL] = (residual.seq, SEQ_FORM) if seq else (residual.rows, ROWS_FORM)
     return entries
 
 

@@ -70,6 +70,8 @@ KIND_PRELU = 8
 KIND_MAXPOOL = 9     # kernels/pool.py
 KIND_AVGPOOL = 10
 KIND_ELEMENTWISE = 11  # kernels/elementwise.py: add, mul, slice, gate, blend (graphs)
+# not a layer kind: a run of graph rows that one kernel runs at once (fuse.py)
+KIND_RESIDUAL = 12     # kernels/residual.py: conv, mixer, add + activation, 1x1, residual, skip
 
 # stored weight types (``q``): a layer whose weight matrices are stored in a
 # reduced type has the kind code ``KIND_x | q << WQ_SHIFT`` (kinds.py
@@ -108,7 +110,10 @@ GRAPH_TILE = 64
 # graph section (at meta[H_GRAPH], graph models only; kernels/graph.py):
 # the scratch offset and row stride of the buffer the input is copied into
 # and of the output node's buffer, then one instruction per layer row:
-# where its operand(s) and its output live in the scratch (offset, row stride)
+# where its operand(s) and its output live in the scratch (offset, row stride),
+# the kind code of the C function that runs it and the rows it covers (a
+# fused run of rows, fuse.py: that kind and span at its first row; its other
+# rows keep their own, and the runner skips them), and a fused run's scratch
 G_IN = 0
 G_INS = 1
 G_OUT = 2
@@ -120,4 +125,11 @@ I_B = 2    # second operand (binary element-wise ops)
 I_BS = 3
 I_D = 4    # output
 I_DS = 5
-GI = 6     # ints per instruction
+I_FN = 6   # kind code of the C function (the row's own kind, or a fused one)
+I_SPAN = 7  # rows it runs (1, or a fused run's length)
+I_TMP = 8  # a fused run's scratch temporaries (offset)
+I_FORM = 9  # which optional rows a fused run has (residual.py: R_* flags)
+GI = 10    # ints per instruction
+# a fused run serves at most this many rows of one stream per call; a
+# longer tile runs row by row kernels (their tile products are faster there)
+FUSED_ROWS = 4

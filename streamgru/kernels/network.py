@@ -33,8 +33,9 @@ from . import graph, rate, skip
 from .direct import call_layer, functions as _functions
 from .config import JIT_OPTIONS, jit, locked
 from .layout import (
-    FN_APPLY, FN_ROWS as F_ROWS, FN_SEQ as F_SEQ, H_FNS, H_GAIN, H_GRAPH, H_INPUT, H_NLAYERS, H_OUTPUT,
-    H_RATE, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE, H_STRIDE, H_TILE, HEADER, M_KIND, M_OUT, ROW,
+    FN_APPLY, FN_ROWS as F_ROWS, FN_SEQ as F_SEQ, G_HEAD, GI, H_FNS, H_GAIN, H_GRAPH, H_INPUT,
+    H_NLAYERS, H_OUTPUT, H_RATE, H_SC_SEQA, H_SCRATCH, H_SKIP, H_STATE, H_STRIDE, H_TILE, HEADER,
+    I_FN, M_KIND, M_OUT, ROW,
 )
 from .pointers import address, array_at, borrowed
 
@@ -96,8 +97,12 @@ def _ready(meta, form):
     fns = _functions(meta)
     if fns[FN_APPLY] == 0:  # the activations' C function, which every kernel calls
         return False
+    g = meta[H_GRAPH]
     for l in range(meta[H_NLAYERS]):
         if fns[2 * meta[HEADER + ROW * l + M_KIND] + form] == 0:
+            return False
+        # a graph's instruction may call a fused kernel (fuse.py)
+        if g and fns[2 * meta[g + G_HEAD + GI * l + I_FN] + form] == 0:
             return False
     return True
 

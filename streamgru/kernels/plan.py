@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..layers.quant import QuantizedWeight
-from . import calls, conv, dense, elementwise, graph, gru, lstm, norm, pool, rnn, simd
+from . import calls, conv, dense, elementwise, fuse, graph, gru, lstm, norm, pool, rnn, simd
 from .layout import (
     WQ_CODES, WQ_FLOAT, WQ_SHIFT,
     H_FNS, H_GAIN, H_INPUT, H_NLAYERS, H_OUTPUT, H_RATE, H_SC_GH, H_SC_GX, H_SC_SEQA, H_SC_SEQB,
@@ -200,6 +200,8 @@ def build_plan(layers, dtype, input_skip=None, output_gain=1.0, edges=None,
     w = _aligned(packer.size, dtype)
     if packer.parts:
         np.concatenate([p.astype(dtype) for p in packer.parts], out=w)
+    if edges is not None:
+        meta = fuse.blocks(meta, w, edges)
     meta.setflags(write=True)
     return Plan(
         w=w,
