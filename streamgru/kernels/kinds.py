@@ -49,7 +49,8 @@ def _table(seq: bool) -> dict:
             entries[code] = (pool.seq, SEQ_FORM)
     entries[KIND_ELEMENTWISE] = (elementwise.seq, WITH_SCRATCH)
     # fused runs of graph rows (fuse.py), not layer kinds
-    entries[KIND_RESIDUAL] = (residual.seq, SEQ_FORM) if seq else (residual.rows, ROWS_FORM)
+    # (the seq form's callers pass sst = 0: one kernel and C function for both forms)
+    entries[KIND_RESIDUAL] = (residual.run, ROWS_FORM)
     return entries
 
 

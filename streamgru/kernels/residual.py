@@ -31,7 +31,7 @@ their own.
 import numpy as np
 from numba import njit
 
-from . import conv, direct
+from . import conv, direct, simd
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .layout import (
     G_HEAD, GI, H_GRAPH, HEADER, I_A, I_AS, I_D, I_DS, I_FORM, I_SPAN, I_TMP, M_ACT0, M_ACT1,
@@ -63,6 +63,18 @@ def _conv(acc, a0, src, x0, w, meta, r, st, base):
 
 
 @_inline_fast
+def _pointwise(acc, a0, src, x0, w, meta, r):
+    """A 1x1 Conv1d row (no ring: fuse.py checks k = 1): bias + product into
+    ``acc[a0:]``, as ``conv.taps`` computes it for k = 1 (half the code to
+    compile of a general conv)."""
+    ncp = width(meta[r + M_OUT], w)
+    b = meta[r + M_W1]
+    for c in range(ncp):
+        acc[U(a0 + c)] = w[U(b + c)]
+    simd.gemv(acc, a0, src, x0, w, meta[r + M_W0], meta[r + M_IN], ncp)
+
+
+@_inline_fast
 def _block(n, w, meta, r, st, sb, sst, sc):
     """n rows of the block at meta row ``r``; row i's state at ``st[sb + i*sst:]``."""
     q = meta[H_GRAPH] + G_HEAD + GI * ((r - HEADER) // ROW)
@@ -81,13 +93,12 @@ def _block(n, w, meta, r, st, sb, sst, sc):
         sbi = sb + i * sst
         h = meta[q + I_A] + i * meta[q + I_AS]
         _conv(sc, z, sc, h, w, meta, r, st, sbi + meta[r + M_STATE])
-        _conv(sc, zm, sc, meta[q + GI + I_A] + i * meta[q + GI + I_AS], w, meta, r + ROW, st,
-              sbi + meta[r + ROW + M_STATE])
+        _pointwise(sc, zm, sc, meta[q + GI + I_A] + i * meta[q + GI + I_AS], w, meta, r + ROW)
         for c in range(M):
             sc[U(z + c)] = sc[U(z + c)] + sc[U(zm + c)]
         direct.activation(meta, sc, z, z + M, code, alpha, beta)
         if form & R_RESIDUAL:
-            _conv(sc, u, sc, z, w, meta, r + j * ROW, st, sbi + meta[r + j * ROW + M_STATE])
+            _pointwise(sc, u, sc, z, w, meta, r + j * ROW)
         # outputs in the rows' order: a buffer the graph reuses for a later
         # row's output ends with that row's value, as unfused
         p = meta[q + a * GI + I_D] + i * meta[q + a * GI + I_DS]
@@ -106,13 +117,10 @@ def _block(n, w, meta, r, st, sb, sst, sc):
 
 
 @jit_fast
-def seq(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sc):
-    """n steps of one stream through the block at meta row ``r`` (its
-    operands and outputs are in the scratch, where the instructions say)."""
-    _block(n, w, meta, r, st, sb, 0, sc)
-
-
-@jit_fast
-def rows(src, s0, ss, dst, d0, ds, B, w, meta, r, st, sb, sst, sc):
-    """One step of B streams through the block (stream b's state at ``st[sb + b*sst:]``)."""
-    _block(B, w, meta, r, st, sb, sst, sc)
+def run(src, s0, ss, dst, d0, ds, n, w, meta, r, st, sb, sst, sc):
+    """n rows of the block at meta row ``r`` (its operands and outputs are in
+    the scratch, where the instructions say): n steps of one stream (the
+    seq form, ``sst`` = 0: the runner passes 0) or one step of n streams
+    (the rows form, stream b's state at ``st[sb + b*sst:]``). One kernel
+    for both forms: one C function to compile."""
+    _block(n, w, meta, r, st, sb, sst, sc)
