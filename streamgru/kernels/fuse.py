@@ -1,25 +1,25 @@
 """Find the runs of graph rows that one fused kernel runs at once.
 
 Today one pattern: the residual block of WaveNet-style models (residual.py
-gives its math), rows i to i + 5 of a graph plan in execution order::
+gives its math), consecutive rows of a graph plan in execution order::
 
-    i      Conv1d on h        groups 1, identity activation, no delay or stride
-    i + 1  Conv1d k=1 on x    groups 1, identity, no delay or stride (x any earlier node)
-    i + 2  add(i, i + 1)      any activation
-    i + 3  Conv1d k=1 on p    groups 1, identity, no delay or stride (p: row i + 2's output)
-    i + 4  add(h, u)          identity (u: row i + 3's output)
-    i + 5  add(s, p)          identity, s an earlier node
+    Conv1d on h         groups 1, identity activation, no delay or stride
+    Conv1d k=1 on x     groups 1, identity, no delay or stride (x any earlier node)
+    add                 of the two, with any activation (NAM's reader), or
+    add, then .act(f)   an identity add, then a whole-channel activation (the graph API)
+    Conv1d k=1 on p     groups 1, identity, no delay or stride (p: the activated sum)
+    add(h, u)           identity (u: the 1x1's output)
+    add(s, p)           identity, s an earlier node
 
-where rows i + 3 and i + 4 (the residual) may be absent (the skip sum then
-at i + 3; NAM's last layer has no residual), and the skip sum may be absent
-(the first layer starts the sum with p),
-
-and only where nothing else reads the outputs of rows i, i + 1 and i + 3
-(the kernel keeps them in registers and scratch) and none is the graph's
-output. The plan's rows stay as they are (weights, state layout); the
-block's first instruction gets the fused kind, its span and its
-temporaries, and the runner skips the rest. ``ENABLED`` is a switch for
-tests and benchmarks that compare a fused plan with an unfused one.
+where the 1x1 and its residual sum may be absent (NAM's last layer has
+none), and so may the skip sum (the first layer starts the sum with p);
+and only where nothing else reads the block's intermediates (the two
+convs' outputs, the bare sum, the 1x1's output: the kernel keeps them in
+scratch) and none is the graph's output. The plan's rows stay as they are
+(weights, state layout); the block's first instruction gets the fused
+kind, its span, its form (which optional rows it has: residual.R_*) and
+its temporaries, and the runner skips the rest. ``ENABLED`` is a switch
+for tests and benchmarks that compare a fused plan with an unfused one.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def blocks(meta: np.ndarray, w: np.ndarray, edges) -> np.ndarray:
                for i, _, _ in found)
     for i, span, form in found:
         q = g + G_HEAD + GI * i
-        p = i + 3 + (form & R_ACT_ROW)  # node of p
+        p = i + (4 if form & R_ACT_ROW else 3)  # node of p, as _match found it
         if form & R_RESIDUAL:
             _first_operand(meta, q + (p - i + 1) * GI, edges[i][0], edges[p + 1])
         if form & R_SKIP:

@@ -37,7 +37,6 @@ from .layout import (
     G_HEAD, GI, H_GRAPH, HEADER, I_A, I_AS, I_D, I_DS, I_FORM, I_SPAN, I_TMP, M_ACT0, M_ACT1,
     M_ACT2, M_IN, M_OUT, M_P, M_STATE, M_W0, M_W1, P_ALPHA0, P_BETA0, ROW,
 )
-from .simd import width
 
 U = np.uint64
 # the optional rows a block has (layout.I_FORM; fuse.py)
@@ -67,7 +66,7 @@ def _pointwise(acc, a0, src, x0, w, meta, r):
     """A 1x1 Conv1d row (no ring: fuse.py checks k = 1): bias + product into
     ``acc[a0:]``, as ``conv.taps`` computes it for k = 1 (half the code to
     compile of a general conv)."""
-    ncp = width(meta[r + M_OUT], w)
+    ncp = simd.width(meta[r + M_OUT], w)
     b = meta[r + M_W1]
     for c in range(ncp):
         acc[U(a0 + c)] = w[U(b + c)]
@@ -85,8 +84,8 @@ def _block(n, w, meta, r, st, sb, sst, sc):
     M = meta[r + M_OUT]
     C = meta[r + M_IN]
     z = meta[q + I_TMP]       # z, then p
-    zm = z + width(M, w)      # the mixer's output
-    u = zm + width(M, w)      # the 1x1's output
+    zm = z + simd.width(M, w)      # the mixer's output
+    u = zm + simd.width(M, w)      # the 1x1's output
     pa = meta[r + a * ROW + M_P]
     code, alpha, beta = meta[r + a * ROW + M_ACT0], w[pa + P_ALPHA0], w[pa + P_BETA0]
     for i in range(n):
