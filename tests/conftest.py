@@ -1,13 +1,10 @@
 """Session set-up: the float kernels compiled once, before any test runs.
 
-A float model's fast step is compiled for its own layer kinds unless the
-variant for every kind (``streamgru warmup``) is in the kernel cache
-(kernels/fastcall.py). The suite builds dozens of models with different
-kinds, each of which would compile its own variant on an empty cache; one
-warm-up per dtype, in two processes at once before the test processes
-start, replaces all of them. The numbers are identical either way (both
-variants run the same layer kernels); tests/test_compile.py checks the
-per-model variants in fresh caches of their own.
+Every test process would otherwise compile the kernels its models use on
+an empty cache, several processes the same ones at once. One ``warmup()``
+(each dtype in a child process of its own, at once) before the test
+processes start compiles every float kernel into the cache they all load.
+tests/test_compile.py checks compiles from fresh caches of their own.
 
 The tests run in parallel processes (pytest-xdist, ``-n auto`` in
 setup.cfg): at most four, one per core.
@@ -30,11 +27,10 @@ def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("NUMBA_DISABLE_JIT") == "1":
         return  # the controller warmed the cache; or there is nothing to compile
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    jobs = [subprocess.Popen([sys.executable, "-c",
-                              f"from streamgru.kernels import warmup; warmup(({dtype!r},))"],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            for dtype in ("float32", "float64")]
-    for job in jobs:
-        _, err = job.communicate(timeout=1800)
-        if job.returncode:
-            raise RuntimeError(f"kernel warm-up failed:\n{err}")
+    # in a process of its own (it compiles each dtype in a child, at once):
+    # this controller process never imports numba
+    job = subprocess.run([sys.executable, "-c", "from streamgru.kernels import warmup; warmup()"],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False,
+                         timeout=1800)
+    if job.returncode:
+        raise RuntimeError(f"kernel warm-up failed:\n{job.stderr}")
