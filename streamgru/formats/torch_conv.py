@@ -280,13 +280,43 @@ def pad_of(torch: Any, root: Any, node: Any, what: str) -> tuple[int, int] | Non
     return int(left), int(right)
 
 
+def is_temporal_conv(mod: Any) -> bool:
+    """Whether ``mod`` is pytorch-tcn's ``TemporalConv1d`` (or its
+    ``weight_norm`` subclass) running that class's own ``forward``; read
+    without importing pytorch-tcn. fx must not trace into it: its forward
+    pads through ``super().forward``, which would not read as a Conv1d."""
+    cls = next((c for c in type(mod).__mro__ if c.__name__ == "TemporalConv1d"
+                and c.__module__.startswith("pytorch_tcn")), None)
+    return cls is not None and type(mod).forward is cls.forward
+
+
+def _temporal_pad(torch: Any, mod: Any, what: str) -> tuple[int, int] | None:
+    """The (left, right) zeros pytorch-tcn's ``TemporalConv1d`` pads inside
+    its ``forward`` (its ``padder``; ``padding`` is always 0), or None for
+    any other module. Its ``weight_norm`` form is a subclass of it."""
+    if not is_temporal_conv(mod):
+        return None
+    padder = getattr(mod, "padder", None)
+    pad = getattr(padder, "pad", None)
+    if not isinstance(pad, torch.nn.ConstantPad1d) or pad.value != 0:
+        raise WeightsError(f"{what}: pytorch-tcn TemporalConv1d with padding_mode="
+                           f"{type(pad).__name__}; only zero padding is the stream's starting state")
+    if mod.padding not in (0, (0,)):
+        raise WeightsError(f"{what}: pytorch-tcn TemporalConv1d with padding={mod.padding!r} "
+                           f"besides its own; only padding=0 is what pytorch-tcn runs")
+    return int(padder.left_padding), int(padder.right_padding)
+
+
 def conv_layer(torch: Any, name: str, mod: Any, what: str,
                before: tuple[int, int] = (0, 0)) -> tuple[str, list]:
     """(description, [Conv1d]) for ``mod`` after a pad of ``before`` zeros."""
     from .torch_wnorm import weight
 
-    if type(mod).forward is not torch.nn.Conv1d.forward:
-        # e.g. pytorch-tcn's TemporalConv1d pads inside its forward: its weights alone mislead
+    tcn_pad = _temporal_pad(torch, mod, what)
+    if tcn_pad is not None:
+        before = (before[0] + tcn_pad[0], before[1] + tcn_pad[1])
+    elif type(mod).forward is not torch.nn.Conv1d.forward:
+        # a subclass may pad or mix inside its forward: its weights alone mislead
         raise WeightsError(
             f"module {name} ({type(mod).__name__}) subclasses Conv1d with its own forward, "
             f"which streamgru does not run (it may pad or mix inside it); use nn.Conv1d "

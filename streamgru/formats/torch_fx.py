@@ -8,12 +8,14 @@ a node by the line of ``forward`` it comes from.
 
 from __future__ import annotations
 
+import inspect
 import operator
 import os
 import re
 from typing import Any
 
 from ..errors import WeightsError
+from .torch_conv import is_temporal_conv
 from .torch_qlive import recurrent_types
 
 __all__ = ["FxWalk", "index_text"]
@@ -62,18 +64,38 @@ class FxWalk:
 
         class Tracer(fx.Tracer):
             def is_leaf_module(self, m: Any, qualname: str) -> bool:
-                return isinstance(m, leaves) or super().is_leaf_module(m, qualname)
+                return (isinstance(m, leaves) or is_temporal_conv(m)
+                        or super().is_leaf_module(m, qualname))
 
         tracer = Tracer()
         tracer.record_stack_traces = True
         try:
-            return tracer.trace(self.module)
+            graph = tracer.trace(self.module, concrete_args=self.defaults())
         except Exception as exc:
             raise WeightsError(
                 f"cannot trace {self.name}.forward with torch.fx ({type(exc).__name__}: {exc}); "
                 f"write forward as a plain chain of supported modules (no branches on tensor "
                 f"values), or use nn.Sequential"
             ) from None
+        # fx checks each default it specialised with assert nodes (``eq``, then
+        # ``_assert``): dead code for a stream, and they would read as data
+        for n in reversed(list(graph.nodes)):
+            if n.op == "call_function" and not n.users and (
+                    getattr(n.target, "__name__", "") in ("_assert", "_assert_is_none")
+                    or n.target is operator.eq):
+                graph.erase_node(n)
+        return graph
+
+    def defaults(self) -> dict:
+        """``forward``'s arguments after the input that have a default, at
+        that default: what a call with the input alone runs (so a ``forward``
+        that branches on a flag such as ``inference=False`` traces)."""
+        try:
+            params = list(inspect.signature(self.module.forward).parameters.values())
+        except (TypeError, ValueError):
+            return {}
+        return {p.name: p.default for p in params[1:]
+                if p.default is not p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
     def classify(self, graph: Any) -> tuple[Any, dict]:
         """The input placeholder, and node -> "data" (follows from the input),

@@ -10,8 +10,9 @@ becomes a graph node; what follows ``x`` (``forward``'s first argument):
   ``weight_norm`` of either API folded in), ``nn.Linear``, ``nn.GRU`` /
   ``LSTM`` / ``RNN`` (``batch_first=True``, no initial state; the sequence
   output ``y``), ``nn.BatchNorm1d`` (folded into the conv before it when it
-  is that conv's only use), ``nn.LayerNorm``, ``nn.PReLU``, activation
-  modules, ``Dropout`` / ``Identity``;
+  is that conv's only use), ``nn.LayerNorm``, ``nn.PReLU``, ``nn.GLU``,
+  activation modules, ``Dropout`` / ``Identity``; pytorch-tcn's
+  ``TemporalConv1d``, which pads inside its own forward (torch_conv);
 - ``x.transpose(1, 2)`` / ``x.permute(0, 2, 1)`` between channels-first
   (N, C, T) convolutions and batch-first (N, T, C) recurrent and Linear
   layers; the layout of every value is followed, and each op checks it;
@@ -207,10 +208,12 @@ class GraphWalk(FxWalk, Ops):
             return Value(layer(v.node), CF, solo=True)
         if isinstance(mod, (nn.ConstantPad1d, nn.ZeroPad1d)):
             return self.pad(node, v, where)
+        if isinstance(mod, nn.GLU):
+            return self.glu(v, mod.dim, where)
         raise WeightsError(
             f"module {name} ({type(mod).__module__}.{type(mod).__name__}) is not supported in a "
             f"graph; streamgru converts Conv1d, Linear, GRU, LSTM, RNN, BatchNorm1d, LayerNorm, "
-            f"PReLU, MaxPool1d, AvgPool1d, pads, activations, Dropout and Identity")
+            f"PReLU, GLU, MaxPool1d, AvgPool1d, pads, activations, Dropout and Identity")
 
     def conv(self, name: str, mod: Any, v: Any, where: str) -> Value:
         before = (0, 0)

@@ -55,7 +55,9 @@ class Ops:
     def op(self, node: Any, args: tuple, kwargs: dict, where: str) -> Any:
         torch = self.torch
         if node.op == "call_module":
-            if len(args) != 1 or any(v is not None for v in kwargs.values()):
+            # None and False keyword arguments are the defaults of the modules read
+            # here (hx=None; pytorch-tcn's inference=False, in_buffer=None)
+            if len(args) != 1 or any(v is not None and v is not False for v in kwargs.values()):
                 raise WeightsError("calls a module with more than the signal (an initial state?); "
                                    "in a graph every layer takes one input and recurrent layers "
                                    "start from zeros")
@@ -95,6 +97,8 @@ class Ops:
             return ("stack", [self.value(a) for a in items], arg(1, "dim", 0))
         if target in (torch.sum, torch.mean) or name in ("sum", "mean"):
             return self.reduce(args[0], arg(1, "dim"), arg(2, "keepdim", False), name)
+        if target is torch.nn.functional.glu:
+            return self.glu(args[0], arg(1, "dim", -1), where)
         if target in (torch.chunk, torch.split) or name in ("chunk", "split"):
             sizes = arg(1, "chunks" if name == "chunk" else (
                 "split_size_or_sections" if "split_size_or_sections" in kwargs else "split_size"))
@@ -170,6 +174,18 @@ class Ops:
     # -- indexing -------------------------------------------------------------------
     def channel_axis(self, v: Value) -> int:
         return 1 if (v.last or v.layout == tc.CF) else 2
+
+    def glu(self, v: Any, dim: Any, where: str) -> Value:
+        """``nn.GLU(dim)`` / ``F.glu``: ``a * sigmoid(b)`` over the halves of the channels."""
+        v = self.value(v)
+        axis = self.channel_axis(v)
+        ndim = 2 if v.last else 3  # (N, C) after the last step, else (N, C, T) or (N, T, C)
+        if dim not in (axis, axis - ndim):
+            raise WeightsError(f"GLU over dim={dim!r}, which is not the channel axis ({axis}) of "
+                               f"this {self.layout_of(v)} tensor; only halves of the channels gate")
+        if v.node.size % 2:
+            raise WeightsError(f"GLU of {v.node.size} channels, an odd number; it halves them")
+        return Value(v.node.gate("identity", "sigmoid"), v.layout, solo=True, last=v.last)
 
     def index(self, v: Any, idx: Any) -> Any:
         if isinstance(v, tuple) and v and v[0] == "rnn":
