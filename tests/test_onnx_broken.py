@@ -74,9 +74,14 @@ def test_malformed_node_is_a_weights_error(tmp_path):
     err(save(model, tmp_path / "short_node.onnx"), "the_gru", "malformed")
 
 
-def test_stream_combined_with_itself_is_refused(tmp_path):
+def test_stream_combined_with_itself_streams_as_a_graph(tmp_path):
+    # (refused while a Model was a chain; tests/test_onnx_branches.py has the rest)
     model = gru_then([helper.make_node("Mul", ["h", "h"], ["Y"], name="square")], {}, None)
-    err(save(model, tmp_path / "sq.onnx"), "square", "Mul")
+    path = save(model, tmp_path / "sq.onnx")
+    m = sg.load(path)
+    X = np.random.default_rng(0).normal(size=(50, 1, m.input_size)).astype(np.float32)
+    (want,) = ort_run(path, {m.metadata["input"]: X})
+    np.testing.assert_allclose(m.stream().process(X[:, 0]), want[:, 0], rtol=0, atol=1e-5)
 
 
 def test_unsupported_gate_activation(tmp_path):

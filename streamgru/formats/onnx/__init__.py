@@ -30,8 +30,8 @@ depends on one (so the ``h_n`` / ``c_n`` outputs exporters add do no harm).
 
 Package layout: ``tensors`` (the protobuf, local functions, initializers,
 external data), ``graph`` (the walk), ``ops`` (the op table, with ``axes``,
-``shapes``, ``recurrent``, ``conv``, ``quant`` (quantized weights) and ``chain``, the
-stream's layer chain), ``fold``
+``shapes``, ``recurrent``, ``conv``, ``quant`` (quantized weights), ``chain``, the
+stream's layer chain, and ``branches``, streams that join again), ``fold``
 (constant folding) and ``control`` (``If``, ``Loop``); ``values`` holds the
 kinds of value above.
 
@@ -84,6 +84,13 @@ Mapping
   one layer of ``h_n``, the ``Y_h`` of each layer concatenated) makes a
   many-to-one model; streamed, step ``t`` gives the model's output
   for the sequence ending at ``t`` (``metadata["many_to_one"]``).
+* Branches: ``Add`` / ``Sub`` / ``Mul`` of two streams from the same input
+  (residual and skip sums, ``tanh(a) * sigmoid(b)``, ``x * x``), with
+  ``Split`` over the features and ``ReduceSum`` / ``ReduceMean`` over the
+  axis streams were stacked along (``torch.stack(branches).sum(0)``:
+  ``Unsqueeze`` + ``Concat`` + ``ReduceSum``), make a graph model
+  (``branches``); every branch must be causal and run at one rate, as in
+  any graph.
 * ``If`` on a constant condition is folded to the branch it takes (that
   branch may carry the stream); ``Loop`` on constants is run and folded.
 * The streamed output is the graph's first output (or ``output=name``).
@@ -92,10 +99,10 @@ Refused (``WeightsError`` naming the node): reverse or bidirectional
 recurrent nodes; a recurrence unrolled into per-step ops (the dynamo exporter
 does this for ``torch.nn.RNN``; export it with ``dynamo=False``); ops that mix
 time steps or samples (reductions, attention, pooling, a conv over the
-features, "same" padding, strides); the stream
-combined with itself (residual connections, ``x * x``) other than in GELU's
-erf form, since a Model is one chain of layers; LSTM's ``Y_c`` as the output;
-``If`` on a condition that is not a constant.
+features, "same" padding, strides); the stream divided by the stream, or
+concatenated with itself along the features; branches of different shapes
+joined; LSTM's ``Y_c`` as the output; ``If`` on a condition that is not a
+constant.
 
 Safety: the file is parsed as a protobuf and never executed; external-data
 tensors must be regular files inside the model's folder; every tensor's byte
@@ -121,6 +128,8 @@ from ...layers import Dense, Layer
 from ...layers.quant import QuantizedWeight
 from ...model import Model
 from ..guard import Budget, check_regular
+from ...graph import flatten
+from .branches import has_joins, to_graph
 from .graph import _guesses, _shape_of_input, _walk
 from .tensors import _read, _tensor
 from .values import _ErfOf, _Graph, _Mismatch, _Pending, _Poison, _Stream
@@ -277,8 +286,15 @@ def _is_identity(layer: Layer) -> bool:
 
 def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name: str,
            opset: int, dtype: Any, static_activations: str) -> Model:
-    chain = [(layer, init) for layer, init in v.layers if not _is_identity(layer)] or list(v.layers[:1])
-    layers = [layer for layer, _ in chain]
+    if has_joins(v.layers):  # branches that join again: a graph model
+        out, inits = to_graph(v.layers, g.input_features, _is_identity, g.budget)
+        if out.layer is None:
+            raise WeightsError(f"{path}: output {out_name!r} is the input itself; no layers to run")
+        layers = flatten(out)[1]
+        chain = [(layer, inits.get(id(layer))) for layer in layers]
+    else:
+        chain = [(layer, init) for layer, init in v.layers if not _is_identity(layer)] or list(v.layers[:1])
+        out = [layer for layer, _ in chain]
     parts, has_init = [], False
     for layer, init in chain:
         if layer.state_size:
@@ -299,7 +315,7 @@ def _build(path: str, model: Any, v: _Stream, g: _Graph, in_name: str, out_name:
         meta["static_activations"] = (f"float: {g.dropped_qdq} QuantizeLinear -> DequantizeLinear "
                                       f"pair(s) on the data dropped")
     try:
-        return Model(layers, dtype=np.float32 if dtype is None else dtype,
+        return Model(out, dtype=np.float32 if dtype is None else dtype,
                      initial_state=initial, metadata=meta)
     except WeightsError as exc:
         raise WeightsError(f"{path}: {exc}") from None

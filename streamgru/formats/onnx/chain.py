@@ -10,7 +10,7 @@ import numpy as np
 
 from ...layers import ELEMENTWISE_ACTIVATIONS, Conv1d, Dense, Layer, make_activation
 from ...layers.quant import QuantizedWeight
-from .values import _Graph, _Stream, _describe_axes
+from .values import _Graph, _Join, _Stream, _describe_axes
 
 
 def _append(s: _Stream, layer: Layer, init: np.ndarray | None = None, **changes: Any) -> _Stream:
@@ -73,7 +73,13 @@ def _root(s: _Stream) -> tuple[_Stream, np.ndarray, np.ndarray]:
 
 
 def _activate(g: _Graph, s: _Stream, act: Any) -> _Stream:
-    """Attach an activation to the preceding Dense, or add an identity Dense."""
+    """Attach an activation to the preceding Dense, Conv1d or join of two
+    branches (``relu(out + res)``), or add an identity Dense."""
+    if s.layers and isinstance(s.layers[-1][0], _Join):
+        j = s.layers[-1][0]
+        if j.activation is None and make_activation(act).name in ELEMENTWISE_ACTIVATIONS:
+            again = _Join(j.op, j.other, act)
+            return dataclasses.replace(s, layers=s.layers[:-1] + ((again, None),), origin=None)
     d = _last_dense(s)
     if isinstance(d, Conv1d) and make_activation(act).name in ELEMENTWISE_ACTIVATIONS:
         return dataclasses.replace(

@@ -64,6 +64,7 @@ def _walk(model: Any, path: str, tensors: dict, data_input: Any, others: list,
     g = _Graph(path, opset, sizes, budget)
     g.static_activations = static_activations
     env: dict[str, Any] = dict((k, _Const(v)) for k, v in tensors.items())
+    g.input_features = int(features)
     env[data_input.name] = _Stream(tuple((r,) for r in roles), int(features))
     for vi in others:
         dims = _shape_of_input(vi) or []

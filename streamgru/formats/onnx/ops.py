@@ -20,6 +20,7 @@ from .axes import (_h_flatten, _h_gather, _h_shape, _h_slice, _h_squeeze, _h_tra
                    _h_unsqueeze)
 from .chain import _activate, _affine, _append, _feature_vector, _root
 from . import quant
+from .branches import h_reduce, h_split, join
 from .conv import CONV_HANDLERS
 from .recurrent import _h_recurrent
 from .shapes import _h_concat, _h_constant_of_shape, _h_expand, _h_reshape, _h_tile
@@ -65,7 +66,7 @@ def _h_binary(g: _Graph, node: Any, ins: list, at: dict) -> list:
     if isinstance(a, _ErfOf) or isinstance(b, _ErfOf):
         return [_gelu_part(g, op, a, b)]
     if isinstance(a, _Stream) and isinstance(b, _Stream):
-        raise g.fail(f"{op} of the stream with itself; a stream is one chain of layers")
+        return [join(g, op, a, b)]  # two branches (branches.py)
     if isinstance(a, _Stream) or isinstance(b, _Stream):
         s, c, stream_first = (a, b, True) if isinstance(a, _Stream) else (b, a, False)
         arr = _materialize(g, c)
@@ -302,6 +303,9 @@ HANDLERS: dict[str, Handler] = {
     "Squeeze": _h_squeeze,
     "Concat": _h_concat,
     "Slice": _h_slice,
+    "Split": h_split,
+    "ReduceSum": h_reduce,
+    "ReduceMean": h_reduce,
     "Transpose": _h_transpose,
     "Reshape": _h_reshape,
     "Flatten": _h_flatten,

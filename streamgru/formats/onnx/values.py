@@ -80,6 +80,18 @@ class _Stream:
     steps: Any = None
 
 
+@dataclass(frozen=True, eq=False)
+class _Join:
+    """An entry of a stream's ``layers`` (in place of a layer; its init is
+    None): the element-wise ``op`` ("add" or "mul", then ``activation``) of
+    the stream so far with ``other``, the ``layers`` of another stream from
+    the same input. A stream whose layers hold one is a graph (branches.py)."""
+
+    op: str
+    other: tuple
+    activation: Any = None
+
+
 @dataclass(frozen=True)
 class _ErfOf:
     """``erf(stream) + offset``: the inner part of GELU's erf form
@@ -142,6 +154,7 @@ class _Graph:
         self.budget = budget
         self.evaluators: dict[int, tuple] = {}  # id(node) -> (node, its folding evaluator)
         self.sizes = sizes  # atom -> int, or the symbol itself when unknown
+        self.input_features = 0  # the data input's feature count, once known
         self.state_sources: set[str] = set()
         self.node = None  # the node being handled, for messages
         self.index = 0  # its position in the graph
