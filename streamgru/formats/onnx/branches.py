@@ -37,7 +37,9 @@ def join(g: _Graph, op: str, a: _Stream, b: _Stream) -> _Stream:
     """``a op b`` of two streams (ONNX ``Add``, ``Sub``, ``Mul``)."""
     if op == "Div":
         raise g.fail("divides the stream by the stream; a stream divides by constants only")
-    if a.axes != b.axes or a.features != b.features or a.last != b.last or a.steps != b.steps:
+    # the same axes, up to batch axes of static size 1 (named or not)
+    cores = {tuple(g.core(ax) for ax in s.axes) for s in (a, b)}
+    if len(cores) > 1 or a.features != b.features or a.last != b.last or a.steps != b.steps:
         raise g.fail(
             f"{op} of two streams of different shapes ({_describe_axes(a)}, {a.features} "
             f"features{', last step' if a.last else ''} and {_describe_axes(b)}, {b.features} "
