@@ -368,3 +368,16 @@ def test_external_data_that_is_a_fifo_is_refused_without_blocking(tmp_path):
     kind, msg, _ = in_subprocess(path, timeout=60)  # a regression would block forever
     assert kind == "WeightsError" and "FIFO" in msg and "'W'" in msg and str(path) in msg, msg
     refused(path, "'W'", "FIFO")
+
+
+def test_a_constant_node_without_outputs_is_refused(tmp_path):
+    # (found by tools/fuzz.py from the branches seed: an IndexError while
+    # the feature size was looked up)
+    g = helper.make_graph(
+        [helper.make_node("Constant", [], [], value=numpy_helper.from_array(np.ones(2, np.float32))),
+         helper.make_node("Relu", ["X"], ["Y"])], "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, "C", "T"])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, "C", "T"])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    refused(save(model, tmp_path / "constant.onnx"))

@@ -180,6 +180,36 @@ def onnx_exported(folder: Path) -> None:
                               input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "time"}})
 
 
+@seed("onnx", needs="torch")
+def onnx_branches(folder: Path) -> None:
+    """A graph whose branches join again: residual and skip sums, a gate
+    over a Split, a stack summed (formats/onnx/branches.py)."""
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inp = torch.nn.Conv1d(3, 4, 1)
+            self.conv = torch.nn.Conv1d(4, 8, 2, dilation=2)
+            self.out = torch.nn.Conv1d(4, 4, 1)
+
+        def forward(self, x):
+            h = self.inp(x)
+            a, b = torch.chunk(self.conv(F.pad(h, (2, 0))), 2, dim=1)
+            g = torch.tanh(a) * torch.sigmoid(b)
+            y = torch.relu(h + self.out(g))
+            return torch.stack([y, g, h]).sum(0) - h * 0.5
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Block().eval(), (torch.zeros(1, 3, 8),), str(folder / "branches.onnx"),
+                          dynamo=False, input_names=["x"], dynamic_axes={"x": {2: "time"}})
+
+
 @seed("keras", needs="keras")
 def keras_saved(folder: Path) -> None:
     """Keras 3 ``.keras`` and legacy ``.h5`` files, written by Keras (torch backend)."""

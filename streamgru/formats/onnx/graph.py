@@ -91,7 +91,7 @@ def _features_from_consumers(model: Any, tensors: dict, name: str) -> int | None
     shapes = {k: tuple(v.shape) for k, v in tensors.items()}
     flowing = {name}
     for node in model.graph.node:
-        if node.op_type == "Constant":
+        if node.op_type == "Constant" and node.output:  # (a malformed one has none)
             for a in node.attribute:
                 if a.name == "value" and a.HasField("t"):
                     shapes[node.output[0]] = tuple(a.t.dims)
