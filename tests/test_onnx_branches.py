@@ -46,6 +46,11 @@ def test_pytorch_tcn_exported_streams_like_onnxruntime(tmp_path, name, dynamo):
             torch.onnx.export(net, (x,), str(path), dynamo=False, input_names=["x"],
                               dynamic_axes={"x": {2: "time"}})
     m = sg.load(path)
+    # the graph sg.from_torch builds: a Split's halves are slices, not products,
+    # and tanh * sigmoid (or GLU's a * sigmoid(b)) of them one gate
+    assert not any(type(layer).__name__ == "Dense" for layer in m.layers)
+    if name == "gated":
+        assert [getattr(layer, "op", "") for layer in m.layers].count("gate") == 3
     X = np.random.default_rng(1).normal(size=(1, C, T)).astype(np.float32)
     (want,) = ort_run(path, {m.metadata["input"]: X})
     tol = TOL * max(1.0, np.abs(want).max())
@@ -126,6 +131,8 @@ def test_joined_branches_stream_like_onnxruntime(tmp_path, name):
     (want,) = ort_run(path, {"X": X})
     m = sg.load(path)
     assert m.output_size == out
+    if name.startswith("gate_"):
+        assert [getattr(layer, "op", "") for layer in m.layers] == ["", "gate"]
     got = m.stream().process(np.ascontiguousarray(X[0].T))
     assert np.max(np.abs(got - want[0].T)) < TOL
 

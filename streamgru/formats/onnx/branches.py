@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from ...errors import WeightsError
+from ...layers import ELEMENTWISE_ACTIVATIONS, Dense
 from ...layers.elementwise import Elementwise
+from ...layers.quant import QuantizedWeight
 from .chain import _affine, _select
 from .values import (
     _describe_axes,
@@ -81,12 +83,13 @@ def to_graph(layers: tuple, size: int, skip: Any, budget: Any) -> tuple[Any, dic
                     work.append((entries, i, node, waiting))
                     work.append((layer.other, 0, x, layer))
                     break
-                op = Elementwise(layer.op, node.size, activation=layer.activation)
-                node = made[key] = Node(op, (node, other), node.size)
+                node = made[key] = _gate(layer, node, other) or Node(
+                    Elementwise(layer.op, node.size, activation=layer.activation),
+                    (node, other), node.size)
             elif skip(layer):
                 pass
             else:
-                node = made[key] = layer(node)
+                node = made[key] = (_as_slice(layer) or layer)(node)
                 inits[id(layer)] = init
             i += 1
         else:
@@ -95,6 +98,50 @@ def to_graph(layers: tuple, size: int, skip: Any, budget: Any) -> tuple[Any, dic
             else:
                 return node, inits
     raise WeightsError("the graph's branches do not end")  # the outer chain always finishes
+
+
+def _gate(join: _Join, a: Any, b: Any) -> Any:
+    """``f(z[:C]) * g(z[C:])`` (the two halves of one node, each a slice with
+    its activation, as a Split then Tanh and Sigmoid export) as the graph's
+    one gate node ``z.gate(f, g)``; None for any other product."""
+    from ...graph import Node
+
+    if join.op != "mul" or join.activation is not None:
+        return None
+    for p, q in ((a, b), (b, a)):
+        lp, lq = p.layer, q.layer
+        if not (isinstance(lp, Elementwise) and isinstance(lq, Elementwise)
+                and lp.op == lq.op == "slice" and lp.scale == lq.scale == 1.0):
+            continue
+        z = p.inputs[0]
+        C = lp.output_size
+        if (q.inputs[0] is z and z.size == 2 * C and lq.output_size == C
+                and lp.offset == 0 and lq.offset == C):
+            gate = Elementwise("gate", z.size, activation=lp.activation, secondary=lq.activation)
+            return Node(gate, (z,), C)
+    return None
+
+
+def _as_slice(layer: Any) -> Elementwise | None:
+    """A Dense that only picks a run of its inputs (``_select``: a Split or a
+    Slice of the features), with an element-wise activation, as the graph's
+    own slice: a copy instead of a product."""
+    if not isinstance(layer, Dense) or isinstance(layer.weight, QuantizedWeight) or np.any(layer.bias):
+        return None
+    if layer.activation.name not in ELEMENTWISE_ACTIVATIONS:
+        return None
+    w = np.asarray(layer.weight)
+    hits = np.flatnonzero(w[0] == 1)
+    if hits.size != 1:
+        return None
+    start, n = int(hits[0]), layer.output_size
+    want = np.zeros_like(w)
+    if start + n > w.shape[1]:
+        return None
+    want[np.arange(n), start + np.arange(n)] = 1
+    if not np.array_equal(w, want):
+        return None
+    return Elementwise("slice", layer.input_size, n, offset=start, activation=layer.activation)
 
 
 def h_reduce(g: _Graph, node: Any, ins: list, at: dict) -> list:
