@@ -157,6 +157,8 @@ REFUSED = {
     "split_sizes": ([ONE, node("Split", ["x1", "sz"], ["Y", "Z"], name="s", axis=1)],
                     {**ONE_W, "sz": np.array([1, 1], I64)}, C,
                     ["node 's' (Split)", "Split sizes [1, 1]"]),
+    "concat_features": ([ONE, node("Concat", ["x1", "x1"], ["Y"], name="cat", axis=1)], ONE_W,
+                        2 * C, ["node 'cat' (Concat)", "joins branches by Add, Sub and Mul only"]),
     # a branch that looks ahead: a graph's branches are causal
     "same_padding": ([conv("X", "c", "W", [1, 1]), node("Add", ["c", "X"], ["Y"])],
                      {"W": w(C, C, 3)}, C, ["Conv1d has a latency of 1 samples",

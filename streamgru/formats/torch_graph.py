@@ -228,7 +228,7 @@ class GraphWalk(FxWalk, Ops):
                 f"Conv1d {name} is not causal (it needs {layer.latency} future samples); every "
                 f"branch of a graph is causal: pad (k-1)*dilation = {L} zeros on the left only, "
                 f"F.pad(x, ({L}, 0)) before an unpadded conv, or padding={L} and the chomp "
-                f"y[:, :, :-{L}]")
+                f"y[:, :, :-{L}]" + (" (pytorch-tcn: causal=True)" if tc.is_temporal_conv(mod) else ""))
         self.one_rate(layer, where)
         return Value(layer(v.node), CF, solo=True)
 

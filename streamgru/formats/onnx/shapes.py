@@ -26,7 +26,8 @@ def _h_concat(g: _Graph, node: Any, ins: list, at: dict) -> list:
             cores = {tuple(g.core(a) for a in v.axes) for v in present}
             if len(cores) == 1 and not g.core(present[0].axes[axis]):
                 return [_Stack(tuple(present), axis)]
-        raise g.fail("concatenates the stream with other tensors; a stream is one chain of layers")
+        raise g.fail("concatenates the stream with other tensors or branches; streamgru joins "
+                     "branches by Add, Sub and Mul only (and sums stacked ones)")
     if all(isinstance(v, (_Dims, _Const)) for v in present):
         vals: list = []
         for v in present:
