@@ -4,7 +4,8 @@ A graph starts from ``sg.Input(size)``; calling a layer on a node gives the
 node of its output, and nodes combine with ``+`` and ``*`` (element-wise,
 same size), ``node * 0.5`` (scale), ``node[i:j]`` (a channel slice),
 ``node.act("tanh")``, ``node.gate()`` (WaveNet's ``tanh(a) * sigmoid(b)``
-over the two halves of the channels) and ``node.blend()``. ``sg.Model(y)``
+over the two halves of the channels), ``node.blend()`` and ``a.concat(b)``
+(the channels of both). ``sg.Model(y)``
 is the model computing ``y``: every node ``y`` depends on, each layer call
 with its own state (a layer object called twice shares its weights, not
 its state).
@@ -95,6 +96,22 @@ class Node:
         two halves ``a, b`` of the channels (NAM's "blended" gating)."""
         return self._unary(Elementwise("blend", self.size, activation=primary, secondary=secondary))
 
+    def concat(self, *others: "Node") -> "Node":
+        """This node's channels followed by each of ``others``' (as
+        ``np.concatenate`` over the channels).
+
+        >>> import streamgru as sg
+        >>> x = sg.Input(3)
+        >>> x.concat(x[:1], x.act("tanh")).size
+        7
+        """
+        out = self
+        for other in others:
+            if not isinstance(other, Node):
+                raise TypeError(f"concat takes graph nodes, got {type(other).__name__}")
+            out = apply(Elementwise("concat", out.size, out.size + other.size), (out, other))
+        return out
+
     def _unary(self, op: Elementwise) -> "Node":
         return Node(op, (self,), op.output_size)
 
@@ -121,10 +138,10 @@ def apply(layer: Layer, inputs: tuple[Node, ...]) -> Node:
     want = getattr(layer, "operands", 1)
     if len(inputs) != want:
         raise WeightsError(f"{name} reads {want} node(s), not {len(inputs)}")
-    for node in inputs:
-        if layer.input_size != node.size:
-            raise WeightsError(f"{name} takes {layer.input_size} channels but is "
-                               f"called on a node of {node.size}")
+    for node, size in zip(inputs, getattr(layer, "operand_sizes", (layer.input_size,))):
+        if size != node.size:
+            raise WeightsError(f"{name} takes {size} channels but is called on a node of "
+                               f"{node.size}")
     if getattr(layer, "latency", 0) or getattr(layer, "stride", 1) != 1:
         raise WeightsError(f"{name} has a latency of {getattr(layer, 'latency', 0)} samples "
                            f"and a stride of {getattr(layer, 'stride', 1)}; a graph's branches "

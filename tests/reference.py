@@ -526,6 +526,8 @@ def elementwise(op, A, B=None):
         return act(op.activation, A * B)
     if op.op == "slice":
         return act(op.activation, op.scale * A[:, op.offset : op.offset + op.output_size])
+    if op.op == "concat":
+        return act(op.activation, np.concatenate([A, B], axis=1))
     C = op.output_size
     first, second = A[:, :C], act(op.secondary, A[:, C:])
     if op.op == "gate":

@@ -25,7 +25,7 @@ ACTS = [None, "relu", "tanh", "sigmoid", ("leaky_relu", 0.1)]
 # one step of a random graph: what to do with the nodes built so far
 step = st.fixed_dictionaries({
     "op": st.sampled_from(["block", "block", "gated", "dense", "mul", "slice", "scale", "act",
-                           "blend", "gru"]),
+                           "blend", "gru", "concat"]),
     "k": st.integers(1, 3), "d": st.integers(1, 4), "C": st.integers(1, 5),
     "act": st.sampled_from(ACTS), "pick": st.integers(0, 1000), "a": st.integers(0, 1000),
 })
@@ -68,6 +68,8 @@ def build_graph(I, seed, steps, dtype):
             out = src * float(rng.normal())
         elif op == "act":
             out = src.act(s["act"])
+        elif op == "concat":  # with another earlier node (the input at least)
+            out = src.concat(nodes[s["a"] % len(nodes)])
         elif op == "blend":
             out = conv(src.size, 2 * C)(src).blend(s["act"] or "tanh", "sigmoid")
         else:  # a recurrent layer inside a graph

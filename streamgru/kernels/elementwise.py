@@ -1,4 +1,4 @@
-"""Element-wise kernel of graph models: add, mul, slice (scale, activate), gate, blend.
+"""Element-wise kernel of graph models: add, mul, slice (scale, activate), gate, blend, concat.
 
 Meta row fields reused for this kind: M_FLAGS = the op (OP_* below), M_ACT0 =
 the (primary) activation, M_ACT1 = the gate's secondary activation, M_ACT2 =
@@ -17,13 +17,14 @@ from . import direct
 from .config import FAST_FLAGS, JIT_OPTIONS, jit_fast
 from .layout import (
     GI, G_HEAD, H_GRAPH, H_SC_GX, HEADER, I_B, I_BS, KIND_ELEMENTWISE, M_ACT0, M_ACT1, M_ACT2,
-    M_FLAGS, M_OUT, M_P, P_ALPHA0, P_ALPHA1, P_ALPHA2, P_BETA0, P_BETA1, ROW,
+    M_FLAGS, M_IN, M_OUT, M_P, P_ALPHA0, P_ALPHA1, P_ALPHA2, P_BETA0, P_BETA1, ROW,
 )
 
 U = np.uint64
 _inline_fast = njit(inline="always", fastmath=FAST_FLAGS, **JIT_OPTIONS)
-OP_ADD, OP_MUL, OP_SLICE, OP_GATE, OP_BLEND = 1, 2, 3, 4, 5
-OPS = {"add": OP_ADD, "mul": OP_MUL, "slice": OP_SLICE, "gate": OP_GATE, "blend": OP_BLEND}
+OP_ADD, OP_MUL, OP_SLICE, OP_GATE, OP_BLEND, OP_CONCAT = 1, 2, 3, 4, 5, 6
+OPS = {"add": OP_ADD, "mul": OP_MUL, "slice": OP_SLICE, "gate": OP_GATE, "blend": OP_BLEND,
+       "concat": OP_CONCAT}
 
 
 def pack(layer, packer):
@@ -64,6 +65,19 @@ def seq(src, s0, ss, dst, d0, ds, n, w, meta, r, sc):
         else:
             for t in range(n):
                 _binary(op, src, s0 + t * ss, sc, b0 + t * bs, dst, d0 + t * ds, O)
+    elif op == OP_CONCAT:  # the first operand's M_IN channels, then the second's
+        q = meta[H_GRAPH] + G_HEAD + GI * ((r - HEADER) // ROW)
+        b0 = meta[q + I_B]
+        bs = meta[q + I_BS]
+        A = meta[r + M_IN]
+        for t in range(n):
+            a = s0 + t * ss
+            b = b0 + t * bs
+            o = d0 + t * ds
+            for k in range(A):
+                dst[U(o + k)] = src[U(a + k)]
+            for k in range(O - A):
+                dst[U(o + A + k)] = sc[U(b + k)]
     elif op == OP_SLICE:
         a0 = s0 + meta[r + M_ACT2]
         scale = w[p + P_ALPHA2]

@@ -1,4 +1,4 @@
-"""Element-wise graph operations: add, multiply, slice/scale/activate, gate, blend.
+"""Element-wise graph operations: add, multiply, slice/scale/activate, gate, blend, concat.
 
 These are the small stateless steps between the layers of a graph model
 (``streamgru.graph``): residual and skip sums, products of two branches,
@@ -18,7 +18,7 @@ from .activations import ELEMENTWISE_ACTIVATIONS, _restricted
 from .base import Layer, _act_config, _act_from_config
 
 # op name -> number of operands
-OPS = {"add": 2, "mul": 2, "slice": 1, "gate": 1, "blend": 1}
+OPS = {"add": 2, "mul": 2, "slice": 1, "gate": 1, "blend": 1, "concat": 2}
 
 
 class Elementwise(Layer):
@@ -31,9 +31,11 @@ class Elementwise(Layer):
         slice  y = act(scale * a[offset : offset + size])
         gate   y = act(a[:C]) * act2(a[C:2C])     C = size, a of 2C (tanh, sigmoid: WaveNet)
         blend  y = s * act(a[:C]) + (1 - s) * a[:C],  s = act2(a[C:2C])   (NAM "blended")
+        concat y = act([a, b])                    a's channels, then b's (size: both)
 
     Built by the graph API (``a + b``, ``a * b``, ``node[i:j]``, ``node * 0.5``,
-    ``node.act(...)``, ``node.gate()``, ``node.blend()``), rarely by hand.
+    ``node.act(...)``, ``node.gate()``, ``node.blend()``, ``a.concat(b)``),
+    rarely by hand. ``operand_sizes`` is the size each operand must have.
     """
 
     kind = "elementwise"
@@ -53,13 +55,22 @@ class Elementwise(Layer):
                 raise WeightsError(f"{op}: needs an even number of channels (two halves), "
                                    f"got {self.input_size}")
             size = self.input_size // 2
+        elif op == "concat":
+            if size is None or int(size) <= self.input_size or self.input_size < 1:
+                raise WeightsError(f"concat: the output ({size}) must have more channels than "
+                                   f"its first operand ({self.input_size}), and both some")
         elif size is None:
             size = self.input_size - int(offset)
         self.offset = int(offset) if op == "slice" else 0
         self.output_size = int(size)
-        if self.output_size < 1 or self.offset < 0 or self.offset + self.output_size > self.input_size:
-            raise WeightsError(f"slice [{self.offset}:{self.offset + self.output_size}] of "
-                               f"{self.input_size} channels is empty or out of range")
+        if op == "concat":
+            self.operand_sizes = (self.input_size, self.output_size - self.input_size)
+        else:
+            self.operand_sizes = (self.input_size,) * self.operands
+            if (self.output_size < 1 or self.offset < 0
+                    or self.offset + self.output_size > self.input_size):
+                raise WeightsError(f"slice [{self.offset}:{self.offset + self.output_size}] of "
+                                   f"{self.input_size} channels is empty or out of range")
         self.scale = float(scale)
         if not math.isfinite(self.scale) or (op != "slice" and self.scale != 1.0):
             raise WeightsError(f"{op}: scale must be finite (and is only for slice), got {scale!r}")
@@ -101,4 +112,5 @@ class Elementwise(Layer):
             extra += f", {self.activation}"
         if self.op in ("gate", "blend"):
             extra += f", {self.secondary}"
-        return f"Elementwise({self.op}{extra}, {self.input_size}->{self.output_size})"
+        sizes = "+".join(map(str, self.operand_sizes)) if self.op == "concat" else self.input_size
+        return f"Elementwise({self.op}{extra}, {sizes}->{self.output_size})"
