@@ -226,8 +226,9 @@ def test_refused_by_name_in_real_keras_files(tmp_path):
         "pool": (k.Sequential([x, k.layers.Conv1D(2, 1), k.layers.MaxPooling1D(2, padding="same")]),
                  ["MaxPooling1D", "only 'valid' streams"]),
     }
-    y = k.layers.Dense(3)(x)
-    cases["residual"] = (k.Model(x, k.layers.Add()([x, y])), ["only a chain"])
+    # (a residual Add streams as a graph now: tests/test_keras_graph.py)
+    cases["max_merge"] = (k.Model(x, k.layers.Maximum()([x, k.layers.Dense(3)(x)])),
+                          ["(Maximum)", "is not supported"])
     g, state = k.layers.GRU(3, return_state=True)(x)
     cases["two outputs"] = (k.Model(x, [g, state]), ["2 outputs"])
     for name, (model, parts) in cases.items():

@@ -224,6 +224,12 @@ def keras_saved(folder: Path) -> None:
         m.save(folder / f"{name}.keras")
         if available("h5py"):
             m.save(folder / f"{name}.h5")
+    # a functional model whose layers branch and join again (formats/keras_dag.py)
+    x = keras.Input((None, 3))
+    h = keras.layers.Conv1D(4, 2, padding="causal", activation="tanh")(x)
+    g = keras.layers.Multiply()([h, keras.layers.Conv1D(4, 1, activation="sigmoid")(x)])
+    y = keras.layers.Dense(2)(keras.layers.Concatenate()([keras.layers.Add()([h, g]), x]))
+    keras.Model(x, y).save(folder / "branches.keras")
 
 
 def _weights(rng, *shape):

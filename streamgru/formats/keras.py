@@ -40,9 +40,11 @@ import numpy as np
 from ..errors import WeightsError
 from ..model import Model
 from .guard import Budget, check_regular, read_regular
-from .keras_graph import Entry, model_layers
+from ..graph import flatten
+from .keras_dag import build_graph
+from .keras_graph import Entry, branches, model_layers
 from .keras_h5 import H5Tree, read_tree
-from .keras_layers import build
+from .keras_layers import _input_shape, build
 
 OPTIONS = ("dtype", "keras_version")
 
@@ -213,12 +215,20 @@ def _fetch_legacy(tree: H5Tree, path: str) -> Callable[[Entry], list]:
 
 def _model(chain: list[Entry], fetch: Callable[[Entry], list], where: str, version: int | None,
            dtype: Any, meta: dict, budget: Budget | None = None) -> Model:
-    layers, info = build(chain, fetch, where, version, budget)
+    if branches(chain):  # a functional model that branches: a graph
+        shape = _input_shape(chain)
+        size = shape[-1] if shape and isinstance(shape[-1], int) else None
+        out, info = build_graph(chain, fetch, where, version, size, budget)
+        info["many_to_one"] = False
+        layers = flatten(out)[1]
+    else:
+        layers, info = build(chain, fetch, where, version, budget)
+        out = layers
     if dtype is None:
         wide = any(a.dtype == np.float64 for l in layers for a in l.arrays().values())
         dtype = np.float64 if wide else np.float32
     try:
-        return Model(layers, dtype=dtype, metadata={**meta, **info})
+        return Model(out, dtype=dtype, metadata={**meta, **info})
     except WeightsError as exc:
         raise WeightsError(f"{where}: {exc}") from None
 

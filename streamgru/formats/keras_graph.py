@@ -4,8 +4,10 @@
 ``config.json`` of a ``.keras`` file, a legacy ``.h5`` file's
 ``model_config``, a live model's ``get_config()``) and returns its layers in
 two orders: as ``model.layers`` lists them (how Keras names their weights)
-and as data flows through them. A functional model must be a chain: one
-input, one output, every layer fed by the one before it.
+and as data flows through them. A functional model has one input and one
+output; one whose layers branch and join again (``Add``, ``Multiply``,
+``Concatenate``...) comes back in an order where each layer follows those
+it takes (``Entry.inputs``), for keras_dag.
 """
 
 from __future__ import annotations
@@ -15,18 +17,20 @@ from typing import Any
 
 from ..errors import WeightsError
 
-__all__ = ["Entry", "entry", "fail", "model_layers"]
+__all__ = ["Entry", "branches", "entry", "fail", "model_layers"]
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One layer of a Keras config."""
+    """One layer of a Keras config; in a functional model's data flow, also
+    the names of the layers whose outputs it takes (``inputs``)."""
 
     class_name: str
     name: str
     config: dict
     module: str = ""          # Keras 3 records where the class lives
     registered_name: Any = None
+    inputs: tuple = ()
 
 
 _MODELS = ("Sequential", "Functional", "Model")
@@ -82,7 +86,16 @@ def model_layers(model_config: Any, where: str) -> tuple[str, list[Entry], list[
     if kind == "Sequential":
         # Sequential.layers leaves its InputLayer out
         return kind, [e for e in entries if e.class_name != "InputLayer"], entries
-    return kind, entries, _chain(raw, cfg, entries, where)
+    dag = _dag(raw, cfg, entries, where)
+    return kind, entries, dag if branches(dag) else _chain(dag, where)
+
+
+def branches(layers: list[Entry]) -> bool:
+    """Whether a functional model's layers (``model_layers``) branch: a layer
+    takes two tensors, or a tensor feeds two layers (then keras_dag builds
+    a graph model)."""
+    taken = [src for e in layers for src in e.inputs]
+    return any(len(e.inputs) > 1 for e in layers) or len(set(taken)) < len(taken)
 
 
 def _endpoints(value: Any, what: str, where: str) -> list[str]:
@@ -123,15 +136,18 @@ def _sources(node: Any) -> tuple[list[Any], list[Any]]:
     return walk([node.get("args"), rest], []), walk(kwargs.get("mask"), [])
 
 
-def _chain(raw: list, cfg: dict, entries: list[Entry], where: str) -> list[Entry]:
-    """The layers of a functional model from its input to its output, refusing
-    anything but a chain. Layers that only compute a ``mask`` (Keras 3 records
-    ``Masking``'s as NotEqual and Any operations) are left out: with no padded
-    step the mask is all true."""
+def _dag(raw: list, cfg: dict, entries: list[Entry], where: str) -> list[Entry]:
+    """The layers of a functional model that its output depends on, in an
+    order where each comes after the layers it takes (``Entry.inputs``), the
+    input layer first. Layers that only compute a ``mask`` (Keras 3 records
+    ``Masking``'s as NotEqual and Any operations) are left out: with no
+    padded step the mask is all true."""
     by_name = {e.name: e for e in entries}
     (first,) = _one(_endpoints(cfg.get("input_layers"), "input_layers", where), "input", where)
     (last,) = _one(_endpoints(cfg.get("output_layers"), "output_layers", where), "output", where)
-    parent: dict[str, str] = {}
+    if first not in by_name or last not in by_name:
+        raise WeightsError(f"{where}: the model's input or output layer is not in its layers")
+    inputs: dict[str, tuple] = {}
     for r, e in zip(raw, entries):
         if e.class_name == "InputLayer":
             continue
@@ -139,7 +155,7 @@ def _chain(raw: list, cfg: dict, entries: list[Entry], where: str) -> list[Entry
         if not isinstance(nodes, list) or len(nodes) != 1:
             n = len(nodes) if isinstance(nodes, list) else 0
             raise fail(where, e, f"is called {n} times in the model (a shared layer); "
-                                  f"only a chain of layers can stream")
+                                  f"each layer must be called once to stream")
         try:
             srcs, _ = _sources(nodes[0])
         except RecursionError:
@@ -148,25 +164,43 @@ def _chain(raw: list, cfg: dict, entries: list[Entry], where: str) -> list[Entry
             if not (isinstance(src, list) and len(src) >= 3 and src[0] in by_name
                     and src[2] == 0):
                 raise fail(where, e, f"malformed inbound node {str(src)[:80]}")
-        if len(srcs) != 1:
-            raise fail(where, e, f"takes {len(srcs)} input tensors; only a chain of layers, "
-                                  f"each fed by the one before, can stream")
-        parent[e.name] = srcs[0][0]
-    if first not in by_name or last not in by_name:
-        raise WeightsError(f"{where}: the model's input or output layer is not in its layers")
-    order = [last]
-    while order[-1] != first:
-        if order[-1] not in parent or len(order) > len(entries):
-            raise fail(where, by_name[order[-1]], "is not connected to the model's input")
-        order.append(parent[order[-1]])
-    order.reverse()
-    # an on-path layer's one data input is its parent, so what is off the path
-    # feeds only masks or nothing: allowed if it is Keras's own mask computation
-    off = [e.name for e in entries if e.name not in set(order)]
+        inputs[e.name] = tuple(src[0] for src in srcs)
+    # depth-first from the output, iteratively: every layer it depends on, each once
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: being visited, 2: placed
+    todo = [(last, False)]
+    while todo:
+        name, done = todo.pop()
+        if done:
+            state[name] = 2
+            order.append(name)
+            continue
+        if state.get(name) == 2:
+            continue
+        if state.get(name) == 1:
+            raise fail(where, by_name[name], "is part of a cycle in the model config")
+        if name != first and name not in inputs:
+            raise fail(where, by_name[name], "is not connected to the model's input")
+        state[name] = 1
+        todo.append((name, True))
+        for src in reversed(inputs.get(name, ())):
+            if state.get(src) != 2:
+                todo.append((src, False))
+    used = set(order)
+    off = [e.name for e in entries if e.name not in used]
     if any(by_name[n].class_name not in _MASK_OPS for n in off):
-        raise WeightsError(f"{where}: layers {off} are not on the path from the input to the "
-                           f"output; only a chain of layers can stream")
-    return [by_name[n] for n in order]
+        raise WeightsError(f"{where}: layers {off} do not reach the model's output; a stream "
+                           f"computes only what its output depends on")
+    return [Entry(by_name[n].class_name, n, by_name[n].config, by_name[n].module,
+                  by_name[n].registered_name, inputs.get(n, ())) for n in order]
+
+
+def _chain(dag: list[Entry], where: str) -> list[Entry]:
+    """A ``_dag`` whose every layer takes the one before it, as a list."""
+    for prev, e in zip(dag, dag[1:]):
+        if e.inputs != (prev.name,):
+            raise fail(where, e, "is not fed by the layer before it")
+    return dag
 
 
 def _one(names: list[str], what: str, where: str) -> list[str]:

@@ -5,8 +5,8 @@
 returns the canonical layers. It knows nothing of files: ``keras.py``
 supplies ``fetch`` for each source.
 
-Supported: ``Sequential`` and functional models that are a chain (one input,
-one output, every layer fed by the one before); layers ``GRU`` (both
+Supported: ``Sequential`` and functional models (one input, one output;
+one whose layers branch and join again becomes a graph, keras_dag); layers ``GRU`` (both
 ``reset_after``), ``LSTM``, ``SimpleRNN``, ``Dense``, ``TimeDistributed(Dense)``,
 ``Activation``, ``ReLU``, ``LeakyReLU``, ``ELU``, ``Softmax``, ``InputLayer``;
 ``Conv1D``, ``DepthwiseConv1D``, ``ZeroPadding1D``, ``BatchNormalization``,
@@ -265,11 +265,13 @@ def _input_shape(chain: list[Entry]) -> list | None:
 
 
 def build(chain: list[Entry], fetch: Callable[[Entry], list], where: str,
-          keras_version: int | None, budget: Budget | None = None) -> tuple[list[Layer], dict]:
+          keras_version: int | None, budget: Budget | None = None,
+          size: int | None = None) -> tuple[list[Layer], dict]:
     """Canonical layers for the Keras layers ``chain`` (in data-flow order),
     with ``fetch(entry)`` giving a layer's weights; also the metadata
-    (``many_to_one``, ``valid_delay``, notes)."""
-    b = _Build(where, fetch, keras_version, budget=budget or Budget.unlimited(where))
+    (``many_to_one``, ``valid_delay``, notes). ``size``: the features the
+    chain takes, where its first entry does not say (a run of a graph)."""
+    b = _Build(where, fetch, keras_version, budget=budget or Budget.unlimited(where), size=size)
     shape = _input_shape(chain)
     if shape is not None:
         b.seq = len(shape) >= 3
