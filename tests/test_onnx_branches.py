@@ -116,6 +116,10 @@ JOINS = {
                     node("Concat", ["ua", "ub", "ux"], ["st"], axis=0),
                     node("ReduceMean", ["st"], ["Y"], axes=[0], keepdims=0)],
                    {"W": w(C, C, 2), "V": w(C, C, 2, seed=1), "ax0": np.array([0], I64)}, C, 17),
+    # two branches and the input side by side over the channels, then a relu
+    "concat": ([conv("X", "a", "W", [1, 0]), conv("X", "b", "V", [2, 0], dilations=[2]),
+                node("Concat", ["a", "b", "X"], ["c"], axis=1), node("Relu", ["c"], ["Y"])],
+               {"W": w(2, C, 2), "V": w(4, C, 2, seed=1)}, 2 + 4 + C, 17),
     "stack_sum": ([conv("X", "a", "W", [1, 0]), node("Unsqueeze", ["a", "ax0"], ["ua"]),
                    node("Unsqueeze", ["X", "ax0"], ["ux"]), node("Concat", ["ua", "ux"], ["st"], axis=0),
                    node("ReduceSum", ["st", "ax0"], ["Y"], keepdims=0)],
@@ -157,8 +161,8 @@ REFUSED = {
     "split_sizes": ([ONE, node("Split", ["x1", "sz"], ["Y", "Z"], name="s", axis=1)],
                     {**ONE_W, "sz": np.array([1, 1], I64)}, C,
                     ["node 's' (Split)", "Split sizes [1, 1]"]),
-    "concat_features": ([ONE, node("Concat", ["x1", "x1"], ["Y"], name="cat", axis=1)], ONE_W,
-                        2 * C, ["node 'cat' (Concat)", "joins branches by Add, Sub and Mul only"]),
+    "concat_time": ([ONE, node("Concat", ["x1", "x1"], ["Y"], name="cat", axis=2)], ONE_W,
+                    C, ["node 'cat' (Concat)", "over an axis other than the features"]),
     # a branch that looks ahead: a graph's branches are causal
     "same_padding": ([conv("X", "c", "W", [1, 1]), node("Add", ["c", "X"], ["Y"])],
                      {"W": w(C, C, 3)}, C, ["Conv1d has a latency of 1 samples",

@@ -129,3 +129,37 @@ def test_glu_over_the_channels_is_one_gate(dim):
 def test_glu_over_time_is_refused(dim):
     with pytest.raises(WeightsError, match=f"GLU over dim={dim}, which is not the channel axis"):
         sg.from_torch(_Glu(dim).eval())
+
+
+class _Branches(torch.nn.Module):
+    """Two conv branches and the input, concatenated over the channels into a GRU."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv1d(3, 4, 3)
+        self.b = torch.nn.Conv1d(3, 2, 2, dilation=3)
+        self.gru = torch.nn.GRU(9, 5, batch_first=True)
+        self.dim = dim
+
+    def forward(self, x):
+        a = torch.relu(self.a(torch.nn.functional.pad(x, (2, 0))))
+        b = self.b(torch.nn.functional.pad(x, (3, 0)))
+        y, _ = self.gru(torch.cat([a, b, x], dim=self.dim).transpose(1, 2))
+        return y
+
+
+@pytest.mark.parametrize("dim", [1, -2])
+def test_cat_over_the_channels_is_one_node(dim):
+    torch.manual_seed(2)
+    net = _Branches(dim).eval()
+    m = sg.from_torch(net)
+    assert [getattr(layer, "op", "") for layer in m.layers].count("concat") == 2
+    X = np.random.default_rng(2).normal(size=(T, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.tensor(X).T[None])[0].numpy()
+    np.testing.assert_allclose(m.stream().process(X), want, rtol=0, atol=1e-5)
+
+
+def test_cat_over_time_is_refused():
+    with pytest.raises(WeightsError, match="concatenates over dim=2, which is not the channel"):
+        sg.from_torch(_Branches(2).eval())

@@ -17,7 +17,8 @@ becomes a graph node; what follows ``x`` (``forward``'s first argument):
   (N, C, T) convolutions and batch-first (N, T, C) recurrent and Linear
   layers; the layout of every value is followed, and each op checks it;
 - ``a + b``, ``torch.add(a, b)``, ``a - b``, ``sum([a, b, ...])``,
-  ``torch.stack([a, b]).sum(0)`` (or ``.mean(0)``), ``a * b``, ``a * 0.5``,
+  ``torch.stack([a, b]).sum(0)`` (or ``.mean(0)``), ``torch.cat`` over the
+  channels, ``a * b``, ``a * 0.5``,
   ``a / 2``, ``-a``;
 - activations (functions, methods, modules): folded into the conv or
   Linear before them when they are its only use, else element-wise;

@@ -92,6 +92,8 @@ class Ops:
             return self.mul(args[0], 1.0 / args[1])
         if target in (operator.neg, torch.neg) or name == "neg":
             return self.mul(args[0], -1.0)
+        if target in (torch.cat, torch.concat, torch.concatenate):
+            return self.concat(arg(0, "tensors"), arg(1, "dim", 0))
         if target is torch.stack:
             items = arg(0, "tensors")
             return ("stack", [self.value(a) for a in items], arg(1, "dim", 0))
@@ -105,7 +107,8 @@ class Ops:
             return self.parts(self.value(args[0]), name, sizes, arg(2, "dim", 0))
         raise WeightsError(f"{DOES.get(name, f'calls {name}')}; in a graph streamgru converts "
                            f"layers, +, -, *, scaling by a number, channel slices, chunk/split, "
-                           f"stack(...).sum(0), transpose(1, 2) and activations; this operation "
+                           f"cat over the channels, stack(...).sum(0), transpose(1, 2) and "
+                           f"activations; this operation "
                            f"is not supported")
 
     # -- operands ----------------------------------------------------------------
@@ -156,6 +159,22 @@ class Ops:
         self.same(a, b)
         gate = _gate(a, b)
         return Value(a.node * b.node if gate is None else gate, a.layout, last=a.last)
+
+    def concat(self, items: Any, dim: Any) -> Value:
+        """``torch.cat(items, dim)`` over the channels: one ``concat`` node."""
+        vals = [self.value(a) for a in items]
+        if not vals:
+            raise WeightsError("concatenates no tensors")
+        for v in vals[1:]:
+            self.same(vals[0], v)
+        axis = self.channel_axis(vals[0])
+        ndim = 2 if vals[0].last else 3
+        if dim not in (axis, axis - ndim):
+            raise WeightsError(f"concatenates over dim={dim!r}, which is not the channel axis "
+                               f"({axis}) of this {self.layout_of(vals[0])} tensor; only "
+                               f"channels of one sample join")
+        out = vals[0].node.concat(*[v.node for v in vals[1:]])
+        return Value(out, vals[0].layout, solo=True, last=vals[0].last)
 
     def reduce(self, s: Any, dim: Any, keepdim: Any, name: str) -> Value:
         if not (isinstance(s, tuple) and s and s[0] == "stack"):

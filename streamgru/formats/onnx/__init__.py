@@ -86,7 +86,7 @@ Mapping
   for the sequence ending at ``t`` (``metadata["many_to_one"]``).
 * Branches: ``Add`` / ``Sub`` / ``Mul`` of two streams from the same input
   (residual and skip sums, ``tanh(a) * sigmoid(b)``, ``x * x``), with
-  ``Split`` over the features and ``ReduceSum`` / ``ReduceMean`` over the
+  ``Concat`` and ``Split`` over the features and ``ReduceSum`` / ``ReduceMean`` over the
   axis streams were stacked along (``torch.stack(branches).sum(0)``:
   ``Unsqueeze`` + ``Concat`` + ``ReduceSum``), make a graph model
   (``branches``); every branch must be causal and run at one rate, as in

@@ -36,12 +36,15 @@ __all__ = ["h_reduce", "h_split", "has_joins", "join", "to_graph"]
 
 
 def join(g: _Graph, op: str, a: _Stream, b: _Stream) -> _Stream:
-    """``a op b`` of two streams (ONNX ``Add``, ``Sub``, ``Mul``)."""
+    """``a op b`` of two streams (ONNX ``Add``, ``Sub``, ``Mul``; ``Concat``
+    over the features)."""
     if op == "Div":
         raise g.fail("divides the stream by the stream; a stream divides by constants only")
     # the same axes, up to batch axes of static size 1 (named or not)
     cores = {tuple(g.core(ax) for ax in s.axes) for s in (a, b)}
-    if len(cores) > 1 or a.features != b.features or a.last != b.last or a.steps != b.steps:
+    wide = op == "Concat"
+    if (len(cores) > 1 or (a.features != b.features and not wide) or a.last != b.last
+            or a.steps != b.steps):
         raise g.fail(
             f"{op} of two streams of different shapes ({_describe_axes(a)}, {a.features} "
             f"features{', last step' if a.last else ''} and {_describe_axes(b)}, {b.features} "
@@ -49,8 +52,9 @@ def join(g: _Graph, op: str, a: _Stream, b: _Stream) -> _Stream:
     if op == "Sub":
         one = np.ones(b.features)
         b = _affine(g, b, -one, 0 * one)
-    kind = "mul" if op == "Mul" else "add"
-    return dataclasses.replace(a, layers=a.layers + ((_Join(kind, b.layers), None),), origin=None)
+    kind = {"Mul": "mul", "Concat": "concat"}.get(op, "add")
+    return dataclasses.replace(a, layers=a.layers + ((_Join(kind, b.layers), None),), origin=None,
+                               features=a.features + b.features if wide else a.features)
 
 
 def has_joins(layers: tuple) -> bool:
@@ -83,9 +87,10 @@ def to_graph(layers: tuple, size: int, skip: Any, budget: Any) -> tuple[Any, dic
                     work.append((entries, i, node, waiting))
                     work.append((layer.other, 0, x, layer))
                     break
+                size = node.size + other.size if layer.op == "concat" else node.size
                 node = made[key] = _gate(layer, node, other) or Node(
-                    Elementwise(layer.op, node.size, activation=layer.activation),
-                    (node, other), node.size)
+                    Elementwise(layer.op, node.size, size, activation=layer.activation),
+                    (node, other), size)
             elif skip(layer):
                 pass
             else:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import WeightsError
+from .branches import join
 from .values import (_Const, _Dims, _Fill, _Graph, _Stack, _Stream,
                      _describe_axes, _dims, _int_values, _norm_axis)
 
@@ -26,8 +27,14 @@ def _h_concat(g: _Graph, node: Any, ins: list, at: dict) -> list:
             cores = {tuple(g.core(a) for a in v.axes) for v in present}
             if len(cores) == 1 and not g.core(present[0].axes[axis]):
                 return [_Stack(tuple(present), axis)]
-        raise g.fail("concatenates the stream with other tensors or branches; streamgru joins "
-                     "branches by Add, Sub and Mul only (and sums stacked ones)")
+            if all(g.feature_axis(v) == axis for v in present):  # branches' channels
+                out = present[0]
+                for v in present[1:]:
+                    out = join(g, "Concat", out, v)
+                return [out]
+        raise g.fail("concatenates the stream with other tensors, or over an axis other than "
+                     "the features; streamgru joins branches by Add, Sub, Mul and Concat over "
+                     "the features (and sums stacked ones)")
     if all(isinstance(v, (_Dims, _Const)) for v in present):
         vals: list = []
         for v in present:
