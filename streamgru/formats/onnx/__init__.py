@@ -100,8 +100,7 @@ recurrent nodes; a recurrence unrolled into per-step ops (the dynamo exporter
 does this for ``torch.nn.RNN``; export it with ``dynamo=False``); ops that mix
 time steps or samples (reductions, attention, pooling, a conv over the
 features, "same" padding, strides); the stream divided by the stream, or
-concatenated with itself along the features; branches of different shapes
-joined; LSTM's ``Y_c`` as the output; ``If`` on a condition that is not a
+concatenated over time; branches of different shapes joined; LSTM's ``Y_c`` as the output; ``If`` on a condition that is not a
 constant.
 
 Safety: the file is parsed as a protobuf and never executed; external-data
