@@ -289,7 +289,18 @@ class NotCausal(Branches):
 
 class Concat(Branches):
     def forward(self, x):
-        return torch.cat([self.c(x), self.b(F.pad(x, (3, 0)))], 1)
+        return torch.cat([self.c(x), self.b(F.pad(x, (3, 0))), x], 1)
+
+
+def test_cat_over_the_channels_matches_torch():
+    # (refused while a graph had no concat node)
+    torch.manual_seed(7)
+    check(Concat("a + b"), 2, out_cf=True)
+
+
+class CatOverTime(Branches):
+    def forward(self, x):
+        return torch.cat([self.c(x), self.b(F.pad(x, (3, 0)))], 2)
 
 
 class Strided(Branches):
@@ -340,7 +351,7 @@ def line_of(cls, text):
 
 @pytest.mark.parametrize("cls, code, needles", [
     (NotCausal, "return self.same(x) + self.c(x)", ["not causal", "F.pad(x, (2, 0))", "y[:, :, :-2]"]),
-    (Concat, "return torch.cat(", ["concatenates tensors", "not supported"]),
+    (CatOverTime, "return torch.cat(", ["concatenates over dim=2", "not the channel axis"]),
     (Strided, "return self.s(x) + self.c(x)", ["stride 2", "one rate"]),
     (AddsConstant, "return self.c(x) * self.c(x) + 1.0", ["adds the constant 1.0", "bias"]),
     (DropsTheStart, "return self.c(x)[:, :, 1:]", ["indexes the time axis with [:, :, 1:]",
