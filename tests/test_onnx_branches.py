@@ -8,14 +8,15 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 from pytorch_tcn import TCN
 
 import streamgru as sg
 
 from onnx_models import TOL, err, ort_run, save
+from test_onnx_conv import C, graph, w  # hand-built graphs on a (1, C, T) input
 
-C, T = 3, 400
+T = 400
 
 
 def tcn(seed: int, **options) -> TCN:
@@ -64,20 +65,6 @@ def test_pytorch_tcn_exported_streams_like_onnxruntime(tmp_path, name, dynamo):
 
 # ---------------------------------------------------------------------------
 # hand-built graphs on a (1, C, T) input
-
-
-def graph(nodes, inits, out_channels, opset=17):
-    g = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, C, "T"])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, out_channels, "T"])],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model
-
-
-def w(*shape, seed=0):
-    return np.random.default_rng(seed).normal(0, 0.5, shape).astype(np.float32)
 
 
 def conv(inp, out, weight, pads, **attrs):

@@ -122,21 +122,3 @@ def _in_children(dtypes) -> dict:
             job.kill()
             job.wait()
     return took
-
-
-def _report(dtype: str, code: int, out: str, err: str, took: dict) -> str | None:
-    """Record in ``took`` the seconds a child reported for ``dtype``; or say
-    why its work does not count."""
-    from . import cache
-
-    if code:
-        return f"it failed ({(err.strip().splitlines() or [f'exit status {code}'])[-1]})"
-    try:
-        said = json.loads(out.strip().splitlines()[-1])
-        folder, seconds = said["folder"], float(said["took"][dtype])
-    except (ValueError, IndexError, KeyError, TypeError):
-        return "its report was unreadable"
-    if folder != cache.folder():
-        return f"it used another kernel cache ({folder})"
-    took[dtype] = seconds
-    return None
