@@ -105,3 +105,26 @@ def test_what_does_not_stream_in_a_graph_is_refused_by_name():
     g = k.layers.GRU(4)(a)
     _refused(k.Model(x, k.layers.Add()([g, k.layers.GRU(4)(a)])), "return_sequences=False")
     _refused(k.Model(x, k.layers.Maximum()([a, a])), "'Maximum' is not supported")
+
+
+def test_malformed_graph_configs_are_refused():
+    from streamgru.formats.keras_graph import model_layers
+
+    def config(inbound):
+        layers = [{"class_name": "InputLayer", "name": "x", "config": {"batch_shape": [None, None, 3]},
+                   "inbound_nodes": []}]
+        for name, srcs in inbound.items():
+            layers.append({"class_name": "Dense", "name": name, "config": {"units": 3},
+                           "inbound_nodes": [[[s, 0, 0, {}] for s in srcs]]})
+        return {"class_name": "Functional", "config": {
+            "layers": layers, "input_layers": [["x", 0, 0]], "output_layers": [["out", 0, 0]]}}
+
+    cases = {
+        "cycle": ({"a": ["x", "b"], "b": ["a"], "out": ["a", "b"]}, "part of a cycle"),
+        "no input": ({"a": [], "out": ["a", "x"]}, "takes no input tensor"),
+        "unconnected": ({"out": ["out"]}, "part of a cycle"),
+        "dangling": ({"a": ["x"], "b": ["x"], "out": ["a", "x"]}, "do not reach the model's output"),
+    }
+    for name, (inbound, words) in cases.items():
+        with pytest.raises(sg.WeightsError, match=words):
+            model_layers(config(inbound), "m.keras")

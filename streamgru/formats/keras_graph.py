@@ -164,6 +164,8 @@ def _dag(raw: list, cfg: dict, entries: list[Entry], where: str) -> list[Entry]:
             if not (isinstance(src, list) and len(src) >= 3 and src[0] in by_name
                     and src[2] == 0):
                 raise fail(where, e, f"malformed inbound node {str(src)[:80]}")
+        if not srcs:
+            raise fail(where, e, "takes no input tensor")
         inputs[e.name] = tuple(src[0] for src in srcs)
     # depth-first from the output, iteratively: every layer it depends on, each once
     order: list[str] = []
