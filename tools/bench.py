@@ -28,6 +28,8 @@ over a buffer of the same size (the read roof: a single stream's step reads
 every weight once); issue 7's float32 and issue 14's int8 targets with
 yes/NO; NAM's standard WaveNet (a graph model, tools/bench_wavenet.py):
 step and 256-sample process against NAM's PyTorch module and ONNX Runtime;
+pytorch-tcn's TCN (tools/bench_tcn.py) against its own streaming mode,
+its offline forward and ONNX Runtime;
 model memory per weight type; float32 accuracy after 10,000 steps
 against float64 torch (tools/quant_accuracy.py measures the reduced types);
 StreamBatch bytes per stream, 1 vs all cores, cold start, and (full run
@@ -251,6 +253,12 @@ def report(info: dict, results: list, tab: list, extra: dict, skipped: dict) -> 
         import bench_wavenet
 
         print("\n" + bench_wavenet.table(extra["wavenet"]))
+    if "tcn" in extra:
+        import bench_tcn
+
+        print("\n" + bench_tcn.table(extra["tcn"]))
+    elif "tcn_skipped" in extra:
+        print(f"\nskipped the TCN rows: pytorch-tcn not installed ({extra['tcn_skipped']})")
 
 
 def main(argv=None) -> int:
@@ -288,6 +296,13 @@ def main(argv=None) -> int:
         import bench_wavenet
 
         extra["wavenet"] = bench_wavenet.run(target_s, repeat)
+        # pytorch-tcn's TCN, a residual graph (tools/bench_tcn.py)
+        if importlib.util.find_spec("pytorch_tcn") is None:
+            extra["tcn_skipped"] = "pip install pytorch-tcn==1.2.3"
+        else:
+            import bench_tcn
+
+            extra["tcn"] = bench_tcn.run(target_s, repeat)
         extra.update(bench_startup(tmp, compile_time=not (args.quick or args.no_compile_time)))
 
     info = {
