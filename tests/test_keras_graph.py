@@ -77,6 +77,20 @@ def test_streams_like_keras(name, tmp_path):
         np.testing.assert_allclose(m.stream().process(X), got, rtol=0, atol=1e-5)
 
 
+def test_branches_into_a_last_step_gru_are_many_to_one(tmp_path):
+    k = keras()
+    x = k.Input((None, C))
+    a = k.layers.Conv1D(4, 3, padding="causal", activation="relu")(x)
+    h = k.layers.GRU(5)(k.layers.Concatenate()([a, x]))  # return_sequences=False
+    net = randomise(k.Model(x, k.layers.Dense(2)(h)), seed=3, scale=0.4)
+    m = sg.load(save_all(net, tmp_path, "last")[".keras"])
+    assert m.metadata["many_to_one"] is True
+    X = np.random.default_rng(3).normal(size=(40, C)).astype(np.float32)
+    steps = np.array([y.copy() for y in map(m.stream().step, X)])
+    for t in (1, 17, 40):  # step t: Keras's answer for the sequence ending at t
+        np.testing.assert_allclose(steps[t - 1], forward(net, X[:t]), rtol=0, atol=1e-5)
+
+
 def test_a_float64_graph_matches_keras_to_1e_9():
     with floatx(np.float64):
         net = model("tcn")
@@ -102,7 +116,7 @@ def test_what_does_not_stream_in_a_graph_is_refused_by_name():
              "over axis 1", "only the features")
     _refused(k.Model(x, k.layers.Add()([a, k.layers.Conv1D(4, 3, padding="same")(x)])),
              "latency of 1 samples", "causal")
-    g = k.layers.GRU(4)(a)
+    g = k.layers.GRU(4)(a)  # return_sequences=False, then more graph after it
     _refused(k.Model(x, k.layers.Add()([g, k.layers.GRU(4)(a)])), "return_sequences=False")
     _refused(k.Model(x, k.layers.Maximum()([a, a])), "'Maximum' is not supported")
 

@@ -219,7 +219,6 @@ def _model(chain: list[Entry], fetch: Callable[[Entry], list], where: str, versi
         shape = _input_shape(chain)
         size = shape[-1] if shape and isinstance(shape[-1], int) else None
         out, info = build_graph(chain, fetch, where, version, size, budget)
-        info["many_to_one"] = False
         layers = flatten(out)[1]
     else:
         layers, info = build(chain, fetch, where, version, budget)

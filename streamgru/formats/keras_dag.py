@@ -14,9 +14,10 @@ called on the run's input node; the merge layers combine nodes:
     Concatenate (axis -1)  a.concat(b, ...)
 
 Every branch must be causal and keep the sample rate, as in any graph
-(``padding="causal"`` or ``"same"`` at stride 1 is refused by the graph
-when it would delay a branch), and a recurrent layer inside a graph must
-return sequences.
+(``padding="same"`` at stride 1 is refused by the graph: it would delay a
+branch), and a recurrent layer must return sequences unless it is in the
+run that ends at the output (then the model is many-to-one: step t gives
+the answer for the sequence ending at t, as for a chain).
 """
 
 from __future__ import annotations
@@ -84,12 +85,13 @@ def build_graph(dag: list[Entry], fetch: Callable[[Entry], list], where: str,
                 keras_version: int | None, size: int | None,
                 budget: Budget | None = None) -> tuple[Any, dict]:
     """The output node of the graph computing ``dag`` from an input of
-    ``size`` features, and the metadata (notes)."""
+    ``size`` features, and the metadata (``many_to_one``, notes)."""
     if not size:
         raise WeightsError(f"{where}: the model's input has no fixed feature size; a graph "
                            f"needs it")
     nodes: dict[str, Any] = {dag[0].name: Input(int(size))}
     notes: list[str] = []
+    many_to_one = False
     for run in _runs(dag):
         first = run[0]
         if first.class_name in MERGES:
@@ -98,8 +100,10 @@ def build_graph(dag: list[Entry], fetch: Callable[[Entry], list], where: str,
         node = nodes[first.inputs[0]]
         layers, meta = build(run, fetch, where, keras_version, budget, size=node.size)
         if meta.get("many_to_one"):
-            raise fail(where, run[-1], "returns the last step only (return_sequences=False) "
-                                        "inside a graph; every branch must stream sequences")
+            if run[-1] is not dag[-1]:
+                raise fail(where, run[-1], "returns the last step only (return_sequences=False) "
+                                            "inside a graph; every branch must stream sequences")
+            many_to_one = True  # the output's own run: step t answers for the sequence to t
         if meta.get("valid_delay"):
             raise fail(where, run[-1], "a padding='valid' conv inside a graph would run its "
                                         "branch ahead of the others; use padding='causal'")
@@ -115,4 +119,7 @@ def build_graph(dag: list[Entry], fetch: Callable[[Entry], list], where: str,
     out = nodes[dag[-1].name]
     if out is None or out.layer is None:
         raise WeightsError(f"{where}: the model's output is its input; no layers to run")
-    return out, ({"notes": notes} if notes else {})
+    info: dict = {"many_to_one": many_to_one}
+    if notes:
+        info["notes"] = notes
+    return out, info
