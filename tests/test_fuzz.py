@@ -43,7 +43,7 @@ MAY_BE_REFUSED = {"legacy.pt"}  # torch.save's pre-1.6 format
 
 def test_every_reader_has_valid_seeds(seeds, worker):
     for name in fuzz.readers():
-        assert seeds[name], f"reader {name!r} has no seed writer: add one with @seed in tools/fuzz.py"
+        assert seeds[name], f"reader {name!r} has no seed writer: add one with @seed in tools/fuzz_seeds.py"
         for path in seeds[name]:
             want = {"loaded", "WeightsError"} if path.name in MAY_BE_REFUSED else {"loaded"}
             assert worker.run(path)["outcome"] in want, path
