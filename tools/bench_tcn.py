@@ -23,9 +23,6 @@ quiet machine. Used by tools/bench.py (the "tcn" rows) or alone:
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
 import tempfile
 import warnings
@@ -35,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sys import FMA_PER_CYCLE, cpu_ghz  # noqa: E402
-from bench_wavenet import flop_per_sample, measure  # noqa: E402
+from bench_wavenet import cli, flop_per_sample, measure  # noqa: E402
 
 BLOCK = 256
 INPUTS, CHANNELS, BLOCKS, KERNEL, OUTPUTS = 8, 32, 6, 3, 4
@@ -142,18 +139,5 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="short run")
-    ap.add_argument("--json", default=None, help="also write the results here")
-    args = ap.parse_args(argv)
-    res = run(*((0.05, 3) if args.quick else (0.3, 7)))
-    print(table(res))
-    print(f"load average {os.getloadavg()[0]:.1f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(__doc__, run, table))

@@ -161,14 +161,16 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def cli(doc: str, run, table, argv=None) -> int:
+    """The command line of a one-model benchmark (this one, bench_tcn.py):
+    ``--quick`` and ``--json``; prints ``table(run(...))`` and the load."""
+    import os
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short run")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     res = run(*((0.05, 3) if args.quick else (0.3, 7)))
-    import os
-
     print(table(res))
     print(f"load average {os.getloadavg()[0]:.1f}")
     if args.json:
@@ -177,4 +179,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(__doc__, run, table))

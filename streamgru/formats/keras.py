@@ -44,7 +44,7 @@ from ..graph import flatten
 from .keras_dag import build_graph
 from .keras_graph import Entry, branches, model_layers
 from .keras_h5 import H5Tree, read_tree
-from .keras_layers import _input_shape, build
+from .keras_layers import build
 
 OPTIONS = ("dtype", "keras_version")
 
@@ -216,9 +216,7 @@ def _fetch_legacy(tree: H5Tree, path: str) -> Callable[[Entry], list]:
 def _model(chain: list[Entry], fetch: Callable[[Entry], list], where: str, version: int | None,
            dtype: Any, meta: dict, budget: Budget | None = None) -> Model:
     if branches(chain):  # a functional model that branches: a graph
-        shape = _input_shape(chain)
-        size = shape[-1] if shape and isinstance(shape[-1], int) else None
-        out, info = build_graph(chain, fetch, where, version, size, budget)
+        out, info = build_graph(chain, fetch, where, version, budget)
         layers = flatten(out)[1]
     else:
         layers, info = build(chain, fetch, where, version, budget)

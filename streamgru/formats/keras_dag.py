@@ -28,7 +28,7 @@ from ..errors import WeightsError
 from ..graph import Input
 from .guard import Budget
 from .keras_graph import Entry, fail
-from .keras_layers import build
+from .keras_layers import _input_shape, build
 
 __all__ = ["MERGES", "build_graph"]
 
@@ -82,10 +82,12 @@ def _merge(e: Entry, nodes: list, where: str) -> Any:
 
 
 def build_graph(dag: list[Entry], fetch: Callable[[Entry], list], where: str,
-                keras_version: int | None, size: int | None,
-                budget: Budget | None = None) -> tuple[Any, dict]:
-    """The output node of the graph computing ``dag`` from an input of
-    ``size`` features, and the metadata (``many_to_one``, notes)."""
+                keras_version: int | None, budget: Budget | None = None) -> tuple[Any, dict]:
+    """The output node of the graph computing ``dag`` (its input layer
+    first, as keras_graph orders it), and the metadata (``many_to_one``,
+    notes)."""
+    shape = _input_shape(dag)
+    size = shape[-1] if shape and isinstance(shape[-1], int) else None
     if not size:
         raise WeightsError(f"{where}: the model's input has no fixed feature size; a graph "
                            f"needs it")

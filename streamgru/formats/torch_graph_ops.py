@@ -167,12 +167,10 @@ class Ops:
             raise WeightsError("concatenates no tensors")
         for v in vals[1:]:
             self.same(vals[0], v)
-        axis = self.channel_axis(vals[0])
-        ndim = 2 if vals[0].last else 3
-        if dim not in (axis, axis - ndim):
+        if not self.is_channel_dim(vals[0], dim):
             raise WeightsError(f"concatenates over dim={dim!r}, which is not the channel axis "
-                               f"({axis}) of this {self.layout_of(vals[0])} tensor; only "
-                               f"channels of one sample join")
+                               f"({self.channel_axis(vals[0])}) of this "
+                               f"{self.layout_of(vals[0])} tensor; only channels of one sample join")
         out = vals[0].node.concat(*[v.node for v in vals[1:]])
         return Value(out, vals[0].layout, solo=True, last=vals[0].last)
 
@@ -194,14 +192,19 @@ class Ops:
     def channel_axis(self, v: Value) -> int:
         return 1 if (v.last or v.layout == tc.CF) else 2
 
+    def is_channel_dim(self, v: Value, dim: Any) -> bool:
+        """Whether ``dim`` (or its negative form) is ``v``'s channel axis:
+        (N, C) after the last step, else (N, C, T) or (N, T, C)."""
+        axis = self.channel_axis(v)
+        return dim in (axis, axis - (2 if v.last else 3))
+
     def glu(self, v: Any, dim: Any, where: str) -> Value:
         """``nn.GLU(dim)`` / ``F.glu``: ``a * sigmoid(b)`` over the halves of the channels."""
         v = self.value(v)
-        axis = self.channel_axis(v)
-        ndim = 2 if v.last else 3  # (N, C) after the last step, else (N, C, T) or (N, T, C)
-        if dim not in (axis, axis - ndim):
-            raise WeightsError(f"GLU over dim={dim!r}, which is not the channel axis ({axis}) of "
-                               f"this {self.layout_of(v)} tensor; only halves of the channels gate")
+        if not self.is_channel_dim(v, dim):
+            raise WeightsError(f"GLU over dim={dim!r}, which is not the channel axis "
+                               f"({self.channel_axis(v)}) of this {self.layout_of(v)} tensor; "
+                               f"only halves of the channels gate")
         if v.node.size % 2:
             raise WeightsError(f"GLU of {v.node.size} channels, an odd number; it halves them")
         return Value(v.node.gate("identity", "sigmoid"), v.layout, solo=True, last=v.last)

@@ -48,7 +48,7 @@ def pack(layer, packer):
 @jit_fast
 def seq(src, s0, ss, dst, d0, ds, n, w, meta, r, sc):
     """n rows of the op at meta row ``r``: operand rows ``src[s0 + t*ss:]``
-    (and, for add/mul, the scratch rows the instruction table names), output
+    (and, for add/mul/concat, the scratch rows the instruction table names), output
     rows ``dst[d0 + t*ds:]``. An add or mul may write over either operand
     (each element is read before it is written). Rows stored back to back
     (stride = width, as graph.py assigns buffers) run as one loop, and each
@@ -57,18 +57,14 @@ def seq(src, s0, ss, dst, d0, ds, n, w, meta, r, sc):
     O = meta[r + M_OUT]
     p = meta[r + M_P]
     if op == OP_ADD or op == OP_MUL:
-        q = meta[H_GRAPH] + G_HEAD + GI * ((r - HEADER) // ROW)
-        b0 = meta[q + I_B]
-        bs = meta[q + I_BS]
+        b0, bs = _second(meta, r)
         if ss == O and ds == O and bs == O:  # one run of n*O elements
             _binary(op, src, s0, sc, b0, dst, d0, n * O)
         else:
             for t in range(n):
                 _binary(op, src, s0 + t * ss, sc, b0 + t * bs, dst, d0 + t * ds, O)
     elif op == OP_CONCAT:  # the first operand's M_IN channels, then the second's
-        q = meta[H_GRAPH] + G_HEAD + GI * ((r - HEADER) // ROW)
-        b0 = meta[q + I_B]
-        bs = meta[q + I_BS]
+        b0, bs = _second(meta, r)
         A = meta[r + M_IN]
         for t in range(n):
             a = s0 + t * ss
@@ -120,6 +116,14 @@ def seq(src, s0, ss, dst, d0, ds, n, w, meta, r, sc):
             for k in range(O):
                 x = src[U(a + k)]
                 dst[U(o + k)] = x + sc[U(g + k)] * (dst[U(o + k)] - x)
+
+
+@_inline_fast
+def _second(meta, r):
+    """(offset, row stride) in the scratch of the second operand of the
+    binary op at meta row ``r``, from its graph instruction."""
+    q = meta[H_GRAPH] + G_HEAD + GI * ((r - HEADER) // ROW)
+    return meta[q + I_B], meta[q + I_BS]
 
 
 @_inline_fast

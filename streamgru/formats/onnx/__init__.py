@@ -86,8 +86,8 @@ Mapping
   for the sequence ending at ``t`` (``metadata["many_to_one"]``).
 * Branches: ``Add`` / ``Sub`` / ``Mul`` of two streams from the same input
   (residual and skip sums, ``tanh(a) * sigmoid(b)``, ``x * x``), with
-  ``Concat`` and ``Split`` over the features and ``ReduceSum`` / ``ReduceMean`` over the
-  axis streams were stacked along (``torch.stack(branches).sum(0)``:
+  ``Concat`` and ``Split`` over the features and ``ReduceSum`` /
+  ``ReduceMean`` over the axis streams were stacked along (``torch.stack(branches).sum(0)``:
   ``Unsqueeze`` + ``Concat`` + ``ReduceSum``), make a graph model
   (``branches``); every branch must be causal and run at one rate, as in
   any graph.
@@ -100,8 +100,8 @@ recurrent nodes; a recurrence unrolled into per-step ops (the dynamo exporter
 does this for ``torch.nn.RNN``; export it with ``dynamo=False``); ops that mix
 time steps or samples (reductions, attention, pooling, a conv over the
 features, "same" padding, strides); the stream divided by the stream, or
-concatenated over time; branches of different shapes joined; LSTM's ``Y_c`` as the output; ``If`` on a condition that is not a
-constant.
+concatenated over time; branches of different shapes joined; LSTM's
+``Y_c`` as the output; ``If`` on a condition that is not a constant.
 
 Safety: the file is parsed as a protobuf and never executed; external-data
 tensors must be regular files inside the model's folder; every tensor's byte

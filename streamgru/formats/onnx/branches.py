@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import WeightsError
+from ...graph import Input, Node
 from ...layers import ELEMENTWISE_ACTIVATIONS, Dense
 from ...layers.elementwise import Elementwise
 from ...layers.quant import QuantizedWeight
@@ -65,8 +66,6 @@ def to_graph(layers: tuple, size: int, skip: Any, budget: Any) -> tuple[Any, dic
     """The graph node computing ``layers`` from an input of ``size``, and
     {id(layer): initial state} of its layers; entries for which ``skip``
     is true (identity Dense) pass their input through."""
-    from ...graph import Input, Node
-
     x = Input(size)
     made: dict = {}  # (id of the node an entry reads, id of the entry) -> its node
     inits: dict = {}
@@ -109,8 +108,6 @@ def _gate(join: _Join, a: Any, b: Any) -> Any:
     """``f(z[:C]) * g(z[C:])`` (the two halves of one node, each a slice with
     its activation, as a Split then Tanh and Sigmoid export) as the graph's
     one gate node ``z.gate(f, g)``; None for any other product."""
-    from ...graph import Node
-
     if join.op != "mul" or join.activation is not None:
         return None
     for p, q in ((a, b), (b, a)):
