@@ -57,10 +57,45 @@ def dequantized(q):
     raise ValueError(f"no reference for weight type {q.kind}")
 
 
+def int16_rounded(v, chunk=512):
+    """v as an int8 weight matrix's product sees it: each run of ``chunk``
+    inputs rounded to a step of its largest magnitude m over 32767,
+
+        v'_j = rint(v_j * 32767 / m) * m / 32767     (v' = 0 when m = 0),
+
+    and NaN throughout a run that holds a value that is not finite."""
+    v = np.asarray(v, dtype=np.float64)
+    out = np.empty_like(v)
+    for j in range(0, len(v), chunk):
+        x = v[j : j + chunk]
+        m = np.abs(x).max()
+        if not np.isfinite(m):
+            out[j : j + chunk] = np.nan
+        else:
+            out[j : j + chunk] = np.rint(x * (32767.0 / m)) * (m / 32767.0) if m > 0 else 0.0
+    return out
+
+
+class Int8Matrix:
+    """A dequantized int8 weight matrix W whose products ``W @ v`` take v
+    rounded by ``int16_rounded`` (the integer dot products of the kernels);
+    row slices W[a:b] keep that."""
+
+    def __init__(self, w):
+        self.w = w
+        self.shape = w.shape
+
+    def __getitem__(self, rows):
+        return Int8Matrix(self.w[rows])
+
+    def __matmul__(self, v):
+        return self.w @ int16_rounded(v)
+
+
 def f64(layer, name):
     a = getattr(layer, name)
     if hasattr(a, "kind") and hasattr(a, "values"):  # stored in reduced precision
-        return dequantized(a)
+        return Int8Matrix(dequantized(a)) if a.kind == "int8" else dequantized(a)
     return np.asarray(a, dtype=np.float64)
 
 

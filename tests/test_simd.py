@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import reference as ref
 from streamgru.kernels import simd
 
 DTYPES = [np.float32, np.float64]
@@ -27,10 +28,10 @@ def test_pack_panels_layout():
     assert not rest[:, L + 3 :].any()
 
 
-def _operands(rng, wt, rows, dtype):
+def _operands(rng, wt, rows, dtype, rounded=lambda v: v):
     """Padded width, row stride of acc (rows further apart than one row),
     inputs V (rows, nr + 2; row r's vector at 1), acc (outputs at 3 + r *
-    stride) and the float64 acc + V W^T a product must give."""
+    stride) and the float64 acc + rounded(V) W^T a product must give."""
     nr, nc = wt.shape
     ncp = simd.padded(nc, dtype)
     stride = ncp + simd.lanes(dtype)
@@ -39,7 +40,7 @@ def _operands(rng, wt, rows, dtype):
     want = acc0.astype(np.float64).copy()
     for r in range(rows):
         o = 3 + r * stride
-        want[o : o + nc] += V[r, 1 : 1 + nr].astype(np.float64) @ wt
+        want[o : o + nc] += rounded(V[r, 1 : 1 + nr].astype(np.float64)) @ wt
     return ncp, stride, V, acc0, want
 
 
@@ -120,7 +121,9 @@ def test_stored_products_match_numpy_on_the_dequantized_matrix(kind, dtype, nr, 
     q = WQ_CODES[kind]
     rng = np.random.default_rng(seed)
     w, w0, wt = _stored_plan(rng, nr, nc, kind, dtype)
-    ncp, stride, V, acc0, want = _operands(rng, wt, rows, dtype)
+    # int8 products round each input vector to int16 (kernels/qdot.py)
+    ncp, stride, V, acc0, want = _operands(
+        rng, wt, rows, dtype, ref.int16_rounded if kind == "int8" else (lambda v: v))
     scale = (1 + np.abs(want).max()) * TOL[dtype] * nr
     acc = acc0.copy()
     _qgemm(q, acc, 3, stride, V.reshape(-1), 1, nr + 2, w, w0, nr, ncp, rows)
@@ -166,3 +169,49 @@ def _qgemv(q, *args):
 
 def _qgemv_backward(q, *args):
     _caller("qgemv_backward", q)(*args)
+
+
+def _int8_plan(values, scale, dtype):
+    """A ``w`` with int8 W^T ``values`` (nr, nc) and per-column ``scale``
+    packed as the plan packs them, and the panel's offset."""
+    nr, nc = values.shape
+    ncp = simd.padded(nc, dtype)
+    vt = np.zeros((nr, ncp), np.int8)
+    vt[:, :nc] = values
+    sc = np.zeros(ncp)
+    sc[:nc] = scale
+    return np.concatenate([sc.astype(dtype), simd.pack_stored(vt, dtype)]), ncp
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nr", [511, 512, 513, 1030, 1537])
+def test_int8_products_round_each_chunk_of_512_inputs_on_its_own(dtype, nr):
+    """Inputs past 512 are a new chunk with its own scale and int32 sums;
+    the largest sums a chunk can reach (every product 128 x 32767) do not
+    overflow; an all-zero chunk adds nothing; a value that is not finite
+    makes every output NaN."""
+    from streamgru.kernels.layout import WQ_INT8
+
+    rng = np.random.default_rng(nr)
+    nc = 37
+    values = rng.integers(-128, 128, size=(nr, nc)).astype(np.int8)
+    values[:, 0] = -128   # column 0: the largest sums (with v = -top or +top everywhere)
+    scale = rng.uniform(0.5, 2.0, nc)
+    w, ncp = _int8_plan(values, scale, dtype)
+    wt = values.astype(np.float64) * scale
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    v = rng.normal(size=nr) * np.where(np.arange(nr) < 512, 1.0, 50.0)  # chunks of other scales
+    v[:: 7] = -np.abs(v).max()
+    for vec in (v, np.full(nr, 3.0), np.where(np.arange(nr) < 512, 0.0, v)):
+        x = vec.astype(dtype)
+        acc = np.zeros(ncp, dtype)
+        _qgemv(WQ_INT8, acc, 0, x, 0, w, ncp, nr, ncp)
+        want = ref.int16_rounded(x.astype(np.float64)) @ wt
+        assert np.abs(acc[:nc] - want).max() <= tol * np.abs(want).max() + tol, vec[:3]
+        np.testing.assert_array_equal(acc[nc:], 0)
+    for bad in (np.nan, np.inf):
+        x = v.astype(dtype)
+        x[nr - 1] = bad
+        acc = np.zeros(ncp, dtype)
+        _qgemv(WQ_INT8, acc, 0, x, 0, w, ncp, nr, ncp)
+        assert np.isnan(acc[:nc]).all(), bad

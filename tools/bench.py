@@ -21,8 +21,8 @@ constants quoted from issue 7 (C++, measured on this machine type earlier).
 Times are medians over repeats of per-call means (microseconds per sample,
 per stream for batch); every job of one config takes turns within each
 round, so all see the same load. Also reported: GFLOP/s against the peak
-of the instruction each weight type can use (fp32 FMA, VNNI int8 dot
-products, BF16 dot products; tools/bench_sys.py), and for one stream the
+of the instruction each weight type uses (fp32 FMA; int8: int16 pair dot
+products, vpmaddwd or VNNI vpdpwssd; tools/bench_sys.py), and for one stream the
 weight bytes read per second against this core's streaming read bandwidth
 over a buffer of the same size (the read roof: a single stream's step reads
 every weight once); issue 7's float32 and issue 14's int8 targets with
@@ -219,9 +219,9 @@ def report(info: dict, results: list, tab: list, extra: dict, skipped: dict) -> 
     print("* RTNeural: figures quoted in issue 7 (C++, same machine type), not measured in this run.")
     print("\nstreamgru by weight type, and its speed-up over each peer (×peer = peer µs / streamgru µs):\n")
     print(sg_table(tab))
-    print("\n% peak: of the fp32 FMA peak (every weight type is widened to float32 in registers "
-          "and summed with fp32 FMAs); int8 rows also against the CPU's int8 dot-product (VNNI) peak, "
-          "4x the fp32 rate. weights GB/s: bytes of weights (and int8 scales) a stream reads per sample "
+    print("\n% peak: of the fp32 FMA peak (float16 and bfloat16 are widened to float32 in registers "
+          "and summed with fp32 FMAs); int8 rows also against the peak of the integer dot products "
+          "int8 uses (vpmaddwd / vpdpwssd: two products per 32-bit lane, 2x the fp32 rate). weights GB/s: bytes of weights (and int8 scales) a stream reads per sample "
           "over the time per sample; roof: this core's streaming read bandwidth over a buffer of the "
           "same size, measured in this run (" + "; ".join(
               f"{r['kind'].upper()} {r['I']}/{r['H']}: " + ", ".join(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_peers import LABEL, PEERS
-from bench_sys import FMA_PER_CYCLE, vnni_macs_per_cycle
+from bench_sys import FMA_PER_CYCLE, int8_macs_per_cycle
 
 PATHS = ("step", "process", "batch")
 # issue 14's one-sample targets name the GRU grid: H from 16 to 256 (I=16, and I=32 at H=256)
@@ -59,15 +59,16 @@ def rows(results: list, ghz: float, flags: set, weights: list) -> list:
                 sgt = r.get(f"sg_{wt}_{path}")
                 if sgt is None:
                     continue
-                # every weight type is widened to float32 in registers and summed with fp32 FMAs
+                # float16/bfloat16 are widened to float32 in registers and summed with fp32
+                # FMAs; int8 uses integer dot products (int8_macs_per_cycle)
                 peak = 2 * FMA_PER_CYCLE * ghz
-                vnni = vnni_macs_per_cycle(flags) if wt == "int8" else None
+                dot = int8_macs_per_cycle(flags) if wt == "int8" else None
                 one_stream = path != "batch"  # one stream reads every weight once per sample
                 out.append({
                     "model": label, "path": path, "weights": wt, "sg_us": sgt,
                     "vs": {p: (r[f"{p}_{path}"] / sgt if r.get(f"{p}_{path}") else None) for p in PEERS},
                     "gflops": flop / sgt / 1e3, "peak_pct": 100 * flop / sgt / 1e3 / peak,
-                    "vnni_pct": None if vnni is None else 100 * flop / sgt / 1e3 / (2 * vnni * ghz),
+                    "dot_pct": None if dot is None else 100 * flop / sgt / 1e3 / (2 * dot * ghz),
                     "weight_gbs": r["weight_bytes"][wt] / sgt / 1e3 if one_stream else None,
                     "roof_gbs": r["read_roof_gbs"][wt],
                     "targets": targets(r, wt, path, sgt),
@@ -90,13 +91,13 @@ def peer_table(results: list) -> str:
 def sg_table(rows_: list) -> str:
     """streamgru per weight type, with its ratio to each peer and its roofs."""
     head = ("| model | path | weights | streamgru µs | " + " | ".join(f"×{LABEL[p]}" for p in PEERS)
-            + " | GFLOP/s (% fp32 FMA peak; int8: % VNNI peak) | weights GB/s (% roof) | targets |")
+            + " | GFLOP/s (% fp32 FMA peak; int8: % int8 dot peak) | weights GB/s (% roof) | targets |")
     lines = [head, "|" + "---|" * (7 + len(PEERS))]
     for r in rows_:
         gbs = (f"{r['weight_gbs']:.0f} ({100 * r['weight_gbs'] / r['roof_gbs']:.0f}%)"
                if r["weight_gbs"] is not None else "–")
         tg = ", ".join(f"{n} {'yes' if ok else 'NO'}" for n, ok in r["targets"]) or "–"
-        vn = "" if r["vnni_pct"] is None else f"; {r['vnni_pct']:.0f}% VNNI"
+        vn = "" if r["dot_pct"] is None else f"; {r['dot_pct']:.0f}% int8 dot"
         lines.append(
             f"| {r['model']} | {r['path']} | {r['weights']} | {r['sg_us']:.3f} | "
             + " | ".join("–" if r["vs"][p] is None else f"{r['vs'][p]:.1f}" for p in PEERS)

@@ -98,14 +98,15 @@ def cpu_flags() -> set:
     return set()
 
 
-def vnni_macs_per_cycle(flags: set) -> int | None:
-    """int8 multiply-adds per cycle per core of the CPU's int8 dot-product
-    instruction (x86 AVX-512 VNNI / AVX-VNNI vpdpbusd: 64 int8 products per
-    512-bit instruction, one per cycle on Zen 4, i.e. 4x the fp32 FMA rate;
-    aarch64 sdot likewise 4x its fp32 FMA), or None where it has none: the
-    "VNNI peak" an int8 row is also compared with."""
-    if flags & {"avx512_vnni", "avx_vnni", "asimddp"}:
-        return 4 * FMA_PER_CYCLE
+def int8_macs_per_cycle(flags: set) -> int | None:
+    """int8 multiply-adds per cycle per core of the integer dot product
+    streamgru's int8 kernels use (kernels/qdot.py: int8 weights and int16
+    inputs, two products summed per 32-bit lane by one x86 ``vpmaddwd``, or
+    ``vpdpwssd`` with AVX-512 VNNI), assumed to issue at the fp32 FMA rate:
+    2x the fp32 FMA peak. None where the kernels use the portable form
+    (not x86): the "int8 dot peak" an int8 row is also compared with."""
+    if flags & {"avx2", "avx512bw"}:
+        return 2 * FMA_PER_CYCLE
     return None
 
 

@@ -47,7 +47,8 @@ from numba import njit
 from .config import JIT_OPTIONS, jit_fast
 from .layout import WQ_FLOAT, WQ_FLOAT16, WQ_INT8
 # the packing side, in panels.py (re-exported: the packers and tests use it here)
-from .panels import GROUP, VECTOR_BYTES, lanes, pack_panels, pack_stored, padded, unstored  # noqa: F401
+from . import qdot
+from .panels import GROUP, VECTOR_BYTES, lanes, pack_panels, pack_stored, padded  # noqa: F401
 
 # the drivers are inlined into each kernel: a call boundary would cost an
 # atomic reference count inc/dec per array argument, and registers
@@ -93,6 +94,8 @@ class _Operands:
         self.fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(self.vec, [self.vec] * 3),
             f"llvm.fma.v{self.L}f{self.bits}")
+        # int8 products are integer dot products (qdot.py), for this CPU
+        self.qdot = qdot.isa(context) if wq == WQ_INT8 else None
 
     def c(self, n):
         return ir.Constant(ir.IntType(64), n)
@@ -120,12 +123,12 @@ class _Operands:
         return self.builder.mul(w0, self.c(per))
 
 
-def _emit_group(o, R, NB, a0, astride, v0, vstride, w0, nr, s0):
+def _emit_group(o, R, NB, a0, astride, v0, vstride, w0, nr):
     """Code for, r < R and the NB blocks of one group:
     acc[a0 + r*astride + c] += sum_j v[v0 + r*vstride + j] * W[j*NB*L + c],
     c < NB*L, with R*NB vector accumulators held in registers over all
-    j < nr. W starts at stored element ``w0``; for int8 the sums are
-    multiplied by the scales ``w[s0 + c]`` before they are added to acc."""
+    j < nr. W starts at stored element ``w0`` (float16, bfloat16 or the
+    model's float: int8 goes to qdot.py)."""
     b, c, L = o.builder, o.c, o.L
     undef = ir.Constant(o.vec, ir.Undefined)
     splat = ir.Constant(ir.VectorType(ir.IntType(32), L), [0] * L)
@@ -136,9 +139,7 @@ def _emit_group(o, R, NB, a0, astride, v0, vstride, w0, nr, s0):
     slots = [[cgutils.alloca_once(b, o.vec) for _ in range(NB)] for _ in range(R)]
     for r in range(R):
         for k in range(NB):
-            # int8 sums start at zero: they are scaled once, at the end
-            start = zero if o.wq == WQ_INT8 else o.vload(o.ap, b.add(arow[r], c(k * L)))
-            b.store(start, slots[r][k])
+            b.store(o.vload(o.ap, b.add(arow[r], c(k * L))), slots[r][k])
 
     def rows(j, sl):
         """Add input row j's products into the accumulators ``sl``."""
@@ -170,22 +171,10 @@ def _emit_group(o, R, NB, a0, astride, v0, vstride, w0, nr, s0):
         for r in range(R):
             for k in range(NB):
                 b.store(b.fadd(b.load(slots[r][k]), b.load(odd[r][k])), slots[r][k])
-    scales = [o.vload(o.wp, b.add(s0, c(k * L))) for k in range(NB)] if o.wq == WQ_INT8 else None
     for r in range(R):
         for k in range(NB):
             p = b.bitcast(b.gep(o.ap, [b.add(arow[r], c(k * L))]), o.vec.as_pointer())
-            total = b.load(slots[r][k])
-            if scales is not None:
-                total = b.call(o.fma, [total, scales[k], b.load(p, align=o.bits // 8)])
-            b.store(total, p, align=o.bits // 8)
-
-
-def _emit_rest(o, R, rest, a0, astride, v0, vstride, w0, nr, s0):
-    """The group of ``rest`` (a run-time value, 0 to 3) blocks that ends the panels."""
-    b = o.builder
-    for n in (3, 2, 1):
-        with b.if_then(b.icmp_signed("==", rest, o.c(n))):
-            _emit_group(o, R, n, a0, astride, v0, vstride, w0, nr, s0)
+            b.store(b.load(slots[r][k]), p, align=o.bits // 8)
 
 
 class _Panels:
@@ -198,6 +187,8 @@ class _Panels:
         b, c = o.builder, o.c
         self.o = o
         nb = b.sdiv(nc, c(o.L))
+        if o.wq == WQ_INT8:  # rows in pairs (qdot.py): nr padded to even
+            nr = b.and_(b.add(nr, c(1)), c(-2))
         self.span = b.mul(nr, c(o.L))  # weights per block
         self.ws = o.stored(w0)
         self.s0 = b.sub(w0, nc)  # int8 scales (unused otherwise)
@@ -213,35 +204,48 @@ class _Panels:
                 b.add(self.s0, b.mul(blk, c(L))))
 
 
+    def each_group(self, a0, backward, body):
+        """``body(NB, acc offset, stored weight offset, scale offset)`` for
+        each group of the panels (NB its blocks), outputs from ``a0``; from
+        the first or, ``backward``, from the last. The last group's block
+        count is known only at run time: one branch per possible count."""
+        b, c = self.o.builder, self.o.c
+
+        def full(i):
+            body(GROUP, *self.at(a0, b.shl(i, c(2))))
+
+        def last():
+            for n in (3, 2, 1):
+                with b.if_then(b.icmp_signed("==", self.rest, c(n))):
+                    body(n, *self.at(a0, self.tail))
+
+        if backward:
+            last()
+            with cgutils.for_range(b, self.groups) as loop:
+                full(b.sub(b.sub(self.groups, c(1)), loop.index))
+        else:
+            with cgutils.for_range(b, self.groups) as loop:
+                full(loop.index)
+            last()
+
+
 def _emit_gemv(o, a0, v0, w0, nr, nc, backward=False):
     """acc[a0 + k] += sum_{j < nr} v[v0 + j] * W^T[j, k], k < nc (padded),
     W^T's panels at w[w0:] (scales just before them for int8), group by
     group from the first or, ``backward``, from the last."""
-    b, c = o.builder, o.c
     p = _Panels(o, w0, nr, nc)
-
-    def full(i):
-        a, wb, sb = p.at(a0, b.shl(i, c(2)))
-        _emit_group(o, 1, GROUP, a, c(0), v0, c(0), wb, nr, sb)
-
-    def last():
-        a, wb, sb = p.at(a0, p.tail)
-        _emit_rest(o, 1, p.rest, a, c(0), v0, c(0), wb, nr, sb)
-
-    if backward:
-        last()
-        with cgutils.for_range(b, p.groups) as loop:
-            full(b.sub(b.sub(p.groups, c(1)), loop.index))
-    else:
-        with cgutils.for_range(b, p.groups) as loop:
-            full(loop.index)
-        last()
+    c = o.c
+    if o.qdot:
+        qdot.emit_rows(o, 1, c(0), v0, c(0), nr, lambda body: p.each_group(a0, backward, body))
+        return
+    p.each_group(a0, backward,
+                 lambda NB, a, wb, sb: _emit_group(o, 1, NB, a, c(0), v0, c(0), wb, nr))
 
 
 def _emit_gemm(o, a0, astride, v0, vstride, w0, nr, nc, R):
     """``_emit_gemv`` for R vectors: row r reads v[v0 + r*vstride:] and adds
     into acc[a0 + r*astride:]; rows go four at a time, so each weight vector
-    loaded feeds four FMAs, and the last R % 4 one by one."""
+    loaded feeds four products, and the last R % 4 one by one."""
     b, c = o.builder, o.c
     p = _Panels(o, w0, nr, nc)
     quads = b.ashr(R, c(2))
@@ -249,11 +253,12 @@ def _emit_gemm(o, a0, astride, v0, vstride, w0, nr, nc, R):
         r = b.shl(rl.index, c(2))
         ar = b.add(a0, b.mul(r, astride))
         vr = b.add(v0, b.mul(r, vstride))
-        with cgutils.for_range(b, p.groups) as bl:
-            a, wb, sb = p.at(ar, b.shl(bl.index, c(2)))
-            _emit_group(o, ROWS, GROUP, a, astride, vr, vstride, wb, nr, sb)
-        a, wb, sb = p.at(ar, p.tail)
-        _emit_rest(o, ROWS, p.rest, a, astride, vr, vstride, wb, nr, sb)
+        if o.qdot:
+            qdot.emit_rows(o, ROWS, astride, vr, vstride, nr,
+                           lambda body: p.each_group(ar, False, body))
+        else:
+            p.each_group(ar, False, lambda NB, a, wb, sb: _emit_group(
+                o, ROWS, NB, a, astride, vr, vstride, wb, nr))
     with cgutils.for_range(b, b.sub(R, b.shl(quads, c(2)))) as rl:
         r = b.add(b.shl(quads, c(2)), rl.index)
         _emit_gemv(o, b.add(a0, b.mul(r, astride)), b.add(v0, b.mul(r, vstride)), w0, nr, nc)
@@ -430,49 +435,7 @@ def gemm(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):
 
 
 if config.DISABLE_JIT:  # pragma: no cover - exercised only with NUMBA_DISABLE_JIT=1
-
-    def _unpack(q, w, w0, nr, nc):
-        L = 64 // w.itemsize
-        if q == WQ_FLOAT:
-            flat = w[w0 : w0 + nr * nc]
-        else:
-            flat = unstored(q, w, w0, nr * nc, w.dtype)
-            if q == WQ_INT8:
-                flat = flat.reshape(-1, nr, L) * w[w0 - nc : w0].reshape(-1, 1, L)
-        flat = flat.reshape(-1)
-        cols = []
-        for c0 in range(0, nc, GROUP * L):
-            width = min(GROUP * L, nc - c0)
-            cols.append(flat[c0 * nr : (c0 + width) * nr].reshape(nr, width))
-        return np.concatenate(cols, axis=1)
-
-    def qgemv(q, acc, a0, v, v0, w, w0, nr, nc):  # noqa: F811
-        acc[a0 : a0 + nc] += v[v0 : v0 + nr] @ _unpack(q, w, w0, nr, nc)
-
-    qgemv_backward = qgemv  # noqa: F811
-
-    def qgemv_step(q, acc, a0, v, v0, w, w0, nr, nc, t):  # noqa: F811
-        qgemv(q, acc, a0, v, v0, w, w0, nr, nc)
-
-    def qgemm(q, acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):  # noqa: F811
-        wt = _unpack(q, w, w0, nr, nc)
-        for r in range(R):
-            o = a0 + r * astride
-            s = v0 + r * vstride
-            acc[o : o + nc] += v[s : s + nr] @ wt
-
-    def qproject(q, src, s0, ss, T, I, G, w, wx, bias, acc, a0):  # noqa: F811
-        for t in range(T):
-            acc[a0 + t * G : a0 + (t + 1) * G] = w[bias : bias + G]
-        qgemm(q, acc, a0, G, src, s0, ss, w, wx, I, G, T)
-
-    def gemv(acc, a0, v, v0, w, w0, nr, nc):  # noqa: F811
-        qgemv(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc)
-
-    gemv_backward = gemv  # noqa: F811
-
-    def gemv_step(acc, a0, v, v0, w, w0, nr, nc, t):  # noqa: F811
-        qgemv(WQ_FLOAT, acc, a0, v, v0, w, w0, nr, nc)
-
-    def gemm(acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R):  # noqa: F811
-        qgemm(WQ_FLOAT, acc, a0, astride, v, v0, vstride, w, w0, nr, nc, R)
+    # the same products as numpy code
+    from .simd_numpy import (  # noqa: F401
+        gemm, gemv, gemv_backward, gemv_step, qgemm, qgemv, qgemv_backward, qgemv_step, qproject,
+    )
