@@ -114,6 +114,14 @@ def _tree(b, v, op):
     return b.extract_element(v, ir.Constant(_I32, 0))
 
 
+def rows_per_pass(kind: str) -> int:
+    """Vectors that share one pass over a product's weights: a group's
+    sums are 4 blocks of ``<16 x i32>`` per vector, which AVX2's 16 ymm
+    registers (two per block) hold for one vector and AVX-512's 32 zmm for
+    four (more would spill the sums to the stack on every pair)."""
+    return 4 if kind in ("vnni", "avx512") else 1
+
+
 class Rounded:
     """A chunk of one vector rounded to int16 on the stack: ``buf`` (CHUNK
     + 2 int16, a zero after an odd count) and its scale ``s``."""

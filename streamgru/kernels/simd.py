@@ -254,8 +254,12 @@ def _emit_gemm(o, a0, astride, v0, vstride, w0, nr, nc, R):
         ar = b.add(a0, b.mul(r, astride))
         vr = b.add(v0, b.mul(r, vstride))
         if o.qdot:
-            qdot.emit_rows(o, ROWS, astride, vr, vstride, nr,
-                           lambda body: p.each_group(ar, False, body))
+            # each pass over the weights serves as many vectors as the registers hold
+            per = qdot.rows_per_pass(o.qdot)
+            for k in range(0, ROWS, per):
+                a_k, v_k = b.add(ar, b.mul(astride, c(k))), b.add(vr, b.mul(vstride, c(k)))
+                qdot.emit_rows(o, per, astride, v_k, vstride, nr,
+                               lambda body, a_k=a_k: p.each_group(a_k, False, body))
         else:
             p.each_group(ar, False, lambda NB, a, wb, sb: _emit_group(
                 o, ROWS, NB, a, astride, vr, vstride, wb, nr))
