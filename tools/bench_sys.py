@@ -102,8 +102,10 @@ def int8_macs_per_cycle(flags: set) -> int | None:
     """int8 multiply-adds per cycle per core of the integer dot product
     streamgru's int8 kernels use (kernels/qdot.py: int8 weights and int16
     inputs, two products summed per 32-bit lane by one x86 ``vpmaddwd``, or
-    ``vpdpwssd`` with AVX-512 VNNI), assumed to issue at the fp32 FMA rate:
-    2x the fp32 FMA peak. None where the kernels use the portable form
+    ``vpdpwssd`` with AVX-512 VNNI), taken to issue at the fp32 FMA rate:
+    2x the fp32 FMA peak. (An AVX2 Zen 3 issues ``vpmaddwd`` at about 2/3
+    of its FMA rate, measured with ten independent chains in C: there the
+    attainable int8 peak is about 1.3x fp32's, and the % reads low.) None where the kernels use the portable form
     (not x86): the "int8 dot peak" an int8 row is also compared with."""
     if flags & {"avx2", "avx512bw"}:
         return 2 * FMA_PER_CYCLE
