@@ -16,7 +16,7 @@ would (its ``v_j * 0`` is added to s).
 Why: widening int8 to float costs a sign-extend, a convert and an FMA per
 weight lane, so int8 was no faster than float32 wherever the weights fit in
 cache. An int16 pair product (``vpmaddwd``: two inputs' products summed per
-32-bit lane; with AVX-512 VNNI LLVM fuses the add into ``vpdpwssd``) does
+32-bit lane; AVX-512 VNNI's ``vpdpwssd`` also adds them to the sums) does
 two multiply-adds per lane in one instruction, after one ``vpmovsxbw``
 shared by every vector of a batch that reads the weight.
 
@@ -30,8 +30,8 @@ to at most 2^31 - 65536 in every lane: no overflow.
 
 Which instructions (chosen when numba compiles for the host): x86 with
 AVX-512 VNNI ``vpdpwssd`` on 512-bit vectors, with AVX-512BW ``vpmaddwd``
-on 512-bit vectors, with AVX2 ``vpmaddwd`` on 256-bit ones, and elsewhere (aarch64
-included) the same sums written as plain vector IR (sign-extend, multiply,
+on 512-bit vectors, with AVX2 ``vpmaddwd`` on 256-bit ones, and elsewhere
+(aarch64 included) the same sums written as plain vector IR (sign-extend, multiply,
 add), which LLVM compiles for any target: the integer sums, and so the
 results, are the same on every path.
 """

@@ -22,18 +22,15 @@ compile). With ``NUMBA_DISABLE_JIT=1`` the same functions run as numpy code.
 
 Reduced-precision weights (``q``, a compile-time weight type: WQ_INT8,
 WQ_FLOAT16, WQ_BFLOAT16 from layout.py; WQ_FLOAT is the model's own float)
-use the same panels with the same L (a block is L stored values: 16 int8
-bytes for a float32 model), stored as raw bytes inside ``w`` from a 64-byte
-boundary (``pack_stored``). Each weight vector is loaded as ``<L x i8>`` or
-``<L x i16>`` and widened in registers (int8: sign-extend and convert;
-float16: ``fpext`` from half; bfloat16: zero-extend, shift left 16, bitcast
-to float), so the products read a quarter or half of the bytes. For int8
-the group's sums start at zero and are scaled once at the end (acc +=
-scale * sum, one scale per output column); the scales are L-padded floats
-of the model's dtype stored just before the panel (at ``w0 - nc``). Which
-instructions that becomes is LLVM's choice for the host: on x86 with
-AVX-512 ``vpmovsxbd``/``vcvtdq2ps``, F16C ``vcvtph2ps``; on aarch64
-``sxtl``/``scvtf``/``fcvtl``.
+use the same panels with the same L (a block is L stored values), stored as
+raw bytes inside ``w`` from a 64-byte boundary (``pack_stored``). float16
+and bfloat16 vectors are loaded as ``<L x i16>`` and widened in registers
+(``fpext`` from half; zero-extend, shift left 16, bitcast to float), so the
+products read half the bytes: on x86 F16C ``vcvtph2ps``, on aarch64
+``fcvtl``. int8 products are integer dot products (qdot.py: the inputs
+rounded to int16 per call, int32 sums, one scale per output column, the
+scales stored as L-padded floats of the model's dtype just before the
+panel, at ``w0 - nc``).
 """
 
 import numpy as np
