@@ -57,22 +57,28 @@ def dequantized(q):
     raise ValueError(f"no reference for weight type {q.kind}")
 
 
-def int16_rounded(v, chunk=512):
+def int16_rounded(v, chunk=512, dtype=np.float64):
     """v as an int8 weight matrix's product sees it: each run of ``chunk``
     inputs rounded to a step of its largest magnitude m over 32767,
 
-        v'_j = rint(v_j * 32767 / m) * m / 32767     (v' = 0 when m = 0),
+        v'_j = rint(v_j * (32767 / m)) * (m / 32767)     (v' = 0 when m = 0),
 
-    and NaN throughout a run that holds a value that is not finite."""
-    v = np.asarray(v, dtype=np.float64)
-    out = np.empty_like(v)
-    for j in range(0, len(v), chunk):
-        x = v[j : j + chunk]
+    and NaN throughout a run that holds a value that is not finite. The
+    divisions and the product inside rint are rounded to ``dtype`` (a
+    float32 model's kernels compute them in float32), v' is float64."""
+    x_all = np.asarray(v, dtype=dtype)
+    out = np.empty(len(x_all))
+    qmax = dtype(32767.0)
+    for j in range(0, len(x_all), chunk):
+        x = x_all[j : j + chunk]
         m = np.abs(x).max()
         if not np.isfinite(m):
             out[j : j + chunk] = np.nan
+        elif m > 0:
+            q = np.rint(x * (qmax / m)).astype(np.float64)
+            out[j : j + chunk] = q * np.float64(m / qmax)
         else:
-            out[j : j + chunk] = np.rint(x * (32767.0 / m)) * (m / 32767.0) if m > 0 else 0.0
+            out[j : j + chunk] = 0.0
     return out
 
 

@@ -121,9 +121,10 @@ def test_stored_products_match_numpy_on_the_dequantized_matrix(kind, dtype, nr, 
     q = WQ_CODES[kind]
     rng = np.random.default_rng(seed)
     w, w0, wt = _stored_plan(rng, nr, nc, kind, dtype)
-    # int8 products round each input vector to int16 (kernels/qdot.py)
+    # int8 products round each input vector to int16 (kernels/qdot.py), in the model's dtype
     ncp, stride, V, acc0, want = _operands(
-        rng, wt, rows, dtype, ref.int16_rounded if kind == "int8" else (lambda v: v))
+        rng, wt, rows, dtype,
+        (lambda v: ref.int16_rounded(v, dtype=dtype)) if kind == "int8" else (lambda v: v))
     scale = (1 + np.abs(want).max()) * TOL[dtype] * nr
     acc = acc0.copy()
     _qgemm(q, acc, 3, stride, V.reshape(-1), 1, nr + 2, w, w0, nr, ncp, rows)
@@ -206,7 +207,7 @@ def test_int8_products_round_each_chunk_of_512_inputs_on_its_own(dtype, nr):
         x = vec.astype(dtype)
         acc = np.zeros(ncp, dtype)
         _qgemv(WQ_INT8, acc, 0, x, 0, w, ncp, nr, ncp)
-        want = ref.int16_rounded(x.astype(np.float64)) @ wt
+        want = ref.int16_rounded(x, dtype=dtype) @ wt
         assert np.abs(acc[:nc] - want).max() <= tol * np.abs(want).max() + tol, vec[:3]
         np.testing.assert_array_equal(acc[nc:], 0)
     for bad in (np.nan, np.inf):
