@@ -23,8 +23,10 @@ Malformed and hostile variants raise WeightsError naming the file and tensor.
 """
 
 import struct
+import sys
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +39,9 @@ from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
 
 import streamgru as sg  # noqa: E402
 from streamgru.layers.quant import QuantizedWeight  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from bench_sys import has_vnni  # noqa: E402  (the benchmark's own CPU check)
 
 nn = torch.nn
 I, H1, H2, O = 5, 16, 12, 3
@@ -346,19 +351,11 @@ class _OnnxNet(nn.Module):
         return self.fc(y)
 
 
-def _has_vnni():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(flag in f.read() for flag in (" avx512_vnni", " avx_vnni"))
-    except OSError:
-        return False
-
-
 # 7-bit int8 weights on a CPU without VNNI, as ONNX Runtime advises: there its
 # uint8 x int8 kernels (vpmaddubsw) saturate pairs of products in int16, and
 # its own forward then strays by 0.1 (measured on an AVX2 Zen 3), which says
 # nothing about the import
-REDUCE_RANGE = not _has_vnni()
+REDUCE_RANGE = not has_vnni()
 
 
 @pytest.fixture(scope="module")

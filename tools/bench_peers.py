@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_sys import cpu_flags, looped
+from bench_sys import has_vnni, looped
 
 PIP = {"ort": "onnxruntime==1.32.0", "ort_q": "onnxruntime==1.32.0", "torch": "torch==2.13.0",
        "torch_q": "torch==2.13.0", "ov": "openvino==2026.4.1", "litert": "ai-edge-litert==2.3.0",
@@ -166,9 +166,8 @@ def ort_quantize(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger().setLevel(logging.ERROR)  # its "run pre-processing first" advice
-    vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                     reduce_range=not vnni)
+                     reduce_range=not has_vnni())
 
 
 def ort_session(path: Path):

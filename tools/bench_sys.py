@@ -98,6 +98,11 @@ def cpu_flags() -> set:
     return set()
 
 
+def has_vnni(flags: set | None = None) -> bool:
+    """Whether the CPU has x86 int8 dot products (AVX-512 VNNI or AVX-VNNI)."""
+    return bool((cpu_flags() if flags is None else flags) & {"avx512_vnni", "avx_vnni"})
+
+
 def int8_macs_per_cycle(flags: set) -> int | None:
     """int8 multiply-adds per cycle per core of the integer dot product
     streamgru's int8 kernels use (kernels/qdot.py: int8 weights and int16

@@ -62,15 +62,6 @@ def int8_module(kind: str) -> str:
     return str(mod)
 
 
-def kind_for(triple: str, feats: str) -> str:
-    """qdot.isa's choice for a target (its features as LLVM spells them)."""
-    if not triple.startswith("x86_64"):
-        return "portable"
-    if "+avx512bw" in feats:
-        return "vnni" if "+avx512vnni" in feats else "avx512"
-    return "avx2"
-
-
 def module() -> str:
     fns = [f"""define void @{name}({ty}* %p, <16 x float>* %acc, <16 x float> %x) {{
   %r = load {ty}, {ty}* %p
@@ -98,11 +89,11 @@ def main() -> int:
         except RuntimeError as exc:
             print(f"{cpu}: no LLVM target ({exc})")
             continue
-        if not feats and triple.startswith("x86_64"):  # the named CPU's own features
-            feats = llvm.get_host_cpu_features().flatten() if cpu == llvm.get_host_cpu_name() else (
-                "+avx512bw,+avx512vnni" if cpu in ("icelake-server", "znver4") else "")
+        if not feats and triple.startswith("x86_64"):
+            # the named CPU's features that qdot.isa_for reads (llvmlite tells only the host's)
+            feats = "+avx2,+avx512bw,+avx512vnni" if cpu in ("icelake-server", "znver4") else "+avx2"
         asm = ""
-        for text in (int8_module(kind_for(triple, feats)), module()):
+        for text in (int8_module(qdot.isa_for(triple, feats)), module()):
             mod = llvm.parse_assembly(text)
             mod.triple = triple
             # numba's O3 passes first: they fuse vpmaddwd's add into vpdpwssd on VNNI cores

@@ -55,8 +55,13 @@ def isa(context) -> str:
     compiled for another CPU name or feature set gets that CPU's code)."""
     cg = context.codegen()
     tm = getattr(cg, "_tm", None)
-    triple = getattr(tm, "triple", "") or ""
-    feats = set(getattr(cg, "_tm_features", "").split(","))
+    return isa_for(getattr(tm, "triple", "") or "", getattr(cg, "_tm_features", ""))
+
+
+def isa_for(triple: str, features: str) -> str:
+    """``isa``'s choice for an LLVM target triple and feature string
+    (``+avx2,-avx512bw,...``)."""
+    feats = set(features.split(","))
     if not triple.startswith(("x86_64", "i686", "i386")):
         return "portable"
     if "+avx512bw" in feats:

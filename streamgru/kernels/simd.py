@@ -200,7 +200,6 @@ class _Panels:
         return (b.add(a0, b.mul(blk, c(L))), b.add(self.ws, b.mul(blk, self.span)),
                 b.add(self.s0, b.mul(blk, c(L))))
 
-
     def each_group(self, a0, backward, body):
         """``body(NB, acc offset, stored weight offset, scale offset)`` for
         each group of the panels (NB its blocks), outputs from ``a0``; from
