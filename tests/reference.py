@@ -532,7 +532,9 @@ def pool_offline(layer, X):
         idx = [j * s - p + i * d for i in range(k)]
         inside = [X[t] for t in idx if 0 <= t < len(X)]
         if layer.kind == "maxpool1d":
-            Y[j] = np.max(inside, axis=0)
+            # torch pads max with -inf: a window wholly in the padding (the
+            # end's, when dilation spans it) is -inf
+            Y[j] = np.max(inside, axis=0) if inside else -np.inf
         else:
             Y[j] = np.sum(inside, axis=0) / (k if layer.count_include_pad else len(inside))
     return Y
